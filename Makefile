@@ -1,0 +1,30 @@
+# The two commands a newcomer needs:
+#   make demo   set up .venv and train a small CNN on the CIFAR-10 sample shipped inside the package
+#   make test   set up .venv (building the Cython kernels) and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstall whenever the build inputs change (the Cython sources included).
+$(VENV)/.installed: $(BIN)/activate pyproject.toml setup.py $(wildcard minicnn/_ext/*.pyx)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/minicnn train --model small_cnn --epochs 4 --augment --out runs/demo
+	$(BIN)/minicnn plot runs/demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench_ops.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info minicnn/_ext/*.c minicnn/_ext/*.so

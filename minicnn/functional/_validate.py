@@ -1,0 +1,67 @@
+"""Early, clear errors for bad input: every op checks what it receives before computing.
+
+Each check raises ``ValueError`` naming the op, what was expected and what was
+received, so a user never meets a NumPy broadcast error from deep inside an op.
+"""
+import operator
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def check_float_array(op, name, a, ndim=None, dtype=None):
+    """``a`` must be a float32/float64 array (of rank ``ndim`` and dtype ``dtype`` if given)."""
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        raise ValueError(f"{op}: expected {name} to be a float32 or float64 array, "
+                         f"received {type(a).__name__}")
+    if a.dtype.name not in FLOAT_DTYPES:
+        raise ValueError(f"{op}: expected {name} to be float32 or float64, received dtype "
+                         f"{a.dtype.name} (convert with .astype(np.float32))")
+    if dtype is not None and a.dtype != dtype:
+        raise ValueError(f"{op}: expected {name} with dtype {dtype} (like the input), received "
+                         f"{a.dtype.name}; mixing float32 and float64 would silently promote")
+    if ndim is not None:
+        ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if a.ndim not in ndims:
+            want = " or ".join(str(d) for d in ndims)
+            raise ValueError(f"{op}: expected {name} of rank {want}, received shape {tuple(a.shape)}")
+
+
+def check_shape(op, name, a, shape):
+    """``a.shape`` must equal ``shape``."""
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{op}: expected {name} of shape {tuple(shape)}, received {tuple(a.shape)}")
+
+
+def check_int(op, name, v, minimum):
+    """``v`` must be an int >= ``minimum`` (bools and floats are refused)."""
+    try:
+        if isinstance(v, bool):
+            raise TypeError
+        iv = operator.index(v)
+    except TypeError:
+        raise ValueError(f"{op}: expected {name} to be an int >= {minimum}, received {v!r}") from None
+    if iv < minimum:
+        raise ValueError(f"{op}: expected {name} >= {minimum}, received {iv}")
+    return iv
+
+
+def pair(op, name, v, minimum):
+    """An int or a pair of ints -> (int, int), each >= ``minimum``."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{op}: expected {name} as an int or a pair (h, w), received {v!r}")
+        return check_int(op, name, v[0], minimum), check_int(op, name, v[1], minimum)
+    v = check_int(op, name, v, minimum)
+    return v, v
+
+
+def output_size(op, h, w, kh, kw, stride, pad):
+    """The output size of a window op, ``(H - KH + 2P) // S + 1`` per axis (floor, as PyTorch).
+
+    Raises if the kernel does not fit in the padded input.
+    """
+    if kh > h + 2 * pad or kw > w + 2 * pad:
+        raise ValueError(f"{op}: expected a kernel no larger than the padded input "
+                         f"({h + 2 * pad}x{w + 2 * pad} = {h}x{w} + 2*pad {pad}), "
+                         f"received kernel {kh}x{kw}")
+    return (h - kh + 2 * pad) // stride + 1, (w - kw + 2 * pad) // stride + 1
