@@ -1,0 +1,15 @@
+"""minicnn.nn: modules (layers, blocks, losses) with hand-written backward passes.
+
+    import minicnn.nn as nn
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, rng=0), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 32 * 32, 10, rng=0))
+    scores = model(x)                     # forward, caching what backward needs
+    loss_fn = nn.CrossEntropyLoss()
+    loss = loss_fn(scores, y)
+    model.zero_grad()
+    model.backward(loss_fn.backward())    # fills every param.grad
+
+See module.py for the Module contract and init.py for weight initialisation.
+"""
+from minicnn.nn import init  # noqa: F401
+from minicnn.nn.module import Module, Parameter, Sequential, forward_hook, forward_hooks  # noqa: F401
