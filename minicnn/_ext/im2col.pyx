@@ -1,0 +1,166 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""im2col and col2im written out in C, the CPU kernels behind ``minicnn.functional.im2col``.
+
+Same layout and results as the plain NumPy functions ``im2col_xp`` / ``col2im_xp``::
+
+    x    (N, C, H, W)              C-contiguous, float32 or float64
+    col  (N, C, KH, KW, OH, OW)    C-contiguous, same dtype
+    OH = (H + 2*pad - KH) // stride + 1,   OW likewise
+
+Differences from the NumPy path are only in how the work is done:
+
+* zero padding is handled inside the loops (positions outside the image read as 0 in
+  im2col and are dropped in col2im), so no padded copy of the batch is made;
+* every (n, c) plane is independent -- its columns come from that plane alone -- so the
+  planes are shared out over OpenMP threads with ``prange``.  col2im therefore needs no
+  atomics: each thread is the only writer of the output planes it owns.
+Built without OpenMP, ``prange`` runs as a plain loop and the results are identical.
+"""
+from cython.parallel cimport prange
+
+ctypedef fused floating:
+    float
+    double
+
+
+cdef inline Py_ssize_t _first_inside(Py_ssize_t off, Py_ssize_t stride) noexcept nogil:
+    """Smallest j >= 0 with j*stride + off >= 0 (the first output column that reads a real pixel)."""
+    if off >= 0:
+        return 0
+    return (-off + stride - 1) // stride
+
+
+cdef inline Py_ssize_t _past_inside(Py_ssize_t off, Py_ssize_t stride, Py_ssize_t size) noexcept nogil:
+    """One past the largest j with j*stride + off <= size - 1 (0 if there is none)."""
+    if size - 1 - off < 0:   # C division truncates toward zero, so the empty case is separate
+        return 0
+    return (size - 1 - off) // stride + 1
+
+
+cdef void _im2col_plane(const floating* src, floating* dst,
+                        Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
+                        Py_ssize_t stride, Py_ssize_t pad,
+                        Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    """One image plane src (H, W) -> its columns dst (KH, KW, OH, OW)."""
+    cdef Py_ssize_t p, q, i, j, row, off, j_lo, j_hi
+    cdef const floating* src_row
+    for p in range(kh):
+        for q in range(kw):
+            # For tap (p, q), output column j reads source column j*stride + off.  Work out
+            # once which j land inside the image; the rest are zero padding.
+            off = q - pad
+            j_lo = min(_first_inside(off, stride), ow)
+            j_hi = max(min(_past_inside(off, stride, w), ow), j_lo)
+            for i in range(oh):
+                row = i * stride - pad + p
+                if row < 0 or row >= h:
+                    for j in range(ow):
+                        dst[j] = 0
+                else:
+                    for j in range(j_lo):
+                        dst[j] = 0
+                    src_row = src + row * w + j_lo * stride + off
+                    if stride == 1:          # the common case: a contiguous run the compiler vectorises
+                        for j in range(j_hi - j_lo):
+                            dst[j_lo + j] = src_row[j]
+                    else:
+                        for j in range(j_hi - j_lo):
+                            dst[j_lo + j] = src_row[j * stride]
+                    for j in range(j_hi, ow):
+                        dst[j] = 0
+                dst += ow
+
+
+cdef void _col2im_plane(const floating* src, floating* dst,
+                        Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
+                        Py_ssize_t stride, Py_ssize_t pad,
+                        Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    """Columns src (KH, KW, OH, OW) -> their sum dst (H, W) for one plane (dst overwritten)."""
+    cdef Py_ssize_t p, q, i, j, row, off, j_lo, j_hi, k
+    cdef floating* dst_row
+    cdef const floating* src_row
+    for k in range(h * w):
+        dst[k] = 0
+    for p in range(kh):
+        for q in range(kw):
+            off = q - pad
+            j_lo = min(_first_inside(off, stride), ow)
+            j_hi = max(min(_past_inside(off, stride, w), ow), j_lo)
+            for i in range(oh):
+                row = i * stride - pad + p
+                if row >= 0 and row < h:     # rows in the padding are dropped
+                    src_row = src + ((p * kw + q) * oh + i) * ow + j_lo
+                    dst_row = dst + row * w + j_lo * stride + off
+                    if stride == 1:
+                        for j in range(j_hi - j_lo):
+                            dst_row[j] += src_row[j]
+                    else:
+                        for j in range(j_hi - j_lo):
+                            dst_row[j * stride] += src_row[j]
+
+
+def _out_size(name, h, w, kh, kw, stride, pad):
+    """(OH, OW) after checking the geometry (a wrong shape here would write out of bounds)."""
+    if kh < 1 or kw < 1 or stride < 1 or pad < 0:
+        raise ValueError(f"{name}: expected kh, kw, stride >= 1 and pad >= 0, "
+                         f"received kh={kh}, kw={kw}, stride={stride}, pad={pad}")
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (w + 2 * pad - kw) // stride + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{name}: expected a ({kh}, {kw}) window to fit the {h}x{w} input padded "
+                         f"by {pad}, received an output size of {oh}x{ow}")
+    return oh, ow
+
+
+def im2col(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride,
+           Py_ssize_t pad, floating[:, :, :, :, :, ::1] out):
+    """Copy every (kh, kw) window of x into out, zero padding included.
+
+    Inputs:
+    - x: (N, C, H, W) C-contiguous float32 or float64
+    - kh, kw, stride, pad: window height and width, step, zero padding on every side
+    - out: (N, C, KH, KW, OH, OW) C-contiguous, x's dtype; fully overwritten
+    Returns None (the result is in out).
+    """
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    oh, ow = _out_size("im2col", h, w, kh, kw, stride, pad)
+    expected = (n, c, kh, kw, oh, ow)
+    got = (out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4], out.shape[5])
+    if got != expected:
+        raise ValueError(f"im2col: expected out of shape {expected}, received {got}")
+    cdef Py_ssize_t OH = oh, OW = ow, nc
+    cdef Py_ssize_t plane_in = h * w, plane_out = kh * kw * OH * OW
+    if n * c == 0:
+        return
+    cdef const floating* src = &x[0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0, 0, 0, 0, 0]
+    for nc in prange(n * c, nogil=True, schedule="static"):
+        _im2col_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+
+
+def col2im(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t pad,
+           floating[:, :, :, ::1] out):
+    """Add every column back onto the window it came from: the adjoint of im2col.
+
+    Inputs:
+    - col: (N, C, KH, KW, OH, OW) C-contiguous float32 or float64
+    - stride, pad: as given to im2col
+    - out: (N, C, H, W) C-contiguous, col's dtype; OVERWRITTEN with the sum of every column
+      entry onto its source pixel (entries that fell in the padding are dropped)
+    Returns None (the result is in out).
+    """
+    cdef Py_ssize_t n = col.shape[0], c = col.shape[1], kh = col.shape[2], kw = col.shape[3]
+    cdef Py_ssize_t h = out.shape[2], w = out.shape[3]
+    oh, ow = _out_size("col2im", h, w, kh, kw, stride, pad)
+    if (out.shape[0], out.shape[1], col.shape[4], col.shape[5]) != (n, c, oh, ow):
+        raise ValueError(f"col2im: expected col of shape {(n, c, kh, kw, oh, ow)} for out of shape "
+                         f"{(out.shape[0], out.shape[1], h, w)}, received col of shape "
+                         f"{(n, c, kh, kw, col.shape[4], col.shape[5])}")
+    cdef Py_ssize_t OH = oh, OW = ow, nc
+    cdef Py_ssize_t plane_in = kh * kw * OH * OW, plane_out = h * w
+    if n * c == 0:
+        return
+    cdef const floating* src = &col[0, 0, 0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0, 0, 0]
+    for nc in prange(n * c, nogil=True, schedule="static"):
+        _col2im_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)

@@ -1,0 +1,156 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Max pooling written out in C, the CPU kernels behind ``minicnn.functional.pool``.
+
+Shapes::
+
+    x, dx        (N, C, H, W)      C-contiguous, float32 or float64
+    out, dout    (N, C, OH, OW)    same dtype;  OH = (H + 2*pad - KH) // stride + 1
+    argmax       (N, C, OH, OW)    int32: the TAP index p*KW + q of the window's maximum
+
+The argmax is the FIRST maximum in scan order (window row p, then column q), so ties
+send the whole gradient to the earliest tap -- the same rule as ``numpy.argmax`` on the
+flattened window, which the plain path uses.  Padded positions count as -inf and are
+never chosen.  A NaN in a window wins (as with numpy.max / argmax): the first NaN is taken.
+
+Every (n, c) plane is independent, so planes are shared out over OpenMP threads with
+``prange``; in the backward pass each thread is the only writer of its output planes.
+"""
+from cython.parallel cimport prange
+
+ctypedef fused floating:
+    float
+    double
+
+
+cdef void _max_pool_plane(const floating* src, floating* dst, int* arg,
+                          Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
+                          Py_ssize_t stride, Py_ssize_t pad,
+                          Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    """One plane src (H, W) -> its window maxima dst (OH, OW) and their taps arg (OH, OW)."""
+    cdef Py_ssize_t i, j, p, q, r0, c0, p_lo, p_hi, q_lo, q_hi
+    cdef int best_tap
+    cdef floating best, v
+    for i in range(oh):
+        r0 = i * stride - pad
+        p_lo = max(0, -r0)            # window rows that fall inside the image
+        p_hi = min(kh, h - r0)
+        for j in range(ow):
+            c0 = j * stride - pad
+            q_lo = max(0, -c0)
+            q_hi = min(kw, w - c0)
+            best_tap = -1
+            best = 0
+            for p in range(p_lo, p_hi):
+                for q in range(q_lo, q_hi):
+                    v = src[(r0 + p) * w + c0 + q]
+                    # Strict '>' keeps the first maximum; a NaN replaces a number once and then stays.
+                    if best_tap < 0 or v > best or (v != v and best == best):
+                        best = v
+                        best_tap = <int>(p * kw + q)
+            dst[i * ow + j] = best
+            arg[i * ow + j] = best_tap
+
+
+cdef Py_ssize_t _max_pool_backward_plane(const floating* dout, const int* arg, floating* dst,
+                                         Py_ssize_t h, Py_ssize_t w, Py_ssize_t kw,
+                                         Py_ssize_t stride, Py_ssize_t pad,
+                                         Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    """Route each dout entry of one plane to the pixel its tap points at; dst (H, W) overwritten.
+
+    Returns the number of taps that point outside the image (0 for an argmax from the
+    forward pass); those entries are skipped rather than written out of bounds.
+    """
+    cdef Py_ssize_t i, j, k, t, row, col, bad = 0
+    for k in range(h * w):
+        dst[k] = 0
+    for i in range(oh):
+        for j in range(ow):
+            t = arg[i * ow + j]
+            row = i * stride - pad + t // kw
+            col = j * stride - pad + t % kw
+            if t < 0 or row < 0 or row >= h or col < 0 or col >= w:
+                bad += 1
+            else:
+                dst[row * w + col] += dout[i * ow + j]   # overlapping windows add
+    return bad
+
+
+def _check_geometry(name, h, w, kh, kw, stride, pad):
+    if kh < 1 or kw < 1 or stride < 1 or pad < 0:
+        raise ValueError(f"{name}: expected kh, kw, stride >= 1 and pad >= 0, "
+                         f"received kh={kh}, kw={kw}, stride={stride}, pad={pad}")
+    if pad >= kh or pad >= kw:
+        # A window made only of padding would have no maximum to route the gradient to.
+        raise ValueError(f"{name}: expected pad smaller than the ({kh}, {kw}) window, received pad={pad}")
+    return (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+
+
+def max_pool_forward(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride,
+                     Py_ssize_t pad, floating[:, :, :, ::1] out, int[:, :, :, ::1] argmax):
+    """Max over every (kh, kw) window of x, and which tap held it.
+
+    Inputs:
+    - x: (N, C, H, W) C-contiguous float32 or float64
+    - kh, kw, stride, pad: window, step and padding (pad < kh and pad < kw)
+    - out: (N, C, OH, OW) C-contiguous, x's dtype; overwritten with the window maxima
+    - argmax: (N, C, OH, OW) C-contiguous int32; overwritten with the tap p*KW + q of the
+      first maximum of each window (row-major scan order)
+    Returns None.
+    """
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    oh, ow = _check_geometry("max_pool_forward", h, w, kh, kw, stride, pad)
+    expected = (n, c, oh, ow)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"max_pool_forward: expected a ({kh}, {kw}) window to fit the {h}x{w} "
+                         f"input padded by {pad}, received an output size of {oh}x{ow}")
+    got_out = (out.shape[0], out.shape[1], out.shape[2], out.shape[3])
+    got_arg = (argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3])
+    if got_out != expected or got_arg != expected:
+        raise ValueError(f"max_pool_forward: expected out and argmax of shape {expected}, received "
+                         f"{got_out} and {got_arg}")
+    cdef Py_ssize_t OH = oh, OW = ow, nc
+    cdef Py_ssize_t plane_in = h * w, plane_out = OH * OW
+    if n * c == 0:
+        return
+    cdef const floating* src = &x[0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0, 0, 0]
+    cdef int* arg = &argmax[0, 0, 0, 0]
+    for nc in prange(n * c, nogil=True, schedule="static"):
+        _max_pool_plane(src + nc * plane_in, dst + nc * plane_out, arg + nc * plane_out,
+                        h, w, kh, kw, stride, pad, OH, OW)
+
+
+def max_pool_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argmax, Py_ssize_t kw,
+                      Py_ssize_t stride, Py_ssize_t pad, floating[:, :, :, ::1] out):
+    """Backward of max_pool_forward: each dout entry goes to the pixel its window's argmax names.
+
+    Inputs:
+    - dout: (N, C, OH, OW) C-contiguous float32 or float64 (not modified)
+    - argmax: (N, C, OH, OW) int32 taps from max_pool_forward
+    - kw, stride, pad: window width, step and padding of the forward pass
+    - out: (N, C, H, W) C-contiguous, dout's dtype; OVERWRITTEN with the routed gradient
+      (a pixel that is the maximum of several overlapping windows receives their sum)
+    Returns None.  Raises ValueError if a tap points outside the image (not from forward).
+    """
+    cdef Py_ssize_t n = dout.shape[0], c = dout.shape[1], oh = dout.shape[2], ow = dout.shape[3]
+    cdef Py_ssize_t h = out.shape[2], w = out.shape[3], nc, bad = 0
+    got_arg = (argmax.shape[0], argmax.shape[1], argmax.shape[2], argmax.shape[3])
+    if got_arg != (n, c, oh, ow) or (out.shape[0], out.shape[1]) != (n, c):
+        raise ValueError(f"max_pool_backward: expected argmax of shape {(n, c, oh, ow)} and out of "
+                         f"shape ({n}, {c}, H, W), received {got_arg} and "
+                         f"{(out.shape[0], out.shape[1], h, w)}")
+    if kw < 1 or stride < 1 or pad < 0:
+        raise ValueError(f"max_pool_backward: expected kw, stride >= 1 and pad >= 0, "
+                         f"received kw={kw}, stride={stride}, pad={pad}")
+    cdef Py_ssize_t plane_in = oh * ow, plane_out = h * w
+    if n * c == 0:
+        return
+    cdef const floating* src = &dout[0, 0, 0, 0]
+    cdef const int* arg = &argmax[0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0, 0, 0]
+    for nc in prange(n * c, nogil=True, schedule="static"):
+        bad += _max_pool_backward_plane(src + nc * plane_in, arg + nc * plane_in,
+                                        dst + nc * plane_out, h, w, kw, stride, pad, oh, ow)
+    if bad:
+        raise ValueError(f"max_pool_backward: expected argmax taps inside the image (as made by "
+                         f"max_pool_forward), received {bad} that point outside it")
