@@ -1,0 +1,62 @@
+"""Inverted dropout (Srivastava et al. 2014; AlexNet's FC layers, p = 0.5).
+
+In training each activation is zeroed with probability ``p`` and the survivors are
+scaled by 1 / (1 - p), so the expected activation is unchanged and evaluation is
+the identity (no rescaling at test time -- that is what "inverted" means).
+
+Shapes: x any; out and dx have x's shape.
+"""
+import numpy as np
+
+from minicnn import backend
+from minicnn.functional._validate import check_float_array, check_shape
+
+
+def _uniform(xp, rng, shape, dtype):
+    """Uniform [0, 1) numbers from an explicit numpy Generator, on x's backend."""
+    if xp.__name__ == "numpy":
+        return rng.random(shape, dtype=dtype)
+    # On the GPU draw on the device, seeded from the caller's Generator: still reproducible.
+    return xp.random.default_rng(int(rng.integers(2 ** 63))).random(shape, dtype=dtype)
+
+
+def dropout_forward(x, p, training, rng):
+    """Inverted dropout.
+
+    Inputs:
+    - x: any shape, float32/float64
+    - p: probability of dropping, 0 <= p <= 1 (p = 1 drops everything)
+    - training: bool; in evaluation the op is the identity
+    - rng: numpy.random.Generator (or an int seed) drawing the mask
+    Returns (out, cache); out has x's shape.
+    """
+    op = "dropout_forward"
+    xp = backend.get_array_module(x=x, op=op)
+    check_float_array(op, "x", x)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        raise ValueError(f"{op}: expected p, the probability of dropping, in [0, 1], received {p!r}")
+    if not training or p == 0:
+        return x.copy(), None
+    if p == 1:
+        mask = xp.zeros(x.shape, dtype=x.dtype)
+    else:
+        if not isinstance(rng, np.random.Generator):
+            rng = np.random.default_rng(rng)
+        keep = _uniform(xp, rng, x.shape, x.dtype) >= p
+        mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    """dx = dout * mask (the same kept units, the same 1 / (1 - p) scale); identity in evaluation.
+
+    Inputs: dout of x's shape; cache.  Returns dx.
+    """
+    mask = cache
+    op = "dropout_backward"
+    check_float_array(op, "dout", dout)
+    if mask is None:
+        return dout.copy()
+    backend.get_array_module(dout=dout, mask=mask, op=op)
+    check_shape(op, "dout", dout, mask.shape)
+    return dout * mask

@@ -1,0 +1,1 @@
+"""Helpers for testing layers: hypothesis strategies in ``minicnn.testing.strategies``."""
