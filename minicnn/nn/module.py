@@ -259,7 +259,11 @@ class Module:
         return out
 
     def _get_cache(self):
-        """The cache stored by forward; a clear error if backward comes first."""
+        """``self._cache`` as stored by forward; a clear error if backward comes first.
+
+        Convention for every module: ``self._cache = None`` in __init__ (and after
+        ``to``); forward stores a non-None cache.
+        """
         cache = getattr(self, "_cache", None)
         if cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward: run "
