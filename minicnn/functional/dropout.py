@@ -12,12 +12,15 @@ from minicnn import backend
 from minicnn.functional._validate import check_float_array, check_shape
 
 
-def _uniform(xp, rng, shape, dtype):
-    """Uniform [0, 1) numbers from an explicit numpy Generator, on x's backend."""
-    if xp.__name__ == "numpy":
-        return rng.random(shape, dtype=dtype)
+def _uniform(xp, rng, shape):
+    """Uniform [0, 1) float64 numbers from an explicit numpy Generator, on x's backend.
+
+    Always float64, so that one seed drops the same units in float32 and float64.
+    """
+    if xp is np:
+        return rng.random(shape)
     # On the GPU draw on the device, seeded from the caller's Generator: still reproducible.
-    return xp.random.default_rng(int(rng.integers(2 ** 63))).random(shape, dtype=dtype)
+    return xp.random.default_rng(int(rng.integers(2 ** 63))).random(shape)
 
 
 def dropout_forward(x, p, training, rng):
@@ -42,7 +45,7 @@ def dropout_forward(x, p, training, rng):
     else:
         if not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(rng)
-        keep = _uniform(xp, rng, x.shape, x.dtype) >= p
+        keep = _uniform(xp, rng, x.shape) >= p
         mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
     return x * mask, mask
 

@@ -28,7 +28,7 @@ def linear_forward(x, w, b):
     x2 = x.reshape(n, -1) if x.ndim > 2 else x
     if x2.shape[1] != d:
         raise ValueError(f"{op}: expected x with {d} features per example (w is {tuple(w.shape)}), "
-                         f"received x of shape {tuple(x.shape)}")
+                         f"received x of shape {tuple(x.shape)} ({x2.shape[1]} features)")
     out = x2 @ w.T
     if b is not None:
         check_float_array(op, "b", b, ndim=1, dtype=x.dtype)

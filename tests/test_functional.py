@@ -1,0 +1,469 @@
+"""Every functional op: gradients against numeric ones (float64, hypothesis), forward against
+the naive reference, known answers, dtypes, and clear errors for bad input.
+
+Gradient tolerance: worst relative error < 1e-6, with the denominator floored at 1e-4.
+Centred differences in float64 carry ~1e-10 of absolute noise (roundoff of f over 2h), so
+gradient entries smaller than ~1e-4 cannot be compared relatively; the floor compares them
+absolutely instead (error < 1e-10).
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minicnn.functional as F
+from minicnn import backend
+from minicnn.gradcheck import compare, numeric_gradient, rel_error
+from minicnn.testing import strategies as mst
+
+TOL = 1e-6
+FLOOR = 1e-4
+PATHS = [pytest.param(True, id="cython"), pytest.param(False, id="plain")]
+
+
+def assert_grad(analytic, f, x, dout, what):
+    err = compare(analytic, numeric_gradient(f, x, dout), floor=FLOOR)
+    assert err < TOL, f"{what}: {err!r}"
+    return err
+
+
+def upstream(shape, seed):
+    """A random upstream gradient: never all ones (that hides batch norm's dx)."""
+    return np.random.default_rng(seed + 1).standard_normal(shape)
+
+
+# ----------------------------------------------------------------------------------- conv
+
+@pytest.mark.parametrize("cython", PATHS)
+@settings(max_examples=25)
+@given(g=mst.conv_geometries(), seed=mst.seeds(), bias=st.booleans())
+def test_conv_matches_naive_and_numeric_gradient(cython, g, seed, bias):
+    x = mst.random_array((g["N"], g["C"], g["H"], g["W"]), seed)
+    w = mst.random_array((g["F"], g["C"] // g["groups"], g["KH"], g["KW"]), seed + 7)
+    b = mst.random_array((g["F"],), seed + 9) if bias else None
+    kw = dict(stride=g["stride"], pad=g["pad"], groups=g["groups"])
+    with backend.use_cython(cython):
+        out, cache = F.conv2d_forward(x, w, b, **kw)
+        ref, ref_cache = F.conv2d_forward_naive(x, w, b, **kw)
+        assert out.shape == (g["N"], g["F"], g["OH"], g["OW"])
+        assert rel_error(out, ref) < 1e-10
+        dout = upstream(out.shape, seed)
+        dout_copy = dout.copy()
+        dx, dw, db = F.conv2d_backward(dout, cache)
+        rdx, rdw, rdb = F.conv2d_backward_naive(dout, ref_cache)
+        assert np.array_equal(dout, dout_copy), "backward wrote into dout"
+        assert rel_error(dx, rdx) < 1e-10 and rel_error(dw, rdw) < 1e-10
+        assert_grad(dx, lambda a: F.conv2d_forward(a, w, b, **kw)[0], x, dout, "dx")
+        assert_grad(dw, lambda a: F.conv2d_forward(x, a, b, **kw)[0], w, dout, "dw")
+        if bias:
+            assert rel_error(db, rdb) < 1e-10
+            assert_grad(db, lambda a: F.conv2d_forward(x, w, a, **kw)[0], b, dout, "db")
+        else:
+            assert db is None
+
+
+def test_conv_known_answer_non_square():
+    # 1x1x3x4 input, a 2x3 kernel of ones except one tap, stride 1, pad 0 -> 2x2 output.
+    x = np.arange(12, dtype=np.float64).reshape(1, 1, 3, 4)
+    w = np.ones((1, 1, 2, 3))
+    w[0, 0, 1, 2] = 10
+    out, _ = F.conv2d_forward(x, w, np.array([0.5]))
+    expected = np.array([[0 + 1 + 2 + 4 + 5 + 60, 1 + 2 + 3 + 5 + 6 + 70],
+                         [4 + 5 + 6 + 8 + 9 + 100, 5 + 6 + 7 + 9 + 10 + 110]]) + 0.5
+    np.testing.assert_allclose(out[0, 0], expected)
+
+
+def test_output_volume_alexnet():
+    # The lecture's numbers: (227 - 11) / 4 + 1 = 55, then 3x3/2 pooling: (55 - 3) / 2 + 1 = 27.
+    x = np.zeros((1, 3, 227, 227), dtype=np.float32)
+    w = np.zeros((96, 3, 11, 11), dtype=np.float32)
+    out, _ = F.conv2d_forward(x, w, np.zeros(96, np.float32), stride=4)
+    assert out.shape == (1, 96, 55, 55)
+    pooled, _ = F.max_pool2d_forward(out, 3, 2)
+    assert pooled.shape == (1, 96, 27, 27)
+
+
+def test_output_volume_floor_like_pytorch():
+    # (7 - 3 + 0) / 2 + 1 = 3 (floor); no divisibility assert.
+    out, _ = F.conv2d_forward(np.zeros((1, 1, 8, 7)), np.zeros((2, 1, 3, 3)), None, stride=2)
+    assert out.shape == (1, 2, 3, 3)
+
+
+def test_depthwise_conv_is_per_channel():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 5))
+    w = rng.standard_normal((3, 1, 3, 3))
+    out, _ = F.conv2d_forward(x, w, None, pad=1, groups=3)
+    for c in range(3):
+        single, _ = F.conv2d_forward(x[:, c:c + 1], w[c:c + 1], None, pad=1)
+        np.testing.assert_allclose(out[:, c:c + 1], single, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------- pooling
+
+@pytest.mark.parametrize("cython", PATHS)
+@settings(max_examples=25)
+@given(g=mst.pool_geometries(), seed=mst.seeds())
+def test_max_pool_gradient(cython, g, seed):
+    x = mst.tie_free_array((g["N"], g["C"], g["H"], g["W"]), seed)
+    size, kw = (g["KH"], g["KW"]), dict(stride=g["stride"], pad=g["pad"])
+    with backend.use_cython(cython):
+        out, cache = F.max_pool2d_forward(x, size, **kw)
+        assert out.shape == (g["N"], g["C"], g["OH"], g["OW"])
+        dout = upstream(out.shape, seed)
+        dx = F.max_pool2d_backward(dout, cache)
+        assert_grad(dx, lambda a: F.max_pool2d_forward(a, size, **kw)[0], x, dout, "dx")
+        # The forward is the max over each window of the -inf padded input.
+        xp = np.pad(x, ((0, 0), (0, 0), (g["pad"],) * 2, (g["pad"],) * 2), constant_values=-np.inf)
+        s = g["stride"]
+        for i in range(g["OH"]):
+            for j in range(g["OW"]):
+                win = xp[:, :, i * s:i * s + g["KH"], j * s:j * s + g["KW"]]
+                np.testing.assert_array_equal(out[:, :, i, j], win.max(axis=(2, 3)))
+
+
+@pytest.mark.parametrize("cython", PATHS)
+def test_max_pool_ties_go_to_first_maximum(cython):
+    # Every window of a constant image is all ties: the first tap (row-major) takes the gradient.
+    x = np.ones((1, 1, 4, 4))
+    with backend.use_cython(cython):
+        out, cache = F.max_pool2d_forward(x, 2, 2)
+        dx = F.max_pool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), cache)
+    expected = np.zeros((4, 4))
+    expected[0, 0], expected[0, 2], expected[2, 0], expected[2, 2] = 1, 2, 3, 4
+    np.testing.assert_array_equal(dx[0, 0], expected)
+    # Overlapping 3x3/2 windows sharing a tied maximum: both outputs route to the shared first max.
+    x = np.zeros((1, 1, 3, 5))
+    x[0, 0, 1, 2] = x[0, 0, 1, 3] = 5.0
+    with backend.use_cython(cython):
+        out, cache = F.max_pool2d_forward(x, 3, 2)
+        dx = F.max_pool2d_backward(np.array([[[[1.0, 10.0]]]]), cache)
+    assert out[0, 0, 0].tolist() == [5.0, 5.0]
+    assert dx[0, 0, 1, 2] == 11.0 and dx[0, 0, 1, 3] == 0.0
+
+
+@settings(max_examples=25)
+@given(g=mst.pool_geometries(), seed=mst.seeds())
+def test_avg_pool_gradient_and_forward(g, seed):
+    x = mst.random_array((g["N"], g["C"], g["H"], g["W"]), seed)
+    size, kw = (g["KH"], g["KW"]), dict(stride=g["stride"], pad=g["pad"])
+    out, cache = F.avg_pool2d_forward(x, size, **kw)
+    dout = upstream(out.shape, seed)
+    assert_grad(F.avg_pool2d_backward(dout, cache), lambda a: F.avg_pool2d_forward(a, size, **kw)[0],
+                x, dout, "dx")
+    # Average pooling is a depthwise convolution with a constant 1/(KH*KW) kernel (zeros padded).
+    c = g["C"]
+    w = np.full((c, 1, g["KH"], g["KW"]), 1.0 / (g["KH"] * g["KW"]))
+    ref, _ = F.conv2d_forward_naive(x, w, None, groups=c, **kw)
+    assert rel_error(out, ref) < 1e-10
+
+
+@settings(max_examples=15)
+@given(n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 5), w=st.integers(1, 5), seed=mst.seeds())
+def test_global_avg_pool(n, c, h, w, seed):
+    x = mst.random_array((n, c, h, w), seed)
+    out, cache = F.global_avg_pool_forward(x)
+    np.testing.assert_allclose(out, x.mean(axis=(2, 3)))
+    dout = upstream(out.shape, seed)
+    assert_grad(F.global_avg_pool_backward(dout, cache), lambda a: F.global_avg_pool_forward(a)[0],
+                x, dout, "dx")
+
+
+# ----------------------------------------------------------------------------------- pointwise
+
+shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple)
+
+
+@settings(max_examples=20)
+@given(shape=shapes, seed=mst.seeds())
+def test_relu(shape, seed):
+    x = mst.kink_free_array(shape, seed)
+    out, cache = F.relu_forward(x)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    dout = upstream(shape, seed)
+    assert_grad(F.relu_backward(dout, cache), lambda a: F.relu_forward(a)[0], x, dout, "dx")
+
+
+@settings(max_examples=20)
+@given(shape=shapes, seed=mst.seeds())
+def test_sigmoid(shape, seed):
+    x = mst.random_array(shape, seed, scale=3.0)
+    out, cache = F.sigmoid_forward(x)
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-x)), rtol=1e-12)
+    dout = upstream(shape, seed)
+    assert_grad(F.sigmoid_backward(dout, cache), lambda a: F.sigmoid_forward(a)[0], x, dout, "dx")
+
+
+def test_sigmoid_does_not_overflow():
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        out, _ = F.sigmoid_forward(np.array([-1000.0, 0.0, 1000.0]))
+    np.testing.assert_array_equal(out, [0.0, 0.5, 1.0])
+
+
+@settings(max_examples=20)
+@given(n=st.integers(1, 4), d=st.lists(st.integers(1, 3), min_size=1, max_size=3), m=st.integers(1, 5),
+       seed=mst.seeds(), bias=st.booleans())
+def test_linear(n, d, m, seed, bias):
+    x = mst.random_array((n, *d), seed)
+    w = mst.random_array((m, int(np.prod(d))), seed + 1)
+    b = mst.random_array((m,), seed + 2) if bias else None
+    out, cache = F.linear_forward(x, w, b)
+    np.testing.assert_allclose(out, x.reshape(n, -1) @ w.T + (b if bias else 0), rtol=1e-12)
+    dout = upstream(out.shape, seed)
+    dx, dw, db = F.linear_backward(dout, cache)
+    assert dx.shape == x.shape
+    assert_grad(dx, lambda a: F.linear_forward(a, w, b)[0], x, dout, "dx")
+    assert_grad(dw, lambda a: F.linear_forward(x, a, b)[0], w, dout, "dw")
+    if bias:
+        assert_grad(db, lambda a: F.linear_forward(x, w, a)[0], b, dout, "db")
+
+
+# ----------------------------------------------------------------------------------- LRN
+
+def lrn_reference(x, size, alpha, beta, k):
+    """LRN straight from the formula, channel by channel."""
+    out = np.empty_like(x)
+    c = x.shape[1]
+    for ch in range(c):
+        lo, hi = max(0, ch - size // 2), min(c, ch + (size - 1) // 2 + 1)
+        s = (x[:, lo:hi] ** 2).sum(axis=1)
+        out[:, ch] = x[:, ch] / (k + alpha / size * s) ** beta
+    return out
+
+
+@settings(max_examples=25)
+@given(n=st.integers(1, 2), c=st.integers(1, 7), hw=st.integers(1, 3), size=st.integers(1, 6),
+       alpha=st.floats(1e-4, 1.0), beta=st.floats(0.25, 1.5), k=st.floats(0.5, 3.0), seed=mst.seeds())
+def test_lrn(n, c, hw, size, alpha, beta, k, seed):
+    x = mst.random_array((n, c, hw, hw), seed, scale=2.0)
+    out, cache = F.lrn_forward(x, size, alpha, beta, k)
+    np.testing.assert_allclose(out, lrn_reference(x, size, alpha, beta, k), rtol=1e-12)
+    dout = upstream(out.shape, seed)
+    assert_grad(F.lrn_backward(dout, cache), lambda a: F.lrn_forward(a, size, alpha, beta, k)[0],
+                x, dout, "dx")
+
+
+def test_lrn_alexnet_convention():
+    # AlexNet's paper: k=2, n=5, alpha=1e-4 without 1/n -> here alpha=5e-4 (alpha / size * sum).
+    x = np.random.default_rng(0).standard_normal((1, 8, 2, 2)) * 20
+    out, _ = F.lrn_forward(x, size=5, alpha=5e-4, beta=0.75, k=2.0)
+    c = 3
+    paper = x[:, c] / (2 + 1e-4 * (x[:, 1:6] ** 2).sum(axis=1)) ** 0.75
+    np.testing.assert_allclose(out[:, c], paper, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------- batch norm
+
+@settings(max_examples=25)
+@given(spatial=st.booleans(), n=st.integers(2, 4), c=st.integers(1, 4), hw=st.integers(1, 3),
+       training=st.booleans(), seed=mst.seeds())
+def test_batchnorm_gradients(spatial, n, c, hw, training, seed):
+    shape = (n, c, hw, hw) if spatial else (n, c)
+    x = mst.random_array(shape, seed, scale=2.0) + 1.5
+    gamma, beta = mst.random_array((c,), seed + 1), mst.random_array((c,), seed + 2)
+    rm, rv = mst.random_array((c,), seed + 3), np.abs(mst.random_array((c,), seed + 4)) + 0.5
+
+    def fwd(x_, g_=gamma, b_=beta):
+        return F.batchnorm_forward(x_, g_, b_, rm.copy(), rv.copy(), training)[0]
+
+    out, cache = F.batchnorm_forward(x, gamma, beta, rm.copy(), rv.copy(), training)
+    dout = upstream(shape, seed)
+    dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
+    assert_grad(dx, fwd, x, dout, "dx")
+    assert_grad(dgamma, lambda g: fwd(x, g_=g), gamma, dout, "dgamma")
+    assert_grad(dbeta, lambda b: fwd(x, b_=b), beta, dout, "dbeta")
+
+
+def test_batchnorm_is_per_channel_with_pytorch_momentum():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 5, 6)) * 3 + 2
+    rm, rv = np.zeros(3), np.ones(3)
+    out, _ = F.batchnorm_forward(x, np.ones(3), np.zeros(3), rm, rv, True, momentum=0.1)
+    # Per channel over (N, H, W): every channel of out has mean 0 and (biased) variance 1.
+    np.testing.assert_allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(out.var(axis=(0, 2, 3)), 1, rtol=1e-4)
+    # Running stats: 0.9 * old + 0.1 * batch, with the unbiased batch variance.
+    np.testing.assert_allclose(rm, 0.1 * x.mean(axis=(0, 2, 3)))
+    np.testing.assert_allclose(rv, 0.9 + 0.1 * x.var(axis=(0, 2, 3), ddof=1))
+    # Eval uses the running statistics, not the batch.
+    out_eval, _ = F.batchnorm_forward(x, np.ones(3), np.zeros(3), rm, rv, False)
+    np.testing.assert_allclose(out_eval, (x - rm[:, None, None]) / np.sqrt(rv[:, None, None] + 1e-5))
+
+
+# ----------------------------------------------------------------------------------- dropout
+
+def test_dropout_inverted_and_reproducible():
+    x = np.ones((200, 500), dtype=np.float32)
+    out, cache = F.dropout_forward(x, 0.3, True, np.random.default_rng(1))
+    assert out.dtype == np.float32
+    kept = out != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    np.testing.assert_allclose(out[kept], 1 / 0.7, rtol=1e-6)  # survivors scaled by 1 / (1 - p)
+    assert abs(out.mean() - 1.0) < 0.02                       # expectation unchanged
+    again, _ = F.dropout_forward(x, 0.3, True, np.random.default_rng(1))
+    np.testing.assert_array_equal(out, again)
+    dout = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_array_equal(F.dropout_backward(dout, cache), dout * cache)
+    # Evaluation is the identity; p = 0 too; p = 1 drops everything.
+    ev, c = F.dropout_forward(x, 0.3, False, None)
+    np.testing.assert_array_equal(ev, x)
+    np.testing.assert_array_equal(F.dropout_backward(dout, c), dout)
+    all_dropped, _ = F.dropout_forward(x, 1.0, True, np.random.default_rng(0))
+    assert not all_dropped.any()
+
+
+@settings(max_examples=15)
+@given(shape=shapes, p=st.floats(0.0, 0.9), seed=mst.seeds())
+def test_dropout_gradient(shape, p, seed):
+    x = mst.random_array(shape, seed)
+    out, cache = F.dropout_forward(x, p, True, np.random.default_rng(seed))
+    dout = upstream(shape, seed)
+    assert_grad(F.dropout_backward(dout, cache),
+                lambda a: F.dropout_forward(a, p, True, np.random.default_rng(seed))[0], x, dout, "dx")
+
+
+# ----------------------------------------------------------------------------------- loss
+
+@settings(max_examples=20)
+@given(n=st.integers(1, 5), k=st.integers(2, 6), seed=mst.seeds())
+def test_softmax_cross_entropy(n, k, seed):
+    scores = mst.random_array((n, k), seed, scale=3.0)
+    y = np.random.default_rng(seed).integers(0, k, n)
+    loss, dscores = F.softmax_cross_entropy(scores, y)
+    p = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+    assert math.isclose(loss, -np.log(p[np.arange(n), y]).mean(), rel_tol=1e-12)
+    assert_grad(dscores, lambda s: F.softmax_cross_entropy(s, y)[0], scores, None, "dscores")
+
+
+def test_softmax_cross_entropy_stable_and_initial_loss():
+    loss, d = F.softmax_cross_entropy(np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 0.0]]), np.array([0, 0]))
+    assert math.isclose(loss, 1e4, rel_tol=1e-12) and np.isfinite(d).all()
+    # Equal scores over 10 classes: the loss of a fresh classifier, ln(10) ~ 2.303.
+    loss, _ = F.softmax_cross_entropy(np.zeros((8, 10), np.float32), np.arange(8))
+    assert math.isclose(loss, math.log(10), rel_tol=1e-6)
+
+
+# ----------------------------------------------------------------------------------- dtypes
+
+def _all_ops(x, rng):
+    """(name, out, grads) for every op run on x's dtype."""
+    dt = x.dtype
+    c = x.shape[1]
+    w = (rng.standard_normal((4, c, 3, 2)) * 0.3).astype(dt)
+    b = rng.standard_normal(4).astype(dt)
+    results = []
+    out, cache = F.conv2d_forward(x, w, b, stride=2, pad=1)
+    results.append(("conv2d", out, F.conv2d_backward(out.copy(), cache)))
+    out, cache = F.max_pool2d_forward(x, 3, 2, 1)
+    results.append(("max_pool2d", out, (F.max_pool2d_backward(out.copy(), cache),)))
+    out, cache = F.avg_pool2d_forward(x, 3, 2, 1)
+    results.append(("avg_pool2d", out, (F.avg_pool2d_backward(out.copy(), cache),)))
+    out, cache = F.global_avg_pool_forward(x)
+    results.append(("global_avg_pool", out, (F.global_avg_pool_backward(out.copy(), cache),)))
+    for name, fwd, bwd in (("relu", F.relu_forward, F.relu_backward),
+                           ("sigmoid", F.sigmoid_forward, F.sigmoid_backward),
+                           ("lrn", F.lrn_forward, F.lrn_backward)):
+        out, cache = fwd(x)
+        results.append((name, out, (bwd(out.copy(), cache),)))
+    wl = rng.standard_normal((5, x[0].size)).astype(dt)
+    out, cache = F.linear_forward(x, wl, np.zeros(5, dt))
+    results.append(("linear", out, F.linear_backward(out.copy(), cache)))
+    g, be = np.ones(c, dt), np.zeros(c, dt)
+    out, cache = F.batchnorm_forward(x, g, be, np.zeros(c, dt), np.ones(c, dt), True)
+    results.append(("batchnorm", out, F.batchnorm_backward(out.copy(), cache)))
+    out, cache = F.dropout_forward(x, 0.5, True, np.random.default_rng(0))
+    results.append(("dropout", out, (F.dropout_backward(out.copy(), cache),)))
+    loss, d = F.softmax_cross_entropy(x.reshape(x.shape[0], -1), np.zeros(x.shape[0], np.int64))
+    results.append(("softmax_cross_entropy", np.array([loss], dt), (d,)))
+    return results
+
+
+def test_float32_stays_float32_and_agrees_with_float64():
+    x64 = np.random.default_rng(0).standard_normal((3, 2, 6, 5))
+    r32 = _all_ops(x64.astype(np.float32), np.random.default_rng(1))
+    r64 = _all_ops(x64, np.random.default_rng(1))
+    for (name, o32, g32), (_, o64, g64) in zip(r32, r64):
+        assert o32.dtype == np.float32, name
+        assert all(g is None or g.dtype == np.float32 for g in g32), name
+        scale = max(1.0, float(np.abs(o64).max()))
+        assert np.abs(o32 - o64).max() / scale < 1e-4, name
+        for a, b in zip(g32, g64):
+            if a is not None:
+                assert np.abs(a - b).max() / max(1.0, float(np.abs(b).max())) < 1e-4, name
+
+
+def test_no_backward_writes_into_dout():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 5, 5))
+    ops = [
+        (F.conv2d_forward(x, rng.standard_normal((2, 3, 3, 3)), np.zeros(2), pad=1), F.conv2d_backward),
+        (F.max_pool2d_forward(x, 2, 2), F.max_pool2d_backward),
+        (F.avg_pool2d_forward(x, 2, 1), F.avg_pool2d_backward),
+        (F.global_avg_pool_forward(x), F.global_avg_pool_backward),
+        (F.relu_forward(x), F.relu_backward), (F.sigmoid_forward(x), F.sigmoid_backward),
+        (F.lrn_forward(x), F.lrn_backward),
+        (F.batchnorm_forward(x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), True), F.batchnorm_backward),
+        (F.dropout_forward(x, 0.5, True, rng), F.dropout_backward),
+        (F.linear_forward(x, rng.standard_normal((4, 75)), np.zeros(4)), F.linear_backward),
+    ]
+    for (out, cache), bwd in ops:
+        dout = rng.standard_normal(out.shape)
+        keep = dout.copy()
+        bwd(dout, cache)
+        np.testing.assert_array_equal(dout, keep, err_msg=bwd.__name__)
+
+
+# ----------------------------------------------------------------------------------- bad input
+
+X = np.zeros((2, 3, 8, 8), dtype=np.float32)
+W = np.zeros((4, 3, 3, 3), dtype=np.float32)
+B = np.zeros(4, dtype=np.float32)
+C3 = np.zeros(3, dtype=np.float32)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: F.conv2d_forward(X, np.zeros((4, 2, 3, 3), np.float32), B), ["conv2d_forward", "w", "(4, 3, 3, 3)", "(4, 2, 3, 3)"]),
+    (lambda: F.conv2d_forward(X, np.zeros((4, 3, 11, 3), np.float32), B, pad=1), ["conv2d_forward", "kernel", "11x3", "10x10"]),
+    (lambda: F.conv2d_forward(X, W, B, stride=0), ["conv2d_forward", "stride", ">= 1", "0"]),
+    (lambda: F.conv2d_forward(X, W, B, pad=-1), ["conv2d_forward", "pad", ">= 0", "-1"]),
+    (lambda: F.conv2d_forward(X, W, B, stride=1.5), ["conv2d_forward", "stride", "int", "1.5"]),
+    (lambda: F.conv2d_forward(X, np.zeros((4, 1, 3, 3), np.float32), B, groups=2), ["conv2d_forward", "groups"]),
+    (lambda: F.conv2d_forward(X[0], W, B), ["conv2d_forward", "rank 4", "(3, 8, 8)"]),
+    (lambda: F.conv2d_forward(X.astype(np.int64), W, B), ["conv2d_forward", "float32 or float64", "int64"]),
+    (lambda: F.conv2d_forward(X, W.astype(np.float64), B), ["conv2d_forward", "float32", "float64"]),
+    (lambda: F.conv2d_forward(X, W, np.zeros(5, np.float32)), ["conv2d_forward", "b", "(4,)", "(5,)"]),
+    (lambda: F.conv2d_forward([[1.0]], W, B), ["conv2d_forward", "x", "list"]),
+    (lambda: F.max_pool2d_forward(X, 9, 1), ["max_pool2d_forward", "kernel", "9x9", "8x8"]),
+    (lambda: F.max_pool2d_forward(X, 2, 0), ["max_pool2d_forward", "stride", "0"]),
+    (lambda: F.max_pool2d_forward(X, 2, 2, pad=2), ["max_pool2d_forward", "pad", "2"]),
+    (lambda: F.avg_pool2d_forward(X[0], 2, 2), ["avg_pool2d_forward", "rank 4"]),
+    (lambda: F.global_avg_pool_forward(X[0]), ["global_avg_pool_forward", "rank 4"]),
+    (lambda: F.relu_forward(np.arange(3)), ["relu_forward", "float32 or float64", "int64"]),
+    (lambda: F.linear_forward(X, np.zeros((5, 7), np.float32), None), ["linear_forward", "192", "7"]),
+    (lambda: F.lrn_forward(X, size=0), ["lrn_forward", "size", "0"]),
+    (lambda: F.batchnorm_forward(X, np.ones(4, np.float32), C3, C3, C3, True), ["batchnorm_forward", "gamma", "(3,)", "(4,)"]),
+    (lambda: F.batchnorm_forward(X[:1, :, :1, :1], C3, C3, C3, C3, True), ["batchnorm_forward", "more than 1 value"]),
+    (lambda: F.batchnorm_forward(X, C3, C3, C3, C3, True, momentum=0.9 * 2), ["batchnorm_forward", "momentum"]),
+    (lambda: F.dropout_forward(X, 1.5, True, 0), ["dropout_forward", "p", "1.5"]),
+    (lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3])), ["softmax_cross_entropy", "[0, 2]", "3"]),
+    (lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, -1])), ["softmax_cross_entropy", "-1"]),
+    (lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0.0, 1.0])), ["softmax_cross_entropy", "integer"]),
+    (lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1, 2])), ["softmax_cross_entropy", "(2,)", "(3,)"]),
+])
+def test_bad_input_is_a_clear_value_error(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    msg = str(info.value)
+    for word in words:
+        assert word in msg, f"{word!r} not in {msg!r}"
+
+
+def test_backward_checks_dout_shape():
+    out, cache = F.conv2d_forward(X, W, B)
+    with pytest.raises(ValueError, match="conv2d_backward.*dout"):
+        F.conv2d_backward(np.zeros((2, 4, 5, 5), np.float32), cache)
+    out, cache = F.max_pool2d_forward(X, 2, 2)
+    with pytest.raises(ValueError, match="max_pool2d_backward.*dout"):
+        F.max_pool2d_backward(np.zeros((2, 3, 3, 3), np.float32), cache)
