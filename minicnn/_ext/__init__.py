@@ -5,3 +5,13 @@ when the compiler supports it) and are called only through ``minicnn.backend.cyt
 by the ops in ``minicnn.functional``.  Each kernel computes exactly what the plain NumPy
 path next to its caller computes; ``tests/test_kernels.py`` checks the two against each other.
 """
+import os
+
+# The kernels' OpenMP threads and OpenBLAS's threads take turns on the same cores: a conv
+# is im2col (OpenMP) then GEMM (OpenBLAS) then col2im (OpenMP).  By default libgomp keeps
+# its idle threads spinning for a while after each parallel loop, and on a small machine
+# those spinning threads starve the GEMM that follows (measured: a 256^3 GEMM after an
+# im2col took 8 ms instead of 0.2 ms on 2 cores).  Idle threads that sleep cost a few
+# microseconds to wake instead.  libgomp reads this when it is loaded, i.e. when the first
+# kernel module below is imported; a value the user set is left alone.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -22,6 +22,10 @@ ctypedef fused floating:
     float
     double
 
+# Below this many elements written, a call runs on the calling thread alone: waking the
+# OpenMP team costs more than it saves on such small copies (LeNet-sized layers).
+cdef Py_ssize_t PARALLEL_MIN = 1 << 16
+
 
 cdef inline Py_ssize_t _first_inside(Py_ssize_t off, Py_ssize_t stride) noexcept nogil:
     """Smallest j >= 0 with j*stride + off >= 0 (the first output column that reads a real pixel)."""
@@ -134,8 +138,13 @@ def im2col(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ssiz
         return
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &out[0, 0, 0, 0, 0, 0]
-    for nc in prange(n * c, nogil=True, schedule="static"):
-        _im2col_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+    if n * c * plane_out < PARALLEL_MIN:
+        with nogil:
+            for nc in range(n * c):
+                _im2col_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+    else:
+        for nc in prange(n * c, nogil=True, schedule="static"):
+            _im2col_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
 
 
 def col2im(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t pad,
@@ -162,5 +171,10 @@ def col2im(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t
         return
     cdef const floating* src = &col[0, 0, 0, 0, 0, 0]
     cdef floating* dst = &out[0, 0, 0, 0]
-    for nc in prange(n * c, nogil=True, schedule="static"):
-        _col2im_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+    if n * c * plane_in < PARALLEL_MIN:
+        with nogil:
+            for nc in range(n * c):
+                _col2im_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+    else:
+        for nc in prange(n * c, nogil=True, schedule="static"):
+            _col2im_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)

@@ -21,6 +21,10 @@ ctypedef fused floating:
     float
     double
 
+# Below this many input elements read, a call runs on the calling thread alone: waking
+# the OpenMP team costs more than it saves on such small planes.
+cdef Py_ssize_t PARALLEL_MIN = 1 << 16
+
 
 cdef void _max_pool_plane(const floating* src, floating* dst, int* arg,
                           Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
@@ -115,9 +119,15 @@ def max_pool_forward(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t k
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &out[0, 0, 0, 0]
     cdef int* arg = &argmax[0, 0, 0, 0]
-    for nc in prange(n * c, nogil=True, schedule="static"):
-        _max_pool_plane(src + nc * plane_in, dst + nc * plane_out, arg + nc * plane_out,
-                        h, w, kh, kw, stride, pad, OH, OW)
+    if n * c * plane_in < PARALLEL_MIN:
+        with nogil:
+            for nc in range(n * c):
+                _max_pool_plane(src + nc * plane_in, dst + nc * plane_out, arg + nc * plane_out,
+                                h, w, kh, kw, stride, pad, OH, OW)
+    else:
+        for nc in prange(n * c, nogil=True, schedule="static"):
+            _max_pool_plane(src + nc * plane_in, dst + nc * plane_out, arg + nc * plane_out,
+                            h, w, kh, kw, stride, pad, OH, OW)
 
 
 def max_pool_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1] argmax, Py_ssize_t kw,
@@ -148,9 +158,15 @@ def max_pool_backward(const floating[:, :, :, ::1] dout, const int[:, :, :, ::1]
     cdef const floating* src = &dout[0, 0, 0, 0]
     cdef const int* arg = &argmax[0, 0, 0, 0]
     cdef floating* dst = &out[0, 0, 0, 0]
-    for nc in prange(n * c, nogil=True, schedule="static"):
-        bad += _max_pool_backward_plane(src + nc * plane_in, arg + nc * plane_in,
-                                        dst + nc * plane_out, h, w, kw, stride, pad, oh, ow)
+    if n * c * plane_out < PARALLEL_MIN:
+        with nogil:
+            for nc in range(n * c):
+                bad += _max_pool_backward_plane(src + nc * plane_in, arg + nc * plane_in,
+                                                dst + nc * plane_out, h, w, kw, stride, pad, oh, ow)
+    else:
+        for nc in prange(n * c, nogil=True, schedule="static"):
+            bad += _max_pool_backward_plane(src + nc * plane_in, arg + nc * plane_in,
+                                            dst + nc * plane_out, h, w, kw, stride, pad, oh, ow)
     if bad:
         raise ValueError(f"max_pool_backward: expected argmax taps inside the image (as made by "
                          f"max_pool_forward), received {bad} that point outside it")

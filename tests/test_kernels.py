@@ -1,0 +1,259 @@
+"""The Cython kernels (minicnn/_ext) against the plain xp path they replace on the CPU.
+
+Every kernel must give what the NumPy code beside its caller gives -- for im2col and the
+max-pool argmax, exactly -- over hypothesis-drawn geometries: non-square kernels and
+inputs, stride > 1, padding, overlapping windows, a kernel as large as the padded input,
+N = 1 and C = 1, in float32 and float64.  Two known answers are written out by hand so
+that both paths are also checked against something that is not code.
+
+Skipped as a whole when the extension was not built (the plain path is then the only one).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("minicnn._ext.im2col", reason="the Cython extension is not built")
+pytest.importorskip("minicnn._ext.pool", reason="the Cython extension is not built")
+
+from minicnn import backend  # noqa: E402
+from minicnn._ext import im2col as im2col_ext  # noqa: E402
+from minicnn._ext import pool as pool_ext  # noqa: E402
+from minicnn.functional.conv import conv2d_backward, conv2d_forward  # noqa: E402
+from minicnn.functional.im2col import col2im, col2im_xp, im2col, im2col_xp  # noqa: E402
+from minicnn.functional.pool import max_pool2d_backward, max_pool2d_forward  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tol(dtype):
+    """Tolerances for sums taken in a possibly different order (float32 vs float64)."""
+    return dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+@st.composite
+def geometries(draw, max_pad_half=False):
+    """(n, c, h, w, kh, kw, stride, pad) with a kernel that fits the padded input.
+
+    Sizes shrink towards the tightest fit (kernel == padded input) and towards N = C = 1.
+    With ``max_pad_half`` the padding is at most half the window, as pooling requires.
+    """
+    kh = draw(st.integers(1, 5))
+    kw = draw(st.integers(1, 5))
+    pad_max = min(kh, kw) // 2 if max_pad_half else 2
+    pad = draw(st.integers(0, pad_max))
+    h = max(1, kh - 2 * pad) + draw(st.integers(0, 6))
+    w = max(1, kw - 2 * pad) + draw(st.integers(0, 6))
+    stride = draw(st.integers(1, 3))
+    n = draw(st.integers(1, 3))
+    c = draw(st.integers(1, 3))
+    return n, c, h, w, kh, kw, stride, pad
+
+
+def out_size(h, w, kh, kw, stride, pad):
+    return (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+
+
+def make_input(seed, shape, dtype, ties=False):
+    """Random input; with ``ties`` small integers, so that windows often hold equal maxima."""
+    rng = np.random.default_rng(seed)
+    if ties:
+        return rng.integers(-2, 3, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- im2col / col2im
+
+@settings(max_examples=25)
+@given(geom=geometries(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+@example(geom=(1, 1, 3, 4, 2, 3, 1, 1), dtype=np.float32, seed=0)    # the hand-written case
+@example(geom=(2, 3, 1, 1, 3, 3, 1, 1), dtype=np.float64, seed=1)    # kernel == padded input, 1x1 image
+@example(geom=(1, 2, 7, 5, 3, 2, 2, 2), dtype=np.float32, seed=2)    # pad == kernel width
+def test_im2col_matches_plain(geom, dtype, seed):
+    n, c, h, w, kh, kw, stride, pad = geom
+    oh, ow = out_size(h, w, kh, kw, stride, pad)
+    x = make_input(seed, (n, c, h, w), dtype)
+    expected = im2col_xp(x, kh, kw, stride, pad, np.empty((n, c, kh, kw, oh, ow), dtype=dtype))
+    got = np.full((n, c, kh, kw, oh, ow), np.nan, dtype=dtype)   # every entry must be written
+    im2col_ext.im2col(x, kh, kw, stride, pad, got)
+    np.testing.assert_array_equal(got, expected)   # a copy: exactly equal, padding zeros included
+
+
+@settings(max_examples=25)
+@given(geom=geometries(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+@example(geom=(1, 1, 3, 4, 2, 3, 1, 1), dtype=np.float32, seed=0)
+@example(geom=(2, 3, 1, 1, 3, 3, 1, 1), dtype=np.float64, seed=1)
+@example(geom=(1, 2, 7, 5, 3, 2, 2, 2), dtype=np.float32, seed=2)
+def test_col2im_matches_plain(geom, dtype, seed):
+    n, c, h, w, kh, kw, stride, pad = geom
+    oh, ow = out_size(h, w, kh, kw, stride, pad)
+    col = make_input(seed, (n, c, kh, kw, oh, ow), dtype)
+    expected = col2im_xp(col, stride, pad, np.empty((n, c, h, w), dtype=dtype))
+    got = np.full((n, c, h, w), np.nan, dtype=dtype)   # overwritten, not accumulated into
+    im2col_ext.col2im(col, stride, pad, got)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, expected, **tol(dtype))
+
+
+def test_im2col_known_answer():
+    """A 3x4 image, a 2x3 window, stride 1, pad 1: every column written out by hand."""
+    x = np.arange(1, 13, dtype=np.float64).reshape(1, 1, 3, 4)
+    # Output is 4x4; rows are the taps (p, q), each a 4x4 map of the padded image shifted by (p, q).
+    expected = np.array([
+        [[0, 0, 0, 0], [0, 1, 2, 3], [0, 5, 6, 7], [0, 9, 10, 11]],          # tap (0, 0)
+        [[0, 0, 0, 0], [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]],         # tap (0, 1)
+        [[0, 0, 0, 0], [2, 3, 4, 0], [6, 7, 8, 0], [10, 11, 12, 0]],         # tap (0, 2)
+        [[0, 1, 2, 3], [0, 5, 6, 7], [0, 9, 10, 11], [0, 0, 0, 0]],          # tap (1, 0)
+        [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [0, 0, 0, 0]],         # tap (1, 1)
+        [[2, 3, 4, 0], [6, 7, 8, 0], [10, 11, 12, 0], [0, 0, 0, 0]],         # tap (1, 2)
+    ], dtype=np.float64).reshape(1, 1, 2, 3, 4, 4)
+    # How many windows cover each pixel (2 row positions x 2, 3, 3, 2 column positions):
+    # col2im of all-ones columns must count them.
+    coverage = np.array([[4, 6, 6, 4]] * 3, dtype=np.float64).reshape(1, 1, 3, 4)
+    for enabled in (True, False):
+        with backend.use_cython(enabled):
+            np.testing.assert_array_equal(im2col(x, 2, 3, 1, 1), expected)
+            np.testing.assert_array_equal(col2im(np.ones_like(expected), x.shape, 1, 1), coverage)
+
+
+def test_im2col_wrappers_accept_views():
+    """The functional wrappers make non-contiguous input contiguous before calling the kernels."""
+    x = make_input(3, (3, 5, 6, 2), np.float32).transpose(0, 3, 2, 1)   # (3, 2, 6, 5), not contiguous
+    with backend.use_cython(False):
+        expected = im2col(x, 3, 2, 2, 1)
+        dexp = col2im(expected[:, :, ::-1], x.shape, 2, 1)
+    got = im2col(x, 3, 2, 2, 1)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_allclose(col2im(got[:, :, ::-1], x.shape, 2, 1), dexp, **tol(np.float32))
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+@settings(max_examples=25)
+@given(geom=geometries(max_pad_half=True), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**32 - 1), ties=st.booleans())
+@example(geom=(1, 1, 3, 4, 2, 3, 1, 1), dtype=np.float32, seed=0, ties=True)
+@example(geom=(2, 3, 1, 1, 3, 3, 1, 1), dtype=np.float64, seed=1, ties=False)   # window == padded input
+@example(geom=(2, 2, 9, 7, 3, 3, 2, 1), dtype=np.float32, seed=2, ties=True)    # AlexNet-style 3/2
+def test_max_pool_matches_plain(geom, dtype, seed, ties):
+    n, c, h, w, kh, kw, stride, pad = geom
+    x = make_input(seed, (n, c, h, w), dtype, ties=ties)
+    dout = make_input(seed + 1, (n, c) + out_size(h, w, kh, kw, stride, pad), dtype)
+    results = {}
+    for enabled in (True, False):
+        with backend.use_cython(enabled):
+            out, cache = max_pool2d_forward(x, (kh, kw), stride, pad)
+            dx = max_pool2d_backward(dout, cache)
+        results[enabled] = out, cache[1], dx
+    (out_c, arg_c, dx_c), (out_p, arg_p, dx_p) = results[True], results[False]
+    assert out_c.dtype == dtype and dx_c.dtype == dtype and arg_c.dtype == np.int32
+    np.testing.assert_array_equal(out_c, out_p)
+    np.testing.assert_array_equal(arg_c, arg_p)     # the same tap, ties included
+    np.testing.assert_allclose(dx_c, dx_p, **tol(dtype))
+
+
+@settings(max_examples=25)
+@given(geom=geometries(max_pad_half=True), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+def test_max_pool_kernels_directly(geom, dtype, seed):
+    """The raw kernels overwrite every output entry (pre-filled with garbage here)."""
+    n, c, h, w, kh, kw, stride, pad = geom
+    oh, ow = out_size(h, w, kh, kw, stride, pad)
+    x = make_input(seed, (n, c, h, w), dtype, ties=True)
+    dout = make_input(seed + 1, (n, c, oh, ow), dtype)
+    with backend.use_cython(False):
+        out_p, cache = max_pool2d_forward(x, (kh, kw), stride, pad)
+        dx_p = max_pool2d_backward(dout, cache)
+    out = np.full((n, c, oh, ow), np.nan, dtype=dtype)
+    arg = np.full((n, c, oh, ow), -7, dtype=np.int32)
+    pool_ext.max_pool_forward(x, kh, kw, stride, pad, out, arg)
+    dx = np.full((n, c, h, w), np.nan, dtype=dtype)
+    pool_ext.max_pool_backward(dout, arg, kw, stride, pad, dx)
+    np.testing.assert_array_equal(out, out_p)
+    np.testing.assert_array_equal(arg, cache[1])
+    np.testing.assert_allclose(dx, dx_p, **tol(dtype))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_tie_goes_to_first_tap(enabled, dtype):
+    """All-equal windows: tap 0 (top-left) of each window takes the whole gradient."""
+    x = np.full((1, 1, 3, 3), 2.5, dtype=dtype)
+    dout = np.array([[1.0, -2.0], [3.0, 5.0]], dtype=dtype).reshape(1, 1, 2, 2)
+    with backend.use_cython(enabled):
+        out, cache = max_pool2d_forward(x, 2, 1)              # 2x2 windows, stride 1: overlapping
+        dx = max_pool2d_backward(dout, cache)
+    np.testing.assert_array_equal(cache[1], np.zeros((1, 1, 2, 2), dtype=np.int32))
+    np.testing.assert_array_equal(out, np.full((1, 1, 2, 2), 2.5, dtype=dtype))
+    expected = np.zeros((1, 1, 3, 3), dtype=dtype)
+    expected[0, 0, :2, :2] = dout[0, 0]                      # each window's top-left pixel
+    np.testing.assert_array_equal(dx, expected)
+    # A tie between a later tap and an earlier one: the earlier wins even with padding around.
+    x = np.array([[0.0, 4.0, 4.0], [4.0, 1.0, 4.0]], dtype=dtype).reshape(1, 1, 2, 3)
+    with backend.use_cython(enabled):
+        out, cache = max_pool2d_forward(x, (2, 3), 1, 1)      # pad 1: padded taps never chosen
+        dx = max_pool2d_backward(np.ones_like(out), cache)
+    # Output 3x3; window (i, j) covers padded rows i..i+1 and columns j..j+2.
+    np.testing.assert_array_equal(cache[1][0, 0], [[5, 4, 3], [2, 1, 0], [1, 0, 1]])
+    # The 4 at (0, 1) comes first in every window that holds it, so the tied 4 at (0, 2) gets nothing.
+    np.testing.assert_array_equal(dx[0, 0], [[0, 6, 0], [2, 0, 1]])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_kernels_refuse_wrong_shapes():
+    x = np.zeros((2, 3, 5, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match="im2col: expected out of shape"):
+        im2col_ext.im2col(x, 3, 3, 1, 0, np.zeros((2, 3, 3, 3, 2, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="col2im: expected col of shape"):
+        im2col_ext.col2im(np.zeros((2, 3, 3, 3, 2, 2), dtype=np.float32), 1, 0, x)
+    with pytest.raises(ValueError, match="expected a \\(7, 7\\) window to fit"):
+        im2col_ext.im2col(x, 7, 7, 1, 0, np.zeros((2, 3, 7, 7, 1, 1), dtype=np.float32))
+    out = np.zeros((2, 3, 2, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="max_pool_forward: expected out and argmax"):
+        pool_ext.max_pool_forward(x, 3, 3, 1, 0, out, np.zeros((2, 3, 2, 2), dtype=np.int32))
+    with pytest.raises(ValueError, match="pad smaller than"):
+        pool_ext.max_pool_forward(x, 2, 2, 1, 2, out, np.zeros((2, 3, 2, 2), dtype=np.int32))
+    bad = np.full((2, 3, 2, 2), 50, dtype=np.int32)    # a tap far outside the image
+    with pytest.raises(ValueError, match="max_pool_backward: expected argmax taps inside"):
+        pool_ext.max_pool_backward(out, bad, 2, 2, 0, np.zeros((2, 3, 5, 5), dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------- conv end to end
+
+@settings(max_examples=15)
+@given(geom=geometries(), f=st.integers(1, 4), groups=st.sampled_from([1, 2]),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1), bias=st.booleans())
+def test_conv2d_same_with_and_without_cython(geom, f, groups, dtype, seed, bias):
+    n, c, h, w, kh, kw, stride, pad = geom
+    c, f = c * groups, f * groups
+    x = make_input(seed, (n, c, h, w), dtype)
+    wt = make_input(seed + 1, (f, c // groups, kh, kw), dtype)
+    b = make_input(seed + 2, (f,), dtype) if bias else None
+    dout = make_input(seed + 3, (n, f) + out_size(h, w, kh, kw, stride, pad), dtype)
+    results = {}
+    for enabled in (True, False):
+        with backend.use_cython(enabled):
+            out, cache = conv2d_forward(x, wt, b, stride, pad, groups)
+            results[enabled] = (out,) + tuple(conv2d_backward(dout, cache))
+    for got, expected in zip(results[True], results[False]):
+        if expected is None:
+            assert got is None
+            continue
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, **tol(dtype))
+
+
+# ----------------------------------------------------------------------------- benchmark smoke test
+
+def test_bench_ops_quick_runs():
+    """benchmarks/bench_ops.py --quick runs and prints its table (no timing is checked)."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_ops.py"),
+                           "--quick", "--repeat", "1"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "conv LeNet conv1" in proc.stdout and "GEMM" in proc.stdout
