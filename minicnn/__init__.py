@@ -15,6 +15,7 @@ def __getattr__(name):
     if name in ("functional", "nn", "models", "data", "optim", "train", "gradcheck", "testing", "viz"):
         return importlib.import_module(f"minicnn.{name}")
     if name == "summary":
-        from minicnn.summary import summary
-        return summary
+        # The module itself: it is callable (see the end of summary.py), so that
+        # minicnn.summary(model, shape) works before and after `import minicnn.summary`.
+        return importlib.import_module("minicnn.summary")
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")

@@ -1,0 +1,288 @@
+"""minicnn.summary: the per-layer table, its totals, and receptive fields.
+
+Receptive fields are checked against an independent measurement: the input pixels on
+which one output unit depends are exactly where the gradient of that unit is non-zero
+(random weights, no ReLU or max-pool to zero parts of the gradient), so the bounding box
+of that gradient's support must match size, jump and start.
+"""
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import minicnn
+import minicnn.nn as nn
+from minicnn.nn import blocks
+from minicnn.summary import ReceptiveField, Summary, receptive_field, summary
+
+
+# ----------------------------------------------------------------------------- helpers
+def conv_stack(n, rng=0):
+    """n stacked 3x3 stride-1 pad-1 convs (CS231n: three of them see 7x7)."""
+    layers = []
+    for i in range(n):
+        layers += [nn.Conv2d(2 if i == 0 else 4, 4, 3, padding=1, rng=rng), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def measured_field(model, input_shape, seed=0):
+    """Bounding box (rows, cols) of the input pixels that the middle output unit depends on.
+
+    Parameters and input are made positive so that every ReLU passes everything (only the
+    geometry is under test); the upstream gradient has random signs over the channels.
+    Returns ((row_lo, row_hi), (col_lo, col_hi), (i, j)), the output position used.
+    """
+    rng = np.random.default_rng(seed)
+    model.to(np.float64).eval()
+    for p in model.parameters():
+        p.data[...] = np.abs(p.data) + 0.1
+    x = np.abs(rng.standard_normal((1,) + tuple(input_shape))) + 0.1
+    out = model(x)
+    i, j = out.shape[2] // 2, out.shape[3] // 2
+    dout = np.zeros_like(out)
+    dout[0, :, i, j] = rng.standard_normal(out.shape[1])
+    dx = model.backward(dout)
+    support = np.abs(dx[0]).sum(axis=0) > 0
+    rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
+    return (rows.min(), rows.max()), (cols.min(), cols.max()), (i, j)
+
+
+def field_vs_gradient(model, input_shape, layer=None):
+    """(predicted box, measured box, fits): the box receptive_field gives for the middle
+    output unit, the box its gradient covers, and whether the predicted box lies inside the
+    image (the measurement is clipped by the image, so only then are they comparable)."""
+    rf = summary(model, input_shape).receptive_field(layer)
+    rows, cols, (i, j) = measured_field(model, input_shape)
+    predicted = []
+    for axis, pos in ((0, i), (1, j)):
+        centre = rf.start[axis] + pos * rf.jump[axis]
+        half = (rf.size[axis] - 1) / 2
+        predicted.append((centre - half, centre + half))
+    fits = all(lo >= 0 and hi <= n - 1 for (lo, hi), n in zip(predicted, input_shape[1:]))
+    return predicted, [rows, cols], fits
+
+
+# ----------------------------------------------------------------------------- the table
+def test_rows_shapes_params_and_mult_adds_of_a_small_net():
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 5, stride=1, padding=2, rng=0),  # 28x28x8
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),                                 # 14x14x8
+        nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=4, bias=False, rng=0),  # 7x7x16
+        nn.Flatten(),
+        nn.Linear(16 * 7 * 7, 10, rng=0),
+    )
+    s = summary(model, (3, 28, 28))
+    assert [r.name for r in s.rows] == ["0", "1", "2", "3", "4", "5", "6"]
+    assert [r.output_shape for r in s.rows] == [(1, 8, 28, 28)] * 3 + [(1, 8, 14, 14), (1, 16, 7, 7),
+                                                                        (1, 784), (1, 10)]
+    assert [r.params for r in s.rows] == [8 * 3 * 25 + 8, 16, 0, 0, 16 * 2 * 9, 0, 7850]
+    # Conv: OH*OW*F*(C/groups)*KH*KW, bias not counted; Linear: in*out; everything else 0.
+    assert [r.mult_adds for r in s.rows] == [28 * 28 * 8 * 3 * 25, 0, 0, 0, 7 * 7 * 16 * 2 * 9, 0, 7840]
+    assert s.total_params == sum(p.data.size for p in model.parameters()) == 608 + 16 + 288 + 7850
+    assert s.total_mult_adds == 470400 + 14112 + 7840
+    assert s.total_activations == sum(r.activations for r in s.rows) == 3 * 6272 + 1568 + 784 + 784 + 10
+    assert s.output_shape == (1, 10) and s.input_shape == (1, 3, 28, 28)
+    assert s.rows[0].layer == "Conv2d(3->8, 5x5, s1, p2)"
+    assert s.rows[4].layer == "Conv2d(8->16, 3x3, s2, p1, g4)"
+    assert s.rows[3].layer == "MaxPool2d(2x2, s2)"
+
+
+def test_table_text_shows_lecture_shapes_and_totals():
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, rng=0), nn.ReLU(), nn.MaxPool2d(2, 2))
+    text = str(summary(model, (3, 16, 16)))
+    assert "16x16x64" in text and "8x8x64" in text       # H x W x C, as in the lecture
+    assert "Total params:       1,792" in text
+    assert f"Total mult-adds:    {16 * 16 * 64 * 27:,}" in text
+    assert "bias additions not counted" in text
+    assert repr(summary(model, (3, 16, 16))) == text
+
+
+def test_counts_scale_with_the_batch_but_params_do_not():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0), nn.Flatten(), nn.Linear(2 * 6 * 6, 3, rng=0))
+    one, four = summary(model, (1, 8, 8)), summary(model, (1, 8, 8), batch_size=4)
+    assert four.total_params == one.total_params
+    assert four.total_mult_adds == 4 * one.total_mult_adds
+    assert four.total_activations == 4 * one.total_activations
+    assert four.rows[0].output_shape == (4, 2, 6, 6)
+    assert "4 x 6x6x2" in str(four)
+
+
+def test_summary_leaves_the_model_as_it_was():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, rng=0), nn.BatchNorm2d(4), nn.Dropout(0.5, rng=0))
+    model.train()
+    model[2].eval()          # a mixed state must come back exactly
+    before = model.state_dict()
+    summary(model, (3, 9, 9))
+    assert [m.training for m in model.modules()] == [True, True, True, False]
+    after = model.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # running stats untouched
+
+
+def test_float64_model_runs_in_float64():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, rng=0)).to(np.float64)
+    s = summary(model, (3, 6, 6))
+    assert s.dtype == np.float64 and "float64" in str(s)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        summary(model, (3, 6, 6), dtype=np.int32)
+
+
+class Twice(nn.Module):
+    """Applies one shared conv twice: its parameters count once, its work twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, rng=0)
+
+    def forward(self, x):
+        return self.conv(self.conv(x))
+
+
+class WithUnusedHead(nn.Module):
+    """A body that runs and a head that the forward never calls (like an off aux head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Conv2d(4, 4, 1, rng=0)
+        self.aux = nn.Linear(10, 3, rng=0)
+        self.scale = nn.Parameter(np.ones(4, dtype=np.float32))  # a composite's own parameter
+
+    def forward(self, x):
+        return self.body(x) * self.scale.data.reshape(1, -1, 1, 1)
+
+
+def test_shared_layer_counts_parameters_once_and_mult_adds_per_call():
+    s = summary(Twice(), (4, 5, 5))
+    assert [r.name for r in s.rows] == ["conv", "conv"]
+    assert [r.params for r in s.rows] == [148, 0]
+    assert s.total_mult_adds == 2 * 5 * 5 * 4 * 4 * 9
+    assert s.receptive_field("conv").size == (5, 5)   # the larger of its two calls
+
+
+def test_uncalled_modules_and_own_parameters_still_count():
+    model = WithUnusedHead()
+    s = summary(model, (4, 3, 3))
+    assert s.total_params == sum(p.data.size for p in model.parameters()) == 20 + 33 + 4
+    aux = s.row("aux")
+    assert aux.output_shape is None and aux.params == 33 and "(not called)" in str(s)
+    assert s.row("").params == 4   # the model's own `scale`
+
+
+# ------------------------------------------------------------------ calling conventions
+def test_minicnn_summary_is_callable_even_after_importing_the_submodule():
+    import minicnn.summary as module
+    assert sys.modules["minicnn.summary"] is module
+    assert minicnn.summary is module          # the attribute is the module ...
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, rng=0))
+    s = minicnn.summary(model, (1, 5, 5))     # ... and calling it runs summary()
+    assert isinstance(s, Summary) and s.total_params == 20
+    assert minicnn.summary(model, "1x5x5").total_mult_adds == s.total_mult_adds
+
+
+@pytest.mark.parametrize("bad", [(), (3, 0, 4), (3.0, 4, 4), "3xax4", 7, (True, 4, 4)])
+def test_bad_input_shape_is_refused(bad):
+    with pytest.raises(ValueError, match="summary: expected input_shape"):
+        summary(nn.Sequential(nn.ReLU()), bad)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="expected a minicnn.nn.Module"):
+        summary(lambda x: x, (3, 4, 4))
+    with pytest.raises(ValueError, match="batch_size"):
+        summary(nn.Sequential(nn.ReLU()), (3, 4, 4), batch_size=0)
+
+
+def test_too_small_an_input_names_the_last_layer_that_ran():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, rng=0), nn.MaxPool2d(2), nn.Conv2d(4, 4, 5, rng=0))
+    with pytest.raises(ValueError, match=r"failed after layer '1'"):
+        summary(model, (3, 8, 8))
+
+
+def test_unknown_layer_name_is_refused():
+    s = summary(conv_stack(2), (2, 8, 8))
+    with pytest.raises(ValueError, match="receptive_field: expected the name of a layer"):
+        s.receptive_field("nope")
+
+
+# --------------------------------------------------------------------- receptive fields
+def test_three_stacked_3x3_convs_see_7x7():
+    model = conv_stack(3)
+    assert receptive_field(model, (2, 16, 16), "4") == ReceptiveField((7, 7), (1, 1), (0.0, 0.0))
+    s = summary(model, (2, 16, 16))
+    assert [s.receptive_field(str(i)).size[0] for i in range(6)] == [3, 3, 5, 5, 7, 7]
+    assert s.receptive_field() == s.receptive_field("5")   # the model's output
+
+
+def test_field_grows_with_pooling_jumps():
+    # conv3 (rf 3) -> pool2/2 (rf 4, jump 2) -> conv3 (rf 4 + 2*2 = 8) -> fc over 2x2 map
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=0), nn.MaxPool2d(2),
+                          nn.Conv2d(2, 2, 3, padding=1, rng=0), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(8, 3, rng=0))
+    s = summary(model, (1, 8, 8))
+    assert s.receptive_field("1") == ReceptiveField((4, 4), (2, 2), (0.5, 0.5))
+    assert s.receptive_field("2").size == (8, 8)
+    assert s.receptive_field("3") == ReceptiveField((10, 10), (4, 4), (1.5, 1.5))
+    assert s.receptive_field("4").size == (10, 10)           # Flatten changes nothing
+    assert s.receptive_field("5").size == (14, 14)           # fc: a window of the 2x2 map
+
+
+def test_global_pool_sees_the_whole_map():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, rng=0), nn.GlobalAvgPool2d())
+    s = summary(model, (1, 11, 11))                          # conv: 5x5 map, rf 3, jump 2
+    assert s.receptive_field("1").size == (3 + 4 * 2, 3 + 4 * 2)
+
+
+layer_specs = st.lists(
+    st.one_of(
+        st.tuples(st.just("conv"), st.integers(1, 4), st.integers(1, 4), st.integers(1, 3),
+                  st.integers(0, 2)),
+        st.tuples(st.just("avg"), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
+                  st.integers(0, 1))),
+    min_size=1, max_size=4)
+
+
+@settings(max_examples=25)
+@given(specs=layer_specs)
+def test_field_matches_the_gradient_support_of_random_stacks(specs):
+    """size, jump and start (non-square kernels, strides, padding) vs. the measured field."""
+    layers, c = [], 2
+    for kind, kh, kw, s, p in specs:
+        p = min(p, (min(kh, kw) - 1) // 2 if kind == "avg" else p)  # pooling pads < half a window
+        if kind == "conv":
+            layers.append(nn.Conv2d(c, 3, (kh, kw), stride=s, padding=p, rng=0))
+            c = 3
+        else:
+            layers.append(nn.AvgPool2d((kh, kw), stride=s, padding=p))
+    model = nn.Sequential(*layers)
+    try:
+        predicted, measured, fits = field_vs_gradient(model, (2, 40, 40))
+    except ValueError:
+        assume(False)  # the stack shrank the input below a kernel
+    assume(fits)
+    assert [tuple(b) for b in predicted] == [tuple(b) for b in measured]
+
+
+def test_inception_field_is_the_largest_branch():
+    block = blocks.Inception(4, 2, 2, 3, 2, 3, 2, rng=0)
+    s = summary(block, (4, 12, 12))
+    assert s.receptive_field("branch1").size == (1, 1)
+    assert s.receptive_field("branch2").size == (3, 3)
+    assert s.receptive_field("branch3").size == (5, 5)
+    assert s.receptive_field("branch4").size == (3, 3)
+    assert s.receptive_field().size == (5, 5)
+    predicted, measured, fits = field_vs_gradient(block, (4, 12, 12))
+    assert fits and [tuple(b) for b in predicted] == [tuple(b) for b in measured]
+
+
+def test_dense_block_field_follows_the_longest_path():
+    # Each DenseLayer adds a 1x1 and a 3x3 conv on top of the concatenation of all earlier
+    # features, so three layers see 7x7 (max over the shorter paths through the concat).
+    block = blocks.DenseBlock(3, 4, bn_size=1, growth_rate=2, rng=0)
+    s = summary(block, (4, 12, 12))
+    assert [s.receptive_field(f"denselayer{i}").size[0] for i in (1, 2, 3)] == [3, 5, 7]
+    assert s.receptive_field().size == (7, 7)
+    predicted, measured, fits = field_vs_gradient(block, (4, 12, 12))
+    assert fits and [tuple(b) for b in predicted] == [tuple(b) for b in measured]
