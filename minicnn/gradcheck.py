@@ -104,7 +104,7 @@ def _generators(module):
     return found
 
 
-def check_module(module, x, rng=None, h=1e-5):
+def check_module(module, x, rng=None, h=1e-5, floor=1e-8):
     """Gradient-check a Module: its dx and every parameter's gradient against numeric ones.
 
     The module is converted to float64 in place (``module.to(np.float64)``) and x is
@@ -113,7 +113,8 @@ def check_module(module, x, rng=None, h=1e-5):
     stochastic depth) draw the same numbers on every evaluation: the states of the
     Generators they hold are restored before each forward.
 
-    Inputs: module (minicnn.nn.Module); x: its input; rng: Generator or seed for dout.
+    Inputs: module (minicnn.nn.Module); x: its input; rng: Generator or seed for dout;
+    h: the step; floor: the least denominator of the relative error (see ``compare``).
     Returns a dict: ``"x"`` and each parameter name -> GradError, the worst relative
     error (a float) with ``.index`` of the entry where it occurs.
     """
@@ -136,7 +137,7 @@ def check_module(module, x, rng=None, h=1e-5):
     params = list(module.named_parameters())
     analytic = {name: np.array(backend.asnumpy(p.grad)) for name, p in params}
 
-    report = {"x": compare(dx, numeric_gradient(run, x, dout, h))}
+    report = {"x": compare(dx, numeric_gradient(run, x, dout, h), floor)}
     for name, p in params:
         data = p.data  # perturbed in place, so that the module sees each change
 
@@ -147,5 +148,5 @@ def check_module(module, x, rng=None, h=1e-5):
         original = np.array(data)
         numeric = numeric_gradient(f_of_param, original, dout, h)
         data[...] = original
-        report[name] = compare(analytic[name], numeric)
+        report[name] = compare(analytic[name], numeric, floor)
     return report
