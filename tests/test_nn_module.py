@@ -189,6 +189,19 @@ def test_hooks_fire_for_every_module_in_post_order():
             pass
 
 
+def test_hooks_nest_and_to_drops_stale_caches():
+    lin = nn.Linear(2, 2, rng=0)
+    outer, inner = [], []
+    with forward_hook(lambda m, x, out: outer.append(m)):
+        with forward_hook(lambda m, x, out: inner.append(m)):
+            lin(np.ones((1, 2), dtype=np.float32))
+        lin(np.ones((1, 2), dtype=np.float32))
+    assert outer == [lin, lin] and inner == [lin]
+    lin.to(np.float64)
+    with pytest.raises(RuntimeError, match="before forward"):
+        lin.backward(np.ones((1, 2)))
+
+
 def test_repr_is_nested_with_hyper_parameters():
     text = repr(small_net())
     assert text.splitlines()[0] == "Sequential("

@@ -28,6 +28,11 @@ class CrossEntropyLoss(Module):
 
     def backward(self, dout=1.0):
         dscores = self._get_cache()
+        try:
+            dout = float(dout)
+        except (TypeError, ValueError):
+            raise ValueError(f"CrossEntropyLoss.backward: expected a number (the loss's weight), "
+                             f"received {type(dout).__name__}") from None
         if dout == 1.0:
             return dscores.copy()  # a copy: the caller may update it in place
         return dscores * dscores.dtype.type(dout)
