@@ -359,6 +359,15 @@ def test_download_verifies_and_unpacks(tmp_path, server, cifar_archive):
     assert data.download_cifar10(dest, url=base + "/cifar-10-python.tar.gz",
                                  md5=hashlib.md5(body).hexdigest(), progress=False) == out
     assert len(hits) == 1
+    # The directory holding cifar-10-batches-py is accepted by the loader too.
+    np.testing.assert_array_equal(data.load_cifar10(dest)[3], arrays[3])
+    # A verified archive already in dest is unpacked again without a download.
+    for f in out.iterdir():
+        f.unlink()
+    out.rmdir()
+    assert data.download_cifar10(dest, url=base + "/cifar-10-python.tar.gz",
+                                 md5=hashlib.md5(body).hexdigest(), progress=False) == out
+    assert len(hits) == 1 and data.load_cifar10(out)[0].shape == (15, 3, 32, 32)
 
 
 def test_corrupted_archive_leaves_nothing(tmp_path, server, cifar_archive):

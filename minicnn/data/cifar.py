@@ -25,6 +25,7 @@ import numpy as np
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
+CIFAR10_DIR = "cifar-10-batches-py"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
 
@@ -118,7 +119,10 @@ def load_batch(path):
 
 
 def _check_dir(path, files):
-    path = Path(path)
+    path = Path(path).expanduser()
+    # Accept the directory given to download_cifar10 too: it holds cifar-10-batches-py.
+    if not (path / files[0]).is_file() and (path / CIFAR10_DIR).is_dir():
+        path = path / CIFAR10_DIR
     if not path.is_dir():
         raise ValueError(f"load_cifar10: expected a directory holding {', '.join(files)} "
                          f"(the unpacked cifar-10-batches-py), received {str(path)!r} which is "
@@ -137,7 +141,9 @@ def load_cifar10(path):
     Returns ``(x_train, y_train, x_test, y_test)``: images uint8 (N, 3, 32, 32) in NCHW,
     labels int64 (N,) in 0..9.  The full download gives 50,000 + 10,000 images; any
     directory with the same file names and layout (such as the 1,000-record-per-batch
-    sample) is read the same way.  Raises ``ValueError`` naming a missing or corrupt file.
+    sample) is read the same way; ``path`` may also be the directory that contains
+    ``cifar-10-batches-py`` (where ``download_cifar10`` puts it).  Raises ``ValueError``
+    naming a missing or corrupt file.
     """
     path = _check_dir(path, TRAIN_FILES + (TEST_FILE,))
     parts = [load_batch(path / f) for f in TRAIN_FILES]

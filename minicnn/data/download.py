@@ -25,11 +25,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from minicnn.data.cifar import META_FILE, TEST_FILE, TRAIN_FILES
+from minicnn.data.cifar import CIFAR10_DIR, META_FILE, TEST_FILE, TRAIN_FILES
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_DIR = "cifar-10-batches-py"
 _REQUIRED = TRAIN_FILES + (TEST_FILE, META_FILE)
 _CHUNK = 1 << 20
 
