@@ -572,6 +572,7 @@ def test_state_round_trip_with_mt19937():
     (dict(batch_size=0), "batch_size"),
     (dict(batch_size=2.0), "batch_size"),
     (dict(rng="seed"), "rng"),
+    (dict(rng=-1), "seed >= 0"),
     (dict(mean=[1, 2, 3]), "both mean and std"),
     (dict(x=np.zeros((4, 3, 2, 2), np.uint8)), "positive std"),
     (dict(normalize=False, mean=0, std=1), "normalize=False"),

@@ -28,9 +28,11 @@ from minicnn.backend import get_array_module
 def _as_generator(rng):
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
-        return np.random.default_rng(rng)
-    raise ValueError(f"BatchLoader: expected rng as a numpy Generator, an int seed or None, "
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise ValueError(f"BatchLoader: expected rng as a numpy Generator, an int seed >= 0 or None, "
                      f"received {rng!r}")
 
 
