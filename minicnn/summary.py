@@ -40,9 +40,11 @@ name)``), per axis, by the usual recurrence from the input (size 1, jump 1)::
     window layer (anything with kernel_size / stride / padding: Conv2d, MaxPool2d,
     AvgPool2d):   r_out = r_in + (k - 1) * j_in,    j_out = j_in * s,
                   start_out = start_in + ((k - 1) / 2 - p) * j_in
+                  (a layer with a stride but no kernel_size, such as the CIFAR ResNets'
+                  zero-padding shortcut x[:, :, ::s, ::s], is a 1x1 window of stride s)
     elementwise or per-position layer (ReLU, BatchNorm, LRN, Dropout, ...): unchanged
     GlobalAvgPool2d, and a Linear reading a flattened H x W map: a window of the whole
-                  map (k = H, W; every output sees every position)
+                  map (k = H, W; every output sees every position; the jump is kept)
     Flatten: unchanged (each value still sees what it saw); the Linear after it mixes
 
 ``size`` is the receptive field in input pixels, ``jump`` the distance in input pixels
@@ -58,7 +60,8 @@ branches that produced it (max over branches): the field of a residual block is 
 its convolution path, not of its shortcut.  A squeeze-and-excitation gate sees the
 whole map, so the field after an SE block is the whole map too.  A leaf layer that
 changes the spatial size without kernel_size / stride / padding attributes has an
-unknown field (None), and so has everything after it.
+unknown field (None), and so has everything after it; so has a window layer whose
+output size does not match (H + 2P - K) // S + 1 for its attributes.
 """
 import sys
 import types
@@ -104,8 +107,10 @@ class _Geometry:
             grid=tuple(grid))
 
     def whole_map(self):
-        # Global pooling / a Linear over a flattened map: a window as large as the map.
-        return self.window(self.grid, self.grid, (0, 0), (1, 1))
+        # Global pooling / a Linear over a flattened map: a window as large as the map.  The
+        # jump stays the input's: the output is a single position, so a jump has no meaning
+        # of its own, and a map gated by it (squeeze-and-excitation) keeps its spacing.
+        return self.window(self.grid, (1, 1), (0, 0), (1, 1))
 
     def on_grid(self, grid):
         return _Geometry(self.size, self.jump, self.start, tuple(grid))
@@ -251,16 +256,21 @@ class _Tracer:
         if g is None or not hasattr(x, "ndim") or not hasattr(out, "ndim"):
             return None
         if x.ndim == 4 and out.ndim == 4:
-            if getattr(module, "kernel_size", None) is not None:
-                kernel = _pair(module.kernel_size)
+            if getattr(module, "kernel_size", None) is not None or getattr(module, "stride", None):
+                # A window layer; one with a stride but no kernel_size subsamples, a 1x1
+                # window (the zero-padding shortcut of the CIFAR ResNets takes x[:, :, ::s, ::s]).
+                kernel = _pair(getattr(module, "kernel_size", None) or 1)
                 stride = _pair(module.stride if getattr(module, "stride", None) is not None else kernel)
                 padding = _pair(getattr(module, "padding", 0))
                 dilation = _pair(getattr(module, "dilation", 1))
                 kernel = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
-                return g.window(kernel, stride, padding, out.shape[2:])
+                expect = tuple((n + 2 * p - k) // s + 1
+                               for n, p, k, s in zip(x.shape[2:], padding, kernel, stride))
+                if expect == tuple(out.shape[2:]):
+                    return g.window(kernel, stride, padding, out.shape[2:])
             if out.shape[2:] == x.shape[2:]:
                 return g.on_grid(out.shape[2:])
-            return None
+            return None  # the spatial size changed in a way the attributes do not explain
         if x.ndim == 4 and out.ndim == 2:
             n, c, h, w = x.shape
             if out.shape[1] == c * h * w:
@@ -392,8 +402,9 @@ class Summary:
         header = ("Layer (type)", "Output (HxWxC)" if self.batch_size == 1 else "Output (N x HxWxC)",
                   "Activations", "Params", "Mult-adds", "RF")
         body = []
+        name_width = max(len(r.name) for r in self.rows) if self.rows else 0
         for r in self.rows:
-            layer = f"{r.name}  {r.layer}" if r.name else r.layer
+            layer = f"{r.name.ljust(name_width)}  {r.layer}" if name_width else r.layer
             if r.output_shape is None:
                 layer += "  (not called)"
             rf = "-" if r.receptive_field is None else (

@@ -286,3 +286,149 @@ def test_dense_block_field_follows_the_longest_path():
     assert s.receptive_field().size == (7, 7)
     predicted, measured, fits = field_vs_gradient(block, (4, 12, 12))
     assert fits and [tuple(b) for b in predicted] == [tuple(b) for b in measured]
+
+
+def test_residual_block_field_is_that_of_the_conv_path():
+    from minicnn.nn.residual import BasicBlock, Bottleneck
+    cases = [(BasicBlock(4, 6, stride=2, shortcut="A", rng=0), 7),   # 3x3/2 (3, jump 2), 3x3: 3 + 2*2
+             (BasicBlock(4, 6, stride=2, shortcut="B", rng=0), 7),
+             (Bottleneck(8, 2, stride=2, rng=0), 3),                  # v1.5: 1x1, 3x3/2, 1x1
+             (Bottleneck(8, 2, stride=2, stride_in_1x1=True, rng=0), 5)]  # v1: 1x1/2, 3x3: 1 + 2*2
+    for block, size in cases:
+        s = summary(block, (block.in_channels, 13, 13))
+        assert s.receptive_field().size == (size, size), type(block).__name__
+        predicted, measured, fits = field_vs_gradient(block, (block.in_channels, 13, 13))
+        assert fits and [tuple(b) for b in predicted] == [tuple(b) for b in measured]
+
+
+def test_squeeze_excitation_sees_the_whole_map():
+    from minicnn.nn.residual import SqueezeExcitation
+    s = summary(SqueezeExcitation(8, reduction=4, rng=0), (8, 6, 5))
+    assert s.receptive_field().size == (6, 5)
+
+
+# ------------------------------------------------------------- the published numbers
+# Independent of the model code: the multiply-adds that the architectures' tables imply.
+VGG = {"vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+       "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                 512, 512, 512, 512, "M"]}
+
+
+def vgg_table(cfg, size=224):
+    """[(H, W, C) of every CONV/POOL output, then the three FC sizes], mult-adds."""
+    shapes, mult_adds, c = [], 0, 3
+    for v in cfg:
+        if v == "M":
+            size //= 2
+            shapes.append((size, size, c))
+        else:
+            mult_adds += size * size * v * c * 9
+            c = v
+            shapes.append((size, size, c))
+    return shapes + [4096, 4096, 1000], mult_adds + 7 * 7 * 512 * 4096 + 4096 * 4096 + 4096 * 1000
+
+
+def resnet_mult_adds(blocks, bottleneck, stride_in_1x1=False):
+    """Table 1 of He et al. (2016) at 224x224, counted conv by conv (+ the fc)."""
+    total, h, c = 112 * 112 * 64 * 3 * 49, 56, 64       # conv1 7x7/2, then the 3x3/2 max pool
+    for stage, n in enumerate(blocks):
+        w = 64 * 2 ** stage
+        out = 4 * w if bottleneck else w
+        for b in range(n):
+            s = 2 if stage > 0 and b == 0 else 1
+            ho = h // s
+            if bottleneck:
+                h1 = ho if stride_in_1x1 else h             # where the 1x1 reduce runs
+                total += h1 * h1 * w * c + ho * ho * w * w * 9 + ho * ho * out * w
+            else:
+                total += ho * ho * w * c * 9 + ho * ho * w * w * 9
+            if s != 1 or c != out:
+                total += ho * ho * out * c                  # projection shortcut
+            c, h = out, ho
+    return total + c * 1000
+
+
+def model_summary(name, shape, **kw):
+    return summary(minicnn.models.create(name, rng=0, **kw), shape)
+
+
+def test_vgg16_reproduces_the_cs231n_walkthrough():
+    s = model_summary("vgg16", (3, 224, 224))
+    assert s.total_params == 138_357_544
+    shapes, mult_adds = vgg_table(VGG["vgg16"])
+    lecture = [r for r in s.rows if r.layer.split("(")[0] in ("Conv2d", "MaxPool2d", "Linear")]
+    got = [(r.output_shape[2], r.output_shape[3], r.output_shape[1]) if len(r.output_shape) == 4
+           else r.output_shape[1] for r in lecture]
+    assert got == shapes                 # 224x224x64, ..., 7x7x512, FC 4096, 4096, 1000
+    convs = [r for r in lecture if r.layer.startswith("Conv2d")]
+    assert convs[0].params == 3 * 3 * 3 * 64 + 64 and convs[-1].params == 3 * 3 * 512 * 512 + 512
+    assert s.total_mult_adds == mult_adds == 15_470_264_320       # "~15.5 G"
+    # The lecture's memory column counts CONV/POOL/FC outputs (ReLU is in place): 15.1M
+    # values per image (its "24M" total is an arithmetic slip).
+    assert sum(r.activations for r in lecture) == 15_087_080
+    assert s.receptive_field("features.30") == ReceptiveField((212, 212), (32, 32), (15.5, 15.5))
+
+
+@pytest.mark.slow
+def test_vgg19_mult_adds():
+    s = model_summary("vgg19", (3, 224, 224))
+    assert s.total_mult_adds == vgg_table(VGG["vgg19"])[1]
+    assert abs(s.total_mult_adds / 19.6e9 - 1) < 0.01              # "19.6 billion FLOPs"
+
+
+def test_alexnet_conv1_and_pool1():
+    s = model_summary("alexnet", (3, 227, 227))
+    assert s.total_params == 62_378_344
+    conv1, pool1 = s.row("features.0"), next(r for r in s.rows if r.layer.startswith("MaxPool2d"))
+    assert conv1.output_shape == (1, 96, 55, 55) and conv1.params == 34_944
+    assert pool1.output_shape == (1, 96, 27, 27) and pool1.params == 0
+    assert "55x55x96" in str(s) and "27x27x96" in str(s)
+
+
+# name, blocks per stage, bottleneck, torchvision's parameter count, the paper's mult-adds
+RESNETS = [("resnet18", (2, 2, 2, 2), False, 11_689_512, 1.8e9),
+           ("resnet34", (3, 4, 6, 3), False, 21_797_672, 3.6e9),
+           ("resnet50", (3, 4, 6, 3), True, 25_557_032, 3.8e9),
+           pytest.param("resnet101", (3, 4, 23, 3), True, 44_549_160, 7.6e9, marks=pytest.mark.slow),
+           pytest.param("resnet152", (3, 8, 36, 3), True, 60_192_808, 11.3e9, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name, blocks, bottleneck, params, paper", RESNETS)
+def test_resnet_params_and_mult_adds(name, blocks, bottleneck, params, paper):
+    s = model_summary(name, (3, 224, 224))
+    assert s.total_params == params
+    # The default models stride in the 3x3 conv (torchvision, "v1.5"), exactly counted:
+    assert s.total_mult_adds == resnet_mult_adds(blocks, bottleneck)
+    if name == "resnet50":
+        # ... which costs 4.09 G for resnet50: 7.6% above the paper's 3.8 G, because the
+        # paper (v1) strides in the first 1x1 and so runs it on the smaller map.
+        assert abs(s.total_mult_adds / 4.09e9 - 1) < 0.005
+    else:
+        assert abs(s.total_mult_adds / paper - 1) < 0.05
+
+
+def test_resnet50_v1_matches_the_paper():
+    s = model_summary("resnet50", (3, 224, 224), stride_in_1x1=True)
+    assert s.total_params == 25_557_032          # where the stride goes changes no weight
+    assert s.total_mult_adds == resnet_mult_adds((3, 4, 6, 3), True, stride_in_1x1=True)
+    assert abs(s.total_mult_adds / 3.8e9 - 1) < 0.05                # 3.86 G
+
+
+@pytest.mark.parametrize("name, shape, params", [
+    # Global pooling makes the parameter count independent of the input: a small one is cheap.
+    ("squeezenet1_0", (3, 96, 96), 1_248_424),
+    ("densenet121", (3, 64, 64), 7_978_856),
+    ("resnext50_32x4d", (3, 64, 64), 25_028_904),
+])
+def test_parameter_counts_of_later_architectures(name, shape, params):
+    model = minicnn.models.create(name, rng=0)
+    s = summary(model, shape)
+    assert s.total_params == params == sum(p.data.size for p in model.parameters())
+
+
+@pytest.mark.parametrize("name, paper", [("resnet20", 0.27e6), ("resnet110", 1.7e6)])
+def test_cifar_resnets_have_the_papers_parameter_counts(name, paper):
+    s = model_summary(name, (3, 32, 32))
+    assert abs(s.total_params / paper - 1) < 0.02                  # Table 6 of He et al.
+    assert s.rows[-1].output_shape == (1, 10)
+    s.receptive_field()   # known through the zero-padding shortcuts (a stride, no kernel)
