@@ -100,6 +100,26 @@ def test_col2im_matches_plain(geom, dtype, seed):
     np.testing.assert_allclose(got, expected, **tol(dtype))
 
 
+@settings(max_examples=25)
+@given(geom=geometries(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+@example(geom=(2, 3, 1, 1, 3, 3, 1, 1), dtype=np.float64, seed=1)
+@example(geom=(3, 2, 7, 5, 3, 2, 2, 2), dtype=np.float32, seed=2)
+def test_batch_inside_layout_matches_plain(geom, dtype, seed):
+    """im2col_t / col2im_t: the (C, KH, KW, N, OH, OW) layout is the plain col, transposed."""
+    n, c, h, w, kh, kw, stride, pad = geom
+    oh, ow = out_size(h, w, kh, kw, stride, pad)
+    x = make_input(seed, (n, c, h, w), dtype)
+    col = im2col_xp(x, kh, kw, stride, pad, np.empty((n, c, kh, kw, oh, ow), dtype=dtype))
+    got = np.full((c, kh, kw, n, oh, ow), np.nan, dtype=dtype)
+    im2col_ext.im2col_t(x, kh, kw, stride, pad, got)
+    np.testing.assert_array_equal(got, col.transpose(1, 2, 3, 0, 4, 5))
+    dcol = make_input(seed + 1, (n, c, kh, kw, oh, ow), dtype)
+    expected = col2im_xp(dcol, stride, pad, np.empty((n, c, h, w), dtype=dtype))
+    dx = np.full((n, c, h, w), np.nan, dtype=dtype)
+    im2col_ext.col2im_t(np.ascontiguousarray(dcol.transpose(1, 2, 3, 0, 4, 5)), stride, pad, dx)
+    np.testing.assert_allclose(dx, expected, **tol(dtype))
+
+
 def test_im2col_known_answer():
     """A 3x4 image, a 2x3 window, stride 1, pad 1: every column written out by hand."""
     x = np.arange(1, 13, dtype=np.float64).reshape(1, 1, 3, 4)
@@ -211,6 +231,10 @@ def test_kernels_refuse_wrong_shapes():
         im2col_ext.im2col(x, 3, 3, 1, 0, np.zeros((2, 3, 3, 3, 2, 2), dtype=np.float32))
     with pytest.raises(ValueError, match="col2im: expected col of shape"):
         im2col_ext.col2im(np.zeros((2, 3, 3, 3, 2, 2), dtype=np.float32), 1, 0, x)
+    with pytest.raises(ValueError, match="im2col_t: expected out of shape"):
+        im2col_ext.im2col_t(x, 3, 3, 1, 0, np.zeros((2, 3, 3, 3, 3, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="col2im_t: expected col of shape"):
+        im2col_ext.col2im_t(np.zeros((2, 3, 3, 3, 3, 3), dtype=np.float32), 1, 0, x)
     with pytest.raises(ValueError, match="expected a \\(7, 7\\) window to fit"):
         im2col_ext.im2col(x, 7, 7, 1, 0, np.zeros((2, 3, 7, 7, 1, 1), dtype=np.float32))
     out = np.zeros((2, 3, 2, 2), dtype=np.float32)

@@ -41,13 +41,15 @@ cdef inline Py_ssize_t _past_inside(Py_ssize_t off, Py_ssize_t stride, Py_ssize_
     return (size - 1 - off) // stride + 1
 
 
-cdef void _im2col_plane(const floating* src, floating* dst,
+cdef void _im2col_plane(const floating* src, floating* dst, Py_ssize_t tap_stride,
                         Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
                         Py_ssize_t stride, Py_ssize_t pad,
                         Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
-    """One image plane src (H, W) -> its columns dst (KH, KW, OH, OW)."""
+    """One image plane src (H, W) -> its columns: tap (p, q) goes to the (OH, OW) block at
+    dst + (p*KW + q) * tap_stride (tap_stride = OH*OW for im2col, N*OH*OW for im2col_t)."""
     cdef Py_ssize_t p, q, i, j, row, off, j_lo, j_hi
     cdef const floating* src_row
+    cdef floating* out
     for p in range(kh):
         for q in range(kw):
             # For tap (p, q), output column j reads source column j*stride + off.  Work out
@@ -55,31 +57,33 @@ cdef void _im2col_plane(const floating* src, floating* dst,
             off = q - pad
             j_lo = min(_first_inside(off, stride), ow)
             j_hi = max(min(_past_inside(off, stride, w), ow), j_lo)
+            out = dst + (p * kw + q) * tap_stride
             for i in range(oh):
                 row = i * stride - pad + p
                 if row < 0 or row >= h:
                     for j in range(ow):
-                        dst[j] = 0
+                        out[j] = 0
                 else:
                     for j in range(j_lo):
-                        dst[j] = 0
+                        out[j] = 0
                     src_row = src + row * w + j_lo * stride + off
                     if stride == 1:          # the common case: a contiguous run the compiler vectorises
                         for j in range(j_hi - j_lo):
-                            dst[j_lo + j] = src_row[j]
+                            out[j_lo + j] = src_row[j]
                     else:
                         for j in range(j_hi - j_lo):
-                            dst[j_lo + j] = src_row[j * stride]
+                            out[j_lo + j] = src_row[j * stride]
                     for j in range(j_hi, ow):
-                        dst[j] = 0
-                dst += ow
+                        out[j] = 0
+                out += ow
 
 
-cdef void _col2im_plane(const floating* src, floating* dst,
+cdef void _col2im_plane(const floating* src, Py_ssize_t tap_stride, floating* dst,
                         Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
                         Py_ssize_t stride, Py_ssize_t pad,
                         Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
-    """Columns src (KH, KW, OH, OW) -> their sum dst (H, W) for one plane (dst overwritten)."""
+    """Columns of one plane -> their sum dst (H, W) (overwritten); tap (p, q)'s (OH, OW) block
+    is read from src + (p*KW + q) * tap_stride, as _im2col_plane wrote it."""
     cdef Py_ssize_t p, q, i, j, row, off, j_lo, j_hi, k
     cdef floating* dst_row
     cdef const floating* src_row
@@ -93,7 +97,7 @@ cdef void _col2im_plane(const floating* src, floating* dst,
             for i in range(oh):
                 row = i * stride - pad + p
                 if row >= 0 and row < h:     # rows in the padding are dropped
-                    src_row = src + ((p * kw + q) * oh + i) * ow + j_lo
+                    src_row = src + (p * kw + q) * tap_stride + i * ow + j_lo
                     dst_row = dst + row * w + j_lo * stride + off
                     if stride == 1:
                         for j in range(j_hi - j_lo):
@@ -141,10 +145,12 @@ def im2col(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ssiz
     if n * c * plane_out < PARALLEL_MIN:
         with nogil:
             for nc in range(n * c):
-                _im2col_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+                _im2col_plane(src + nc * plane_in, dst + nc * plane_out, OH * OW,
+                              h, w, kh, kw, stride, pad, OH, OW)
     else:
         for nc in prange(n * c, nogil=True, schedule="static"):
-            _im2col_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+            _im2col_plane(src + nc * plane_in, dst + nc * plane_out, OH * OW,
+                          h, w, kh, kw, stride, pad, OH, OW)
 
 
 def col2im(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t pad,
@@ -174,7 +180,85 @@ def col2im(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t
     if n * c * plane_in < PARALLEL_MIN:
         with nogil:
             for nc in range(n * c):
-                _col2im_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+                _col2im_plane(src + nc * plane_in, OH * OW, dst + nc * plane_out,
+                              h, w, kh, kw, stride, pad, OH, OW)
     else:
         for nc in prange(n * c, nogil=True, schedule="static"):
-            _col2im_plane(src + nc * plane_in, dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+            _col2im_plane(src + nc * plane_in, OH * OW, dst + nc * plane_out,
+                          h, w, kh, kw, stride, pad, OH, OW)
+
+
+# The same two kernels for the "batch inside" column layout (C, KH, KW, N, OH, OW), i.e. the
+# (C*KH*KW, N*OH*OW) matrix of all the batch's windows side by side.  With it a convolution
+# is ONE large GEMM per group, W (F, C*KH*KW) @ col (C*KH*KW, N*OH*OW), instead of N small
+# ones (one per image); a threaded BLAS splits one large product well but pays a fork/join
+# for every small one.
+
+def im2col_t(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride,
+             Py_ssize_t pad, floating[:, :, :, :, :, ::1] out):
+    """im2col into the batch-inside layout: out[c, p, q, n, i, j] = xpad[n, c, i*S + p, j*S + q].
+
+    Inputs:
+    - x: (N, C, H, W) C-contiguous float32 or float64
+    - kh, kw, stride, pad: as for im2col
+    - out: (C, KH, KW, N, OH, OW) C-contiguous, x's dtype; fully overwritten
+    Returns None (the result is in out).
+    """
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    oh, ow = _out_size("im2col_t", h, w, kh, kw, stride, pad)
+    expected = (c, kh, kw, n, oh, ow)
+    got = (out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4], out.shape[5])
+    if got != expected:
+        raise ValueError(f"im2col_t: expected out of shape {expected}, received {got}")
+    cdef Py_ssize_t OH = oh, OW = ow, nc
+    cdef Py_ssize_t plane_in = h * w, per_tap = n * OH * OW, taps = kh * kw
+    if n * c == 0:
+        return
+    cdef const floating* src = &x[0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0, 0, 0, 0, 0]
+    # Plane (n, c) = nc fills, for every tap, the n-th (OH, OW) block of channel c's rows.
+    if n * c * taps * OH * OW < PARALLEL_MIN:
+        with nogil:
+            for nc in range(n * c):
+                _im2col_plane(src + nc * plane_in,
+                              dst + (nc % c) * taps * per_tap + (nc // c) * OH * OW,
+                              per_tap, h, w, kh, kw, stride, pad, OH, OW)
+    else:
+        for nc in prange(n * c, nogil=True, schedule="static"):
+            _im2col_plane(src + nc * plane_in, dst + (nc % c) * taps * per_tap + (nc // c) * OH * OW,
+                          per_tap, h, w, kh, kw, stride, pad, OH, OW)
+
+
+def col2im_t(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t pad,
+             floating[:, :, :, ::1] out):
+    """col2im from the batch-inside layout: the adjoint of im2col_t.
+
+    Inputs:
+    - col: (C, KH, KW, N, OH, OW) C-contiguous float32 or float64
+    - stride, pad: as given to im2col_t
+    - out: (N, C, H, W) C-contiguous, col's dtype; OVERWRITTEN with the sum of every column
+      entry onto its source pixel (entries that fell in the padding are dropped)
+    Returns None (the result is in out).
+    """
+    cdef Py_ssize_t c = col.shape[0], kh = col.shape[1], kw = col.shape[2], n = col.shape[3]
+    cdef Py_ssize_t h = out.shape[2], w = out.shape[3]
+    oh, ow = _out_size("col2im_t", h, w, kh, kw, stride, pad)
+    if (out.shape[0], out.shape[1], col.shape[4], col.shape[5]) != (n, c, oh, ow):
+        raise ValueError(f"col2im_t: expected col of shape {(c, kh, kw, n, oh, ow)} for out of shape "
+                         f"{(out.shape[0], out.shape[1], h, w)}, received col of shape "
+                         f"{(c, kh, kw, n, col.shape[4], col.shape[5])}")
+    cdef Py_ssize_t OH = oh, OW = ow, nc
+    cdef Py_ssize_t plane_out = h * w, per_tap = n * OH * OW, taps = kh * kw
+    if n * c == 0:
+        return
+    cdef const floating* src = &col[0, 0, 0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0, 0, 0]
+    if n * c * taps * OH * OW < PARALLEL_MIN:
+        with nogil:
+            for nc in range(n * c):
+                _col2im_plane(src + (nc % c) * taps * per_tap + (nc // c) * OH * OW, per_tap,
+                              dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+    else:
+        for nc in prange(n * c, nogil=True, schedule="static"):
+            _col2im_plane(src + (nc % c) * taps * per_tap + (nc // c) * OH * OW, per_tap,
+                          dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
