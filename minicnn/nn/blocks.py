@@ -26,8 +26,6 @@ Blocks here (residual / pre-activation / squeeze-and-excitation blocks live in
 """
 from collections import OrderedDict
 
-import numpy as np
-
 from minicnn import backend
 from minicnn.functional._validate import check_float_array, check_int
 from minicnn.nn import init
@@ -118,7 +116,8 @@ class ParallelConcat(Module):
 
 
 def _conv_relu(in_channels, out_channels, kernel_size, padding, rng):
-    return Sequential(Conv2d(in_channels, out_channels, kernel_size, padding=padding, rng=rng), ReLU())
+    return Sequential(Conv2d(in_channels, out_channels, kernel_size, padding=padding, rng=rng),
+                      ReLU())
 
 
 class Inception(ParallelConcat):

@@ -1,0 +1,108 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton, 2012, "ImageNet Classification with Deep
+Convolutional Neural Networks").
+
+The idea: a much bigger and deeper convnet, made trainable on ImageNet by ReLU units
+(faster than tanh), GPUs, dropout in the fully connected layers and data augmentation
+-- it halved the error of the previous ImageNet winners and started the deep-learning era.
+
+This is the variant of the CS231n lecture (one tower, no groups; input 227x227 so that
+the 11x11/4 arithmetic comes out whole)::
+
+    layer                         output       parameters
+    input                         227x227x3
+    CONV1 96 11x11 stride 4       55x55x96     34,944   (= 96 * 11*11*3 + 96)
+    MAX POOL1 3x3 stride 2        27x27x96     0
+    NORM1 (LRN)                   27x27x96     0
+    CONV2 256 5x5 pad 2           27x27x256    614,656
+    MAX POOL2 3x3 stride 2        13x13x256    0
+    NORM2 (LRN)                   13x13x256    0
+    CONV3 384 3x3 pad 1           13x13x384    885,120
+    CONV4 384 3x3 pad 1           13x13x384    1,327,488
+    CONV5 256 3x3 pad 1           13x13x256    884,992
+    MAX POOL3 3x3 stride 2        6x6x256      0
+    FC6 4096 (dropout 0.5 before)              37,752,832
+    FC7 4096 (dropout 0.5 before)              16,781,312
+    FC8 1000                                   4,097,000
+    total                                      62,378,344
+
+Every conv and FC6/FC7 are followed by ReLU.  The lecture (and Caffe's CaffeNet) pools
+before normalising; the paper normalises the ReLU output and then pools.  The paper
+splits CONV2, CONV4 and CONV5 into two groups (one per GPU), which would give 60,965,224
+parameters; this variant is ungrouped.
+
+LRN mapping: the paper writes ``b = a / (k + alpha * sum a^2) ** beta`` with n=5,
+alpha=1e-4, beta=0.75, k=2; minicnn's LocalResponseNorm (Caffe/PyTorch) divides alpha by
+n, so the paper's setting is ``LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)``.
+
+State-dict names follow torchvision's layout (``features.N``, ``classifier.N`` with
+classifier = Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear), but the feature
+indices differ from torchvision's AlexNet (which is the "one weird trick" variant with
+64-192-384-256-256 channels and no LRN).
+
+Teaching variant: ``width`` multiplies every channel count and the FC widths
+(``width=0.25``: 24-64-96-96-64 channels, FC 1024), and ``cifar=True`` adapts the first
+layer to 32x32 images (CONV1 5x5 stride 1 pad 2: 32x32 -> 32 -> pool 15 -> 15 -> pool 7 ->
+pool 3, so FC6 reads 3x3 maps), which a CPU trains on CIFAR-10.
+"""
+from collections import OrderedDict
+
+from minicnn.models._common import check_input, scaled
+from minicnn.models.registry import register
+from minicnn.nn import init
+from minicnn.nn.layers import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, ReLU
+from minicnn.nn.module import Sequential
+
+# The paper's n=5, alpha=1e-4, beta=0.75, k=2 in the alpha/n (Caffe/PyTorch) convention.
+LRN_PAPER = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
+
+
+def lrn():
+    """The AlexNet paper's local response normalisation (see the module docstring for alpha)."""
+    return LocalResponseNorm(**LRN_PAPER)
+
+
+def classifier(in_features, hidden, num_classes, dropout, rng):
+    """torchvision's AlexNet/ZFNet head: Dropout, FC, ReLU, Dropout, FC, ReLU, FC.
+
+    (N, in_features) -> (N, num_classes); dropout before FC6 and FC7 as in the paper.
+    """
+    return Sequential(
+        Dropout(dropout, rng=rng), Linear(in_features, hidden, rng=rng), ReLU(),
+        Dropout(dropout, rng=rng), Linear(hidden, hidden, rng=rng), ReLU(),
+        Linear(hidden, num_classes, rng=rng))
+
+
+class AlexNet(Sequential):
+    """AlexNet, CS231n lecture variant: x (N, 3, 227, 227) -> scores (N, num_classes).
+
+    With ``cifar=True``: x (N, 3, 32, 32).  Children: ``features``, ``flatten``, ``classifier``.
+    """
+
+    def __init__(self, num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
+        rng = init.as_generator(rng)
+        c1, c2, c3, c4, c5 = (scaled(c, width) for c in (96, 256, 384, 384, 256))
+        hidden = scaled(4096, width)
+        if cifar:
+            conv1, input_size, final = Conv2d(3, c1, 5, stride=1, padding=2, rng=rng), 32, 3
+        else:
+            conv1, input_size, final = Conv2d(3, c1, 11, stride=4, padding=0, rng=rng), 227, 6
+        features = Sequential(
+            conv1, ReLU(), MaxPool2d(3, stride=2), lrn(),                            # 0-3
+            Conv2d(c1, c2, 5, padding=2, rng=rng), ReLU(), MaxPool2d(3, stride=2), lrn(),  # 4-7
+            Conv2d(c2, c3, 3, padding=1, rng=rng), ReLU(),                           # 8-9
+            Conv2d(c3, c4, 3, padding=1, rng=rng), ReLU(),                           # 10-11
+            Conv2d(c4, c5, 3, padding=1, rng=rng), ReLU(), MaxPool2d(3, stride=2))   # 12-14
+        super().__init__(OrderedDict([
+            ("features", features), ("flatten", Flatten()),
+            ("classifier", classifier(c5 * final * final, hidden, num_classes, dropout, rng))]))
+        self.input_size = input_size
+
+    def forward(self, x):
+        check_input(type(self).__name__, x, 3, self.input_size)
+        return super().forward(x)
+
+
+@register("alexnet")
+def alexnet(num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
+    """AlexNet (lecture variant, 62,378,344 parameters); ``width=0.25, cifar=True`` for CIFAR."""
+    return AlexNet(num_classes=num_classes, width=width, cifar=cifar, dropout=dropout, rng=rng)
