@@ -17,3 +17,7 @@ from minicnn.nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Drop
                                GlobalAvgPool2d, Identity, Linear, LocalResponseNorm, MaxPool2d, ReLU,
                                Sigmoid)
 from minicnn.nn.loss import CrossEntropyLoss  # noqa: F401
+from minicnn.nn.residual import (BasicBlock, Bottleneck, PreActBlock, Residual, SEBottleneck,  # noqa: F401
+                                 SqueezeExcitation, StochasticDepth, ZeroPadShortcut)
+from minicnn.nn.blocks import (DenseBlock, DenseLayer, DepthwiseSeparableConv, Fire,  # noqa: F401
+                               FractalBlock, Inception, ParallelConcat, Transition)
