@@ -233,9 +233,10 @@ def test_googlenet_aux_gradients_add_at_the_taps():
 
 
 # ------------------------------------------------------------------------ state dicts
+# torchvision's key names (AlexNet: the same features.N / classifier.N scheme, its own indices).
 TORCHVISION_KEYS = {
-    "alexnet": ["features.0.weight", "classifier.1.weight", "classifier.4.bias",
-                "classifier.6.weight"],
+    "alexnet": ["features.0.weight", "features.12.weight", "classifier.0.weight",
+                "classifier.3.bias", "classifier.6.weight"],
     "vgg16": ["features.0.weight", "features.28.bias", "classifier.0.weight", "classifier.3.weight",
               "classifier.6.bias"],
     "vgg16_bn": ["features.1.running_var", "features.41.weight", "classifier.6.weight"],

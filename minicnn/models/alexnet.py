@@ -20,8 +20,8 @@ the 11x11/4 arithmetic comes out whole)::
     CONV4 384 3x3 pad 1           13x13x384    1,327,488
     CONV5 256 3x3 pad 1           13x13x256    884,992
     MAX POOL3 3x3 stride 2        6x6x256      0
-    FC6 4096 (dropout 0.5 before)              37,752,832
-    FC7 4096 (dropout 0.5 before)              16,781,312
+    FC6 4096, ReLU, dropout 0.5                37,752,832
+    FC7 4096, ReLU, dropout 0.5                16,781,312
     FC8 1000                                   4,097,000
     total                                      62,378,344
 
@@ -34,10 +34,11 @@ LRN mapping: the paper writes ``b = a / (k + alpha * sum a^2) ** beta`` with n=5
 alpha=1e-4, beta=0.75, k=2; minicnn's LocalResponseNorm (Caffe/PyTorch) divides alpha by
 n, so the paper's setting is ``LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)``.
 
-State-dict names follow torchvision's layout (``features.N``, ``classifier.N`` with
-classifier = Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear), but the feature
-indices differ from torchvision's AlexNet (which is the "one weird trick" variant with
-64-192-384-256-256 channels and no LRN).
+State-dict names are ``features.N`` and ``classifier.N`` (classifier = Linear, ReLU,
+Dropout, Linear, ReLU, Dropout, Linear: the paper drops the *outputs* of FC6 and FC7, as
+Caffe's drop6/drop7 do).  torchvision's AlexNet is another network (the "one weird
+trick" variant: 64-192-384-256-256 channels, no LRN, dropout before FC6 and FC7), so its
+weights do not fit here anyway.
 
 Teaching variant: ``width`` multiplies every channel count and the FC widths
 (``width=0.25``: 24-64-96-96-64 channels, FC 1024), and ``cifar=True`` adapts the first
@@ -62,13 +63,13 @@ def lrn():
 
 
 def classifier(in_features, hidden, num_classes, dropout, rng):
-    """torchvision's AlexNet/ZFNet head: Dropout, FC, ReLU, Dropout, FC, ReLU, FC.
+    """The AlexNet/ZFNet head: FC6, ReLU, Dropout, FC7, ReLU, Dropout, FC8.
 
-    (N, in_features) -> (N, num_classes); dropout before FC6 and FC7 as in the paper.
+    (N, in_features) -> (N, num_classes); dropout on the outputs of FC6 and FC7, as in the paper.
     """
     return Sequential(
-        Dropout(dropout, rng=rng), Linear(in_features, hidden, rng=rng), ReLU(),
-        Dropout(dropout, rng=rng), Linear(hidden, hidden, rng=rng), ReLU(),
+        Linear(in_features, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
+        Linear(hidden, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
         Linear(hidden, num_classes, rng=rng))
 
 

@@ -16,7 +16,7 @@ Layers (input 224x224x3)::
     CONV4 1024 3x3 pad 1             13x13x1024 -> ReLU
     CONV5 512 3x3 pad 1              13x13x512  -> ReLU
     MAX POOL 3x3 stride 2             6x6x512
-    FC6 4096, FC7 4096 (dropout 0.5 before each), FC8 num_classes
+    FC6 4096, FC7 4096 (ReLU and dropout 0.5 after each), FC8 num_classes
 
 The paper's Fig. 3 model keeps AlexNet's 384-384-256 in CONV3-5; its Table 2 reports the
 better 512-1024-512 version, which is the one the CS231n lecture gives and the one built
