@@ -1,0 +1,113 @@
+"""Assignment-style exercises with an automatic checker.
+
+    minicnn exercise new all --out my_layers.py     # a skeleton: docstrings, shapes, blank bodies
+    minicnn exercise check my_layers.py             # passed / FAILED / not implemented, with hints
+
+``new NAME`` writes the functions of one exercise (``linear``, ``relu``, ``conv``,
+``maxpool``, ``batchnorm``, ``dropout``, ``lrn``, ``softmax``, ``residual``) or of ``all``.
+``check`` imports the file and checks every exercise function it defines against
+minicnn's own ops and numeric gradients (see checker.py); the exit code is 0 iff every
+implemented function passed.
+
+From Python: ``skeleton(name) -> str``, ``main_new(name, out, force=False) -> exit code``,
+``main_check(path) -> exit code``, ``check_file(path) -> list of Result``; and
+``add_subparser(subparsers)`` adds the ``exercise`` command to an argparse parser.
+"""
+import os
+import sys
+import tempfile
+
+from minicnn.exercises import templates
+from minicnn.exercises.checker import check_module, load_student_file, main_check
+
+__all__ = ["NAMES", "skeleton", "main_new", "main_check", "check_file", "add_subparser"]
+
+NAMES = templates.NAMES + ("all",)
+
+HEADER = '''"""minicnn exercises: {names}.
+
+Write the body of every function below (each raises NotImplementedError until you do),
+then check your work:
+
+    minicnn exercise check {out}
+
+The checker compares each function with minicnn's own ops (minicnn.functional) on small
+random inputs, checks each backward pass against numeric gradients, and names the classic
+mistake when it recognises one.  Conventions are minicnn's: NCHW layout, conv weights
+(F, C, KH, KW), linear weights (out, in).  A function you have not written yet is reported
+as "not implemented", not as an error.
+"""
+import numpy as np
+'''
+
+
+def skeleton(name, out="my_layers.py"):
+    """The source text of the exercise file for ``name`` (one of NAMES)."""
+    chosen = templates.NAMES if name == "all" else (name,)
+    parts = [templates.load(n).SOURCE for n in chosen]   # load() rejects unknown names
+    return HEADER.format(names=", ".join(chosen), out=os.path.basename(out)) + "".join(
+        "\n" + p.strip("\n") + "\n" for p in parts)
+
+
+def main_new(name, out, force=False):
+    """``minicnn exercise new NAME --out FILE``: write the skeleton (never over a file unless force)."""
+    try:
+        text = skeleton(name, out)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    if os.path.exists(out) and not force:
+        print(f"exercise new: {out} exists; not overwriting your work (pass --force to replace it)",
+              file=sys.stderr)
+        return 1
+    directory = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(directory):
+        print(f"exercise new: expected --out in an existing directory, received {out!r} "
+              f"({directory} does not exist)", file=sys.stderr)
+        return 2
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".exercise-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; a skeleton is an ordinary file
+        os.replace(tmp, out)   # atomic: a reader never sees half a file
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    print(f"wrote {out}: fill in the functions, then run `minicnn exercise check {out}`")
+    return 0
+
+
+def check_file(path):
+    """Check a student's file; return the list of checker.Result (one per function found)."""
+    return check_module(load_student_file(path))
+
+
+def add_subparser(subparsers):
+    """Add ``exercise new`` and ``exercise check`` to an argparse ``add_subparsers()`` object.
+
+    Each leaf parser sets ``func``: call ``args.func(args)`` and exit with what it returns.
+    """
+    p = subparsers.add_parser("exercise", help="assignment-style exercises with an automatic checker")
+    sub = p.add_subparsers(dest="exercise_command", required=True)
+    new = sub.add_parser("new", help="write an exercise skeleton")
+    new.add_argument("name", choices=NAMES, help="which exercise ('all' for every one)")
+    new.add_argument("--out", required=True, help="the Python file to write")
+    new.add_argument("--force", action="store_true", help="overwrite an existing file")
+    new.set_defaults(func=lambda a: main_new(a.name, a.out, a.force))
+    chk = sub.add_parser("check", help="check the functions in an exercise file")
+    chk.add_argument("path", help="the exercise file")
+    chk.set_defaults(func=lambda a: main_check(a.path))
+    return p
+
+
+def main(argv=None):
+    """Stand-alone entry: ``python -m minicnn.exercises new|check ...``."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="minicnn")
+    add_subparser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["exercise", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)

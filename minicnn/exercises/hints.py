@@ -1,0 +1,128 @@
+"""Targeted hints for the classic mistakes, keyed by a short id.
+
+The checker does not guess from the error's size: for each classic mistake it
+computes what that mistake would produce on a fixed small input and compares it
+with what the student's function returned.  A match names the mistake.  The ids
+are stable (the tests assert them); the texts explain the why.
+"""
+
+HINTS = {
+    # -- summing over the batch ---------------------------------------------------------
+    "batch_sum": "The parameter gradient is not summed over the batch. Every example used the same "
+                 "weights, so each one's contribution adds up: dw = sum_n dw_n (e.g. dout.T @ x for "
+                 "a linear layer, or `dw += ...` inside the loop over images -- not `dw = ...`).",
+    "batch_mean": "The parameter gradient is divided by N. Averaging over the batch belongs to the "
+                  "loss (softmax_cross_entropy divides by N once); a layer's backward just sums.",
+    "reshape_dx": "dx must have the shape of the layer's original input: reshape it back "
+                  "(dx.reshape(x.shape)) when the forward flattened x.",
+    "bias": "The bias is missing or wrong: out needs + b (broadcast over the batch and positions), "
+            "and db is dout summed over every axis except the bias's own.",
+    # -- relu ---------------------------------------------------------------------------
+    "relu_local_grad": "ReLU's local gradient is 1 where x > 0 and 0 elsewhere, not x itself: "
+                       "dx = dout * (x > 0).",
+    "relu_dout": "The backward must multiply by the upstream gradient: dx = dout * (x > 0), "
+                 "not just the mask.",
+    "relu_kink": "(fine) At exactly x == 0 you pass the gradient through (x >= 0); minicnn uses "
+                 "x > 0. ReLU has no derivative at 0, and both are valid subgradients.",
+    # -- convolution ------------------------------------------------------------------------
+    "conv_pad_forward": "Padding is ignored in the forward: zero-pad x by `pad` on both sides of H "
+                        "and W first (np.pad(x, ((0,0), (0,0), (pad,pad), (pad,pad)))), then slide the "
+                        "windows over the padded input.",
+    "conv_pad_backward": "Padding is forgotten in the backward: it is right with pad=0 and wrong "
+                         "with pad>0. dw must be computed from the *padded* input windows, and dx "
+                         "accumulated into a padded array whose border is then cropped off.",
+    "pad_crop": "dx still has the padding's border (or the crop is wrong): return "
+                "dxpad[:, :, pad:pad+H, pad:pad+W]. Beware `pad:-pad`: with pad=0 it is an empty slice.",
+    "stride": "The stride is handled wrongly: right with stride=1, wrong with stride>1. Output "
+              "(i, j) reads the window starting at (i*stride, j*stride), and its gradient goes back "
+              "to that same window.",
+    "conv_flip": "You flipped the kernel (a true convolution). Deep-learning 'convolution' is "
+                 "cross-correlation: out[i, j] = sum_{p,q} w[p, q] * x[i*s+p, j*s+q], no flip.",
+    "overlap_add": "Overlapping windows must ADD their gradients: right when windows do not "
+                   "overlap (stride >= window), wrong when they do. Use `dx[...] += ...`, not "
+                   "`dx[...] = ...`.",
+    "pool_ties_all": "On a tie you send the gradient to every maximum of the window, so it is "
+                     "counted several times (the gradients of a window no longer add up to dout). "
+                     "Route it to one maximum -- the first in row-major order (np.argmax), as "
+                     "minicnn and PyTorch do.",
+    "pool_ties_other": "(fine) On ties your gradient goes to a maximum other than the first; any one "
+                       "maximum is a valid subgradient, but minicnn and PyTorch pick the first "
+                       "(np.argmax over the flattened window).",
+    # -- batch norm -----------------------------------------------------------------------
+    "bn_dx_constant_stats": "dx treats the batch mean and variance as constants (dx = dout * gamma "
+                            "/ std). In training they depend on every x, which adds the terms "
+                            "dx = gamma/std * (dout - mean(dout) - xhat * mean(dout * xhat)), "
+                            "means over the batch (and H, W).",
+    "bn_dx_no_var_term": "dx has the mean's term but not the variance's: the variance depends on "
+                         "x too, which adds - xhat * mean(dout * xhat) inside "
+                         "gamma/std * (dout - mean(dout) - xhat * mean(dout * xhat)).",
+    "bn_dx_no_mean_term": "dx has the variance's term but not the mean's: subtracting the batch "
+                          "mean adds - mean(dout) inside gamma/std * (dout - mean(dout) - "
+                          "xhat * mean(dout * xhat)).",
+    "bn_dx_terms": "batchnorm dx is wrong. Write the graph x -> mu -> xc -> var -> std -> xhat -> out "
+                   "and backpropagate node by node, or use the compact form "
+                   "dx = gamma/std * (dout - mean(dout) - xhat * mean(dout * xhat)).",
+    "bn_per_channel": "For x of shape (N, C, H, W) the statistics are per channel, pooled over "
+                      "N, H and W (axis=(0, 2, 3)); per (C, H, W) position is the fully connected "
+                      "form, and it breaks the convolution's weight sharing. To reuse the (N, D) "
+                      "code, move C last first: x.transpose(0, 2, 3, 1).reshape(-1, C) -- a bare "
+                      "x.reshape(-1, C) mixes the channels.",
+    "bn_running_unbiased": "The running variance must use the unbiased batch variance (times "
+                           "m/(m-1), m values per feature), as PyTorch does; normalise the batch "
+                           "itself with the biased one.",
+    "bn_momentum": "momentum is PyTorch's: the weight of the NEW batch statistic, running = "
+                   "(1 - momentum) * running + momentum * batch. (CS231n's momentum=0.9 weights the "
+                   "old value: its 0.9 is our 0.1.)",
+    "bn_running_in_place": "Update running_mean and running_var in place (running_mean *= ...; "
+                           "running_mean += ..., or running_mean[...] = ...): rebinding the name "
+                           "leaves the caller's arrays unchanged.",
+    "bn_eval_batch_stats": "In evaluation (training=False) use running_mean and running_var, not "
+                           "the statistics of the batch at hand, and leave them unchanged.",
+    # -- dropout ----------------------------------------------------------------------------
+    "dropout_not_inverted": "Dropout is not inverted: in training the kept values must be scaled "
+                            "by 1/(1-p) so that their expectation equals x and evaluation is the "
+                            "identity.",
+    "dropout_keep_prob": "p is the probability of DROPPING a unit (PyTorch's convention), not of "
+                         "keeping it: keep a value where rng.random(x.shape) >= p.",
+    "dropout_global_rng": "The mask must come from the rng argument: two calls with Generators of "
+                          "the same seed must drop the same units (np.random.rand uses hidden "
+                          "global state, so runs are not reproducible).",
+    "dropout_eval": "In evaluation (training=False) inverted dropout is the identity: return x "
+                    "unchanged, no mask and no scaling.",
+    "dropout_backward_mask": "The backward must apply the forward's own mask and scale: "
+                             "dx = dout * mask / (1-p) with the mask kept in the cache.",
+    # -- LRN ------------------------------------------------------------------------------
+    "lrn_alpha_size": "alpha is not divided by size: this is the AlexNet paper's form. minicnn, "
+                      "Caffe and PyTorch use k + alpha/size * sum(x^2) (the paper's alpha=1e-4 is "
+                      "alpha=5e-4 here).",
+    "lrn_window": "The channel window is off: for channel c it runs from c - size//2 to "
+                  "c + (size-1)//2, clipped to [0, C).",
+    "lrn_cross_terms": "Each x_j also sits in the denominators of its neighbours' outputs: "
+                       "dx_j = dout_j * s_j^-beta - 2*alpha*beta/size * x_j * "
+                       "sum_{c: j in window(c)} dout_c * x_c * s_c^(-beta-1).",
+    # -- softmax ----------------------------------------------------------------------------
+    "softmax_overflow": "Softmax overflows: exp(1e4) is inf. Subtract each row's maximum from the "
+                        "scores first -- softmax is unchanged and the largest exponent is exp(0) = 1.",
+    "softmax_log_underflow": "The loss is inf for large scores although the gradient is fine: "
+                             "the probability of a class 1e4 below the maximum underflows to 0 and "
+                             "log(0) = -inf. Take the log analytically: log p = shifted - "
+                             "log(sum(exp(shifted))).",
+    "softmax_mean_loss": "The loss is summed over the batch: it is the MEAN of -log p[y] over the "
+                         "N examples.",
+    "softmax_grad_n": "dscores is not divided by N: the loss is a mean over the batch, so "
+                      "dscores = (softmax - onehot(y)) / N.",
+    "softmax_onehot": "dscores must subtract 1 at the correct class: (softmax - onehot(y)) / N.",
+    # -- residual ---------------------------------------------------------------------------
+    "residual_shortcut": "The shortcut's gradient is missing: x reaches the sum directly too, so "
+                         "dx = (gradient at the sum) + (gradient back through the two convs).",
+    "residual_final_relu": "The ReLU after the addition is skipped in the backward: first "
+                           "dsum = dout * (out > 0), then split dsum between the shortcut and the "
+                           "branch.",
+    "residual_shortcut_forward": "out must be relu(x + conv(relu(conv(x)))): add x (the shortcut) "
+                                 "before the last ReLU.",
+}
+
+
+def text(hint_id):
+    """The hint's sentence."""
+    return HINTS[hint_id]
