@@ -30,9 +30,12 @@ numbers, as in the lecture and the papers):
   never calls are listed at the end, marked "(not called)".  Buffers (BatchNorm running
   statistics) are not parameters.
 * multiply-adds: Conv2d ``OH*OW * F * (C/groups) * KH*KW`` per image, Linear
-  ``in * out`` per row; bias additions are not counted.  Every other layer (BatchNorm,
-  ReLU, pooling, LRN, additions inside blocks) counts 0, so ``total_mult_adds`` is the
-  conv + fc count that the papers quote (VGG-16 15.5 G, ResNet-50 3.8-4.1 G).
+  ``in * out`` per row (read from the layer's ``weight`` and its output's shape, so any
+  layer with ``out_channels`` and a 4-D weight counts as a conv, any with
+  ``out_features`` and a 2-D weight as a linear); bias additions are not counted.
+  Every other layer (BatchNorm, ReLU, pooling, LRN, additions inside blocks) counts 0,
+  so ``total_mult_adds`` is the conv + fc count that the papers quote (VGG-16 15.5 G,
+  ResNet-50 3.8 G as the paper's v1, 4.09 G as torchvision's v1.5).
 
 Receptive field (``Summary.receptive_field(name)`` or ``receptive_field(model, shape,
 name)``), per axis, by the usual recurrence from the input (size 1, jump 1)::
@@ -197,10 +200,7 @@ class _Tracer:
     """The forward hook: collects rows and follows receptive fields through the pass."""
 
     def __init__(self, model, x):
-        self.model = model
-        self.names = {}
-        for name, m in model.named_modules():
-            self.names[id(m)] = name
+        self.names = {id(m): name for name, m in model.named_modules()}
         self.descendants = {}     # id(module) -> ids of its strict descendants (lazily)
         self.geometry = {}        # id(array) -> _Geometry or None
         self.arrays = []          # every array met, kept alive so that ids stay unique
@@ -379,8 +379,9 @@ class Summary:
         for r in self.rows:
             if r.name == name:
                 return r
-        raise ValueError(f"Summary.row: expected the name of a leaf layer such as "
-                         f"{self.rows[0].name!r}, received {name!r}")
+        examples = ", ".join(repr(r.name) for r in self.rows[:3])
+        raise ValueError(f"Summary.row: expected the name of a leaf layer ({examples}, ...), "
+                         f"received {name!r}")
 
     def receptive_field(self, layer_name=None):
         """ReceptiveField of the outputs of layer ``layer_name`` (any module, leaf or composite,
@@ -415,7 +416,9 @@ class Summary:
         widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
 
         def fmt(line):
-            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+            # Text columns (layer, shape) left-aligned, numbers right-aligned.
+            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(line, widths)))
 
         rule = "-" * len(fmt(header))
         nbytes = self.dtype.itemsize
@@ -430,6 +433,7 @@ class Summary:
             f"Total activations:  {self.total_activations:,} ({self.total_activations * nbytes / 2**20:.1f} "
             f"MiB forward, {per}; every layer's output, ReLU included)",
             f"Input:              {inputs:,} values; output {'x'.join(map(str, self.output_shape))}",
+            "RF: receptive field of the layer's outputs in input pixels (Summary.receptive_field)",
         ]
         return "\n".join(lines)
 

@@ -432,3 +432,8 @@ def test_cifar_resnets_have_the_papers_parameter_counts(name, paper):
     assert abs(s.total_params / paper - 1) < 0.02                  # Table 6 of He et al.
     assert s.rows[-1].output_shape == (1, 10)
     s.receptive_field()   # known through the zero-padding shortcuts (a stride, no kernel)
+
+
+def test_unknown_row_name_is_refused():
+    with pytest.raises(ValueError, match=r"Summary.row: expected the name of a leaf layer \('0'"):
+        summary(conv_stack(1), (2, 5, 5)).row("conv")
