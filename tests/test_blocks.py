@@ -163,12 +163,13 @@ def test_dense_layer_names_are_torchvisions():
 
 
 @settings(max_examples=EXAMPLES)
-@given(cin=st.integers(2, 3), layers=st.integers(1, 3), growth=st.integers(1, 2), seed=mst.seeds())
-def test_dense_block_gradients(cin, layers, growth, seed):
+@given(cin=st.integers(2, 3), layers=st.integers(1, 3), growth=st.integers(1, 2),
+       drop=st.sampled_from([0.0, 0.3]), seed=mst.seeds())
+def test_dense_block_gradients(cin, layers, growth, drop, seed):
     # cin >= 2: a 1x1 conv from ONE channel followed by BatchNorm has a weight gradient of
     # exactly zero (BN undoes any scaling of a one-entry filter), and round-off is all a
     # numeric gradient of zero can show.
-    block = B.DenseBlock(layers, cin, bn_size=2, growth_rate=growth, rng=seed)
+    block = B.DenseBlock(layers, cin, bn_size=2, growth_rate=growth, drop_rate=drop, rng=seed)
     _assert_gradients(block, mst.kink_free_array((2, cin, 3, 3), seed), seed)
 
 

@@ -237,7 +237,6 @@ class DenseLayer(Module):
         self.drop_rate = float(drop_rate)
         if self.drop_rate > 0:
             self.dropout = Dropout(self.drop_rate, rng=rng)
-        self._cache = None
 
     def forward(self, x):
         for layer in self.children():
