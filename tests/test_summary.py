@@ -122,6 +122,22 @@ def test_summary_leaves_the_model_as_it_was():
     assert all(np.array_equal(before[k], after[k]) for k in before)  # running stats untouched
 
 
+def test_a_pending_backward_survives_a_summary():
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, rng=0), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 4 * 4, 2, rng=0)).to(np.float64)
+    rng = np.random.default_rng(1)
+    x, dout = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((2, 2))
+    model(x)
+    expected = model.backward(dout)
+    model(x)
+    summary(model, (2, 6, 6))       # a forward of another input, in between
+    np.testing.assert_array_equal(model.backward(dout), expected)
+    fresh = nn.Sequential(nn.Conv2d(2, 3, 3, rng=0))
+    summary(fresh, (2, 6, 6))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        fresh.backward(np.zeros((1, 3, 4, 4), dtype=np.float32))   # no cache left behind
+
+
 def test_float64_model_runs_in_float64():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, rng=0)).to(np.float64)
     s = summary(model, (3, 6, 6))
