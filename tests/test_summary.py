@@ -421,6 +421,9 @@ def test_resnet_params_and_mult_adds(name, blocks, bottleneck, params, paper):
         assert abs(s.total_mult_adds / 4.09e9 - 1) < 0.005
     else:
         assert abs(s.total_mult_adds / paper - 1) < 0.05
+    if name == "resnet18":
+        # stem 7, pool 11 (jump 4); each 3x3 adds 2*jump: 43, 99, 211, 435 after layer1..4
+        assert [s.receptive_field(f"layer{i}").size[0] for i in (1, 2, 3, 4)] == [43, 99, 211, 435]
 
 
 def test_resnet50_v1_matches_the_paper():
