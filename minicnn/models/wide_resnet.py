@@ -1,0 +1,84 @@
+"""Wide Residual Networks, WRN-d-k (Zagoruyko & Komodakis, 2016, "Wide Residual
+Networks", BMVC), for CIFAR.
+
+The idea: make residual networks wider, not deeper.  Multiplying the channels of the
+CIFAR ResNet by k (and using fewer blocks) trains faster on GPUs and is more accurate:
+WRN-28-10 (36.5M parameters) beats the 1001-layer pre-activation ResNet on CIFAR-10.
+Optional dropout between the two convolutions of a block regularises the wide layers.
+
+Layout, depth d = 6n + 4 (n pre-activation basic blocks per group)::
+
+    conv1   3x3, 16                            32x32
+    layer1  [3x3, 16k ; 3x3, 16k] x n          32x32
+    layer2  [3x3, 32k ; 3x3, 32k] x n          16x16 (first block stride 2)
+    layer3  [3x3, 64k ; 3x3, 64k] x n          8x8   (first block stride 2)
+    bn -> relu -> global average pool -> fc
+
+Blocks are ``PreActBlock`` (BN-ReLU-conv, twice; minicnn/nn/residual.py) with a 1x1
+projection of the pre-activated input where the width or size changes (including the
+first block, 16 -> 16k).  Parameter counts (num_classes=10):
+
+    wide_resnet (WRN-28-10)  36,479,194      wrn16_4 (WRN-16-4)  2,748,890
+    (the paper: 36.5M and 2.7M)
+
+Every constructor takes ``num_classes`` (default 10), ``dropout`` (default 0; the paper
+uses 0.3 for its best results) and ``rng`` (Generator, seed or None).
+- x: (N, 3, H, W) (32x32) -> scores (N, num_classes)
+"""
+from minicnn.models.registry import register
+from minicnn.models.preact_resnet import PreActResNet
+from minicnn.nn import init
+from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from minicnn.nn.module import Sequential
+from minicnn.nn.residual import PreActBlock
+
+
+class WideResNet(PreActResNet):
+    """WRN-depth-width: conv1 3x3 (16) -> layer1..3 (16k, 32k, 64k) -> bn -> relu -> pool -> fc.
+
+    - depth: 6n + 4 with n >= 1 (16, 22, 28, 40, ...); width: k >= 1
+    - dropout: probability of the Dropout inside each block (0 = none)
+    - x: (N, 3, H, W) -> (N, num_classes)
+    """
+
+    def __init__(self, depth=28, width=10, num_classes=10, dropout=0.0, rng=None):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+            raise ValueError(f"WideResNet: expected depth = 6n + 4 with n >= 1 (10, 16, 22, 28, ...), "
+                             f"received {depth!r}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"WideResNet: expected width (k) to be an int >= 1, received {width!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"WideResNet: expected num_classes to be an int >= 1, "
+                             f"received {num_classes!r}")
+        # Built here rather than by PreActResNet.__init__: the stem (16 channels) is
+        # narrower than the first group, and the blocks take dropout.
+        super(PreActResNet, self).__init__()
+        rng = init.as_generator(rng)
+        n = (depth - 4) // 6
+        self.depth, self.width, self.num_classes = depth, width, num_classes
+        channels = (16 * width, 32 * width, 64 * width)
+        self.conv1 = Conv2d(3, 16, 3, padding=1, bias=False, rng=rng)
+        in_channels = 16
+        for i, c in enumerate(channels):
+            blocks = [PreActBlock(in_channels if j == 0 else c, c,
+                                  stride=2 if (i > 0 and j == 0) else 1, dropout=dropout, rng=rng)
+                      for j in range(n)]
+            in_channels = c
+            setattr(self, f"layer{i + 1}", Sequential(*blocks))
+        self.n_stages = len(channels)
+        self.bn = BatchNorm2d(in_channels)
+        self.relu = ReLU()
+        self.avgpool = GlobalAvgPool2d()
+        self.fc = Linear(in_channels, num_classes, rng=rng)
+
+
+@register("wide_resnet")
+def wide_resnet(depth=28, width=10, num_classes=10, dropout=0.0, rng=None):
+    """WRN-d-k (Zagoruyko & Komodakis 2016); default WRN-28-10, 36,479,194 parameters."""
+    return WideResNet(depth, width, num_classes=num_classes, dropout=dropout, rng=rng)
+
+
+@register("wrn16_4")
+def wrn16_4(num_classes=10, dropout=0.0, rng=None):
+    """WRN-16-4: 2,748,890 parameters (num_classes=10), small enough to train on a CPU."""
+    return WideResNet(16, 4, num_classes=num_classes, dropout=dropout, rng=rng)
