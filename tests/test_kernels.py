@@ -223,6 +223,22 @@ def test_max_pool_tie_goes_to_first_tap(enabled, dtype):
     np.testing.assert_array_equal(dx[0, 0], [[0, 6, 0], [2, 0, 1]])
 
 
+def test_max_pool_kernel_nan_and_minus_inf():
+    """The kernel's documented edge cases: the first NaN of a window wins (as numpy.max), and
+    a window of -inf pixels with padding around still points at a real pixel, never a pad."""
+    x = np.array([[1.0, 2.0, np.nan], [np.nan, 5.0, 0.0]], dtype=np.float32).reshape(1, 1, 2, 3)
+    out = np.empty((1, 1, 1, 1), dtype=np.float32)
+    arg = np.empty((1, 1, 1, 1), dtype=np.int32)
+    pool_ext.max_pool_forward(x, 2, 3, 1, 0, out, arg)
+    assert np.isnan(out[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 2
+    x = np.full((1, 1, 2, 2), -np.inf)
+    out, arg = np.empty((1, 1, 2, 2)), np.empty((1, 1, 2, 2), dtype=np.int32)
+    pool_ext.max_pool_forward(x, 3, 3, 1, 1, out, arg)
+    # Window (0, 0) starts in the padding: its first real pixel is tap (1, 1) = 4.
+    np.testing.assert_array_equal(arg[0, 0], [[4, 3], [1, 0]])
+    assert np.all(out == -np.inf)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def test_kernels_refuse_wrong_shapes():
