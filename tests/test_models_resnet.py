@@ -318,3 +318,16 @@ def test_zero_init_residual_option():
 
 def test_batchnorm_count():
     assert sum(isinstance(mod, BatchNorm2d) for mod in model("resnet50").modules()) == 53
+
+
+def test_bad_arguments_raise_value_error():
+    with pytest.raises(ValueError, match="need a Bottleneck block"):
+        models.create("resnet18", stride_in_1x1=True)
+    with pytest.raises(ValueError, match="num_classes to be an int >= 1, received 0"):
+        models.create("resnet20", num_classes=0)
+    with pytest.raises(ValueError, match="expected shortcut in"):
+        models.create("resnet20", shortcut="C")
+    with pytest.raises(ValueError, match=r"ResNet: expected x of shape \(N, 3, H, W\)"):
+        model("resnet18")(np.zeros((1, 1, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="width"):
+        models.create("wide_resnet", width=0)

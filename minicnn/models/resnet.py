@@ -39,6 +39,7 @@ a little more accurate and costs more: resnet50 4.09 G multiply-adds at 224x224
 instead of the paper's 3.8 G (resnet101 7.80 G, resnet152 11.51 G).  With
 ``stride_in_1x1=True`` (v1) the counts are 3.86 / 7.57 / 11.28 G, the paper's numbers
 within 2%; the parameters are the same either way.  resnet18/34: 1.81 / 3.66 G.
+(Multiply-adds of the convolutions and the fc layer, as the paper counts them.)
 
 Every model takes ``num_classes`` (default 1000) and ``rng`` (Generator, seed or None;
 one Generator initialises every layer).  Thanks to the global average pool they also
@@ -92,9 +93,10 @@ class ResNet(Module):
         self.block_kw = dict(block_kw)
         if block is Bottleneck or issubclass(block, Bottleneck):
             self.block_kw.update(groups=groups, base_width=width_per_group)
-        elif groups != 1 or width_per_group != 64:
-            raise ValueError("ResNet: groups and width_per_group need a Bottleneck block, "
-                             f"received block={block.__name__}")
+        elif groups != 1 or width_per_group != 64 or block_kw:
+            raise ValueError("ResNet: groups, width_per_group and other block arguments need a "
+                             f"Bottleneck block, received block={block.__name__} with groups={groups}, "
+                             f"width_per_group={width_per_group}, {block_kw}")
         self.conv1 = Conv2d(3, 64, 7, stride=2, padding=3, bias=False, rng=rng)
         self.bn1 = BatchNorm2d(64)
         self.relu = ReLU()

@@ -19,7 +19,7 @@ projection of the pre-activated input where the width or size changes (including
 first block, 16 -> 16k).  Parameter counts (num_classes=10):
 
     wide_resnet (WRN-28-10)  36,479,194      wrn16_4 (WRN-16-4)  2,748,890
-    (the paper: 36.5M and 2.7M)
+    (the paper: 36.5M and 2.7M); 5.24 G and 0.39 G multiply-adds per 32x32 image.
 
 Every constructor takes ``num_classes`` (default 10), ``dropout`` (default 0; the paper
 uses 0.3 for its best results) and ``rng`` (Generator, seed or None).

@@ -17,9 +17,9 @@ flowing back along both uses:
 
     dL/dx = dL/dx through F  +  dL/dx through the shortcut.
 
-Every block below stores nothing itself but calls its children as ``child(x)`` (so
-summary's forward hooks see every layer), and its ``backward`` runs the children's
-backward in reverse and adds the two paths.
+Every block calls its children as ``child(x)`` (so summary's forward hooks see every
+layer; each child caches what its own backward needs), and its ``backward`` runs the
+children's backward in reverse order and adds the two paths.
 
 Shortcuts when the shape changes (stride 2 and/or more channels), He et al. 2016, Sec 3.3:
 
