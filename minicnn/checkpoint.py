@@ -42,6 +42,41 @@ class CheckpointError(ValueError):
     """A file is not a readable minicnn checkpoint (missing, truncated, tampered, or foreign)."""
 
 
+# ------------------------------------------------------------------ atomic writes
+def _file_mode():
+    """0o666 minus the process umask: what open() would have given (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path, write, binary=True):
+    """Create or replace ``path`` atomically: ``write(f)`` fills a temporary file in the same
+    directory, which is flushed to disk and renamed over ``path`` (``os.replace``).
+
+    Readers see the old file or the new one, never a half-written one; on any error
+    (Ctrl-C included) the temporary file is removed and ``path`` is untouched.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
 # ----------------------------------------------------------------- JSON + arrays
 def _encode(value, arrays, part):
     """A JSON-able tree for ``value``; arrays (and NumPy scalars, to keep their dtype) go to ``arrays``.
@@ -154,23 +189,8 @@ def save(path, model, *, optimizer=None, schedule=None, loader_state=None, epoch
               "model_keys": list(model.state_dict().keys())}
     arrays[_MARK] = _json_array(header)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Leave the previous checkpoint untouched and no temporary file behind.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    # The previous checkpoint stays untouched, and no temporary file is left, if this fails.
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 class Checkpoint:

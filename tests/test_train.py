@@ -86,6 +86,11 @@ def test_fit_loss_falls_and_history_is_written(tmp_path):
     assert csv_lines[0].startswith("epoch,train_loss,train_accuracy,val_loss,val_accuracy")
     assert len(csv_lines) == 4
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp")]
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("last.npz", "history.json", "history.csv", "config.json"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~mask   # as open() would make it
+    assert "cpu_seconds" in hist[0] and hist[0]["cpu_seconds"] > 0
     # evaluate reuses the training statistics kept on the model.
     m = evaluate(model, xv, yv)
     assert m["accuracy"] == pytest.approx(hist[-1]["val_accuracy"])

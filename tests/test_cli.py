@@ -1,0 +1,175 @@
+"""The `minicnn` command: train / evaluate / resume on a tiny subset of the shipped sample,
+models, summary, gradcheck, and clear errors.  LeNet-5 keeps the runs to seconds."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minicnn import cli, checkpoint
+
+TRAIN = ["train", "--model", "lenet5", "--limit", "64", "--batch-size", "16", "--no-progress"]
+
+
+def run(argv, capsys):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One 2-epoch run shared by the read-only tests."""
+    out = tmp_path_factory.mktemp("runs") / "r"
+    code = cli.main(TRAIN + ["--epochs", "2", "--seed", "1", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_train_writes_history_checkpoint_and_prints_test_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run(TRAIN + ["--epochs", "2", "--lr", "0.02", "--augment", "--out", str(out)], capsys)
+    assert code == 0
+    assert "initial loss" in stdout and "ln(10)" in stdout
+    assert "test accuracy" in stdout and "on 64 test images" in stdout
+    hist = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in hist] == [1, 2]
+    for r in hist:
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "lr"):
+            assert key in r
+        assert 0 <= r["train_accuracy"] <= 1 and 0 <= r["val_accuracy"] <= 1
+    assert (out / "history.csv").exists() and (out / "config.json").exists()
+    ck = checkpoint.load(out / "last.npz")
+    assert ck.epoch == 2 and ck.config["model"] == "lenet5"
+    assert ck.config["cli"]["lr"] == 0.02 and ck.config["cli"]["augment"] is True
+
+
+def test_evaluate_prints_one_json_object(trained, capsys):
+    code, stdout, _ = run(["evaluate", str(trained)], capsys)
+    assert code == 0
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert {"loss", "accuracy", "top5"} <= set(result)
+    assert 0 <= result["accuracy"] <= result["top5"] <= 1 and result["loss"] > 0
+    assert result["images"] == 64                     # the run's own --limit
+    # The same numbers as the last epoch of training (val = the test images).
+    last = json.loads((trained / "history.json").read_text())[-1]
+    assert result["accuracy"] == pytest.approx(last["val_accuracy"])
+    assert result["loss"] == pytest.approx(last["val_loss"])
+
+
+def test_evaluate_several_runs_is_an_ensemble(trained, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert cli.main(TRAIN + ["--epochs", "1", "--seed", "2", "--out", str(other)]) == 0
+    capsys.readouterr()
+    code, stdout, _ = run(["evaluate", str(trained), str(other)], capsys)
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["members"] == 2 and 0 <= result["accuracy"] <= 1
+
+
+def test_resume_continues_and_refuses_changed_options(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert cli.main(TRAIN + ["--epochs", "1", "--out", str(out)]) == 0
+    code, _, err = run(["train", "--resume", "--epochs", "2", "--lr", "0.5", "--out", str(out)], capsys)
+    assert code == 2 and "--lr" in err and "only --epochs may change" in err
+    code, stdout, _ = run(["train", "--resume", "--epochs", "2", "--no-progress", "--out", str(out)], capsys)
+    assert code == 0 and "resumed" in stdout
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    straight, resumed = tmp_path / "s", tmp_path / "r"
+    args = TRAIN + ["--augment", "--seed", "3"]
+    assert cli.main(args + ["--epochs", "2", "--out", str(straight)]) == 0
+    assert cli.main(args + ["--epochs", "1", "--out", str(resumed)]) == 0
+    assert cli.main(["train", "--resume", "--epochs", "2", "--no-progress", "--out", str(resumed)]) == 0
+    a = checkpoint.load(straight / "last.npz")
+    b = checkpoint.load(resumed / "last.npz")
+    for k in a.model_state:
+        assert np.array_equal(a.model_state[k], b.model_state[k]), k
+
+
+def test_fresh_run_does_not_overwrite_and_errors_are_clear(trained, tmp_path, capsys):
+    code, _, err = run(TRAIN + ["--epochs", "1", "--out", str(trained)], capsys)
+    assert code == 2 and "already exists" in err and "--resume" in err
+    code, _, err = run(["train", "--model", "no_such_net", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "expected one of" in err and "small_cnn" in err
+    code, _, err = run(["train", "--model", "lenet5", "--data", "mnist", "--out", str(tmp_path / "y")], capsys)
+    assert code == 2 and "--data-dir" in err
+    code, _, err = run(["train", "--model", "lenet5", "--data-dir", str(tmp_path / "nowhere"),
+                        "--out", str(tmp_path / "z")], capsys)
+    assert code == 2 and "minicnn data download cifar10" in err
+    code, _, err = run(["train", "--resume", "--out", str(tmp_path / "none")], capsys)
+    assert code == 2 and "nothing to resume" in err
+    code, _, err = run(["evaluate", str(tmp_path / "none")], capsys)
+    assert code == 2 and "does not exist" in err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--model", "lenet5", "--epochs", "0", "--out", "x"])
+
+
+def test_overfit_mode_reaches_100_percent(tmp_path, capsys):
+    code, stdout, _ = run(["train", "--model", "lenet5", "--overfit", "10", "--lr", "0.02",
+                           "--no-progress", "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, stdout
+    assert "overfit test passed" in stdout and "on 10 images" in stdout
+
+
+def test_models_lists_the_zoo_with_parameter_counts(capsys):
+    code, stdout, _ = run(["models"], capsys)
+    assert code == 0
+    rows = dict(line.split(None, 1) for line in stdout.strip().splitlines()[1:])
+    from minicnn import models
+    assert set(rows) == set(models.names())
+    assert rows["small_cnn"].strip() == f"{models.create('small_cnn', rng=0).num_parameters():,}"
+    assert rows["lenet5"].strip() == "61,706"
+
+
+def test_summary_prints_the_table(capsys):
+    code, stdout, _ = run(["summary", "small_cnn", "--input", "3x32x32"], capsys)
+    assert code == 0
+    assert "Conv2d" in stdout and "BatchNorm2d" in stdout
+    assert "Total params:       94,762" in stdout and "10,323,200" in stdout
+
+
+def test_gradcheck_passes(capsys):
+    code, stdout, _ = run(["gradcheck"], capsys)
+    assert code == 0, stdout
+    assert "all gradients agree" in stdout
+    for op in ("conv2d", "max_pool2d", "batchnorm2d", "lrn", "softmax_cross_entropy", "dropout"):
+        assert op in stdout
+
+
+def test_entry_point_in_a_subprocess_and_ctrl_c_saves(tmp_path):
+    """The real command, the real signal: Ctrl-C during training saves and exits with 130."""
+    out = tmp_path / "sig"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "minicnn.cli", "train", "--model", "lenet5",
+                             "--limit", "256", "--batch-size", "8", "--epochs", "200", "--no-progress",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        deadline = time.time() + 120
+        while not (out / "history.json").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no epoch finished in 120 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "minicnn train --resume --out" in stderr
+    ck = checkpoint.load(out / "last.npz")
+    assert ck.epoch >= 1 and ck.epoch < 200
+    # evaluate through the module entry point prints exactly one JSON object on stdout.
+    res = subprocess.run([sys.executable, "-m", "minicnn.cli", "evaluate", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert set(json.loads(res.stdout)) >= {"loss", "accuracy", "top5"}
