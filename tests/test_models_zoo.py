@@ -140,7 +140,7 @@ SMALL = [
     ("squeezenet1_0", dict(), (2, 3, 32, 32)),
     ("mobilenet_v1", dict(), (2, 3, 32, 32)),
     ("mobilenet_v1", dict(width=0.25), (2, 3, 40, 40)),
-    ("fractalnet", dict(channels=(4, 8, 8, 8, 8)), (2, 3, 32, 32)),
+    ("fractalnet", dict(channels=(4, 8, 8, 8, 8), global_prob=0.0), (2, 3, 32, 32)),
 ]
 
 
@@ -197,6 +197,28 @@ def test_eval_is_deterministic_and_training_drops():
     assert not np.array_equal(model(x), model(x))          # dropout masks differ
     model.eval()
     np.testing.assert_array_equal(model(x), model(x))
+
+
+def test_fractalnet_drop_path_global_and_local():
+    kw = dict(num_classes=3, channels=(3, 3), columns=3)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    a, b = models.create("fractalnet", rng=5, **kw), models.create("fractalnet", rng=5, **kw)
+    columns_used = []
+    for _ in range(12):
+        np.testing.assert_array_equal(a(x), b(x))            # one seed, one sequence of paths
+        columns_used.append(a.block1.column)
+        assert a.block2.column == a.block1.column             # global: one column everywhere
+    assert None in columns_used and set(columns_used) - {None}  # both kinds occur
+    a.eval()
+    assert a.block1.column is None
+    np.testing.assert_array_equal(a(x), a(x))
+    a.column = 1                                              # the extracted shallow column
+    x64 = x.astype(np.float64)
+    a.to(np.float64)
+    h = x64
+    for i in (1, 2):
+        h = getattr(a, f"pool{i}")(getattr(a, f"block{i}").column1_1(h))
+    np.testing.assert_allclose(a(x64), a.fc(a.avgpool(h)))
 
 
 # ---------------------------------------------------------------------- GoogLeNet aux

@@ -23,6 +23,12 @@ local drop-path 0.15.  This is a small version of it for CPUs:
 ``channels`` (one entry per block) and ``columns`` reproduce the paper's sizes:
 ``fractalnet(channels=(64, 128, 256, 512, 512), columns=4)``.  Global average pooling
 instead of the paper's flatten lets larger inputs through too.
+
+Drop-path as in the paper: each training mini-batch is, with probability ``global_prob``
+(0.5), a *global* one -- one column, drawn uniformly, is the only path through every
+block -- and otherwise a *local* one (each join input dropped with ``drop_prob``).  The
+draws come from the model's Generator.  In evaluation the whole network runs, or a
+single column if ``model.column`` is set (1-based): the paper's extracted plain deep net.
 """
 from collections import OrderedDict
 
@@ -40,7 +46,7 @@ class FractalNet(Sequential):
     """
 
     def __init__(self, num_classes=10, channels=(16, 32, 64, 128, 128), columns=3, drop_prob=0.15,
-                 in_channels=3, rng=None):
+                 global_prob=0.5, in_channels=3, rng=None):
         rng = init.as_generator(rng)
         if len(channels) < 1:
             raise ValueError(f"FractalNet: expected at least one block in channels, "
@@ -54,11 +60,34 @@ class FractalNet(Sequential):
         layers["avgpool"] = GlobalAvgPool2d()
         layers["fc"] = Linear(c, num_classes, rng=rng)
         super().__init__(layers)
+        global_prob = float(global_prob)
+        if not 0.0 <= global_prob <= 1.0:
+            raise ValueError(f"FractalNet: expected 0 <= global_prob <= 1, received {global_prob}")
+        self.num_columns = columns
+        self.global_prob = global_prob
+        self.column = None          # evaluation: None = every column, c = column c alone
+        self.rng = rng
+
+    def _blocks(self):
+        return [m for m in self.children() if isinstance(m, FractalBlock)]
+
+    def forward(self, x):
+        if self.training:
+            column = None
+            if self.global_prob > 0 and self.rng.random() < self.global_prob:
+                column = int(self.rng.integers(self.num_columns)) + 1   # one for all blocks
+        else:
+            column = self.column
+        for block in self._blocks():
+            block.column = column
+        return super().forward(x)
 
 
 @register("fractalnet")
 def fractalnet(num_classes=10, channels=(16, 32, 64, 128, 128), columns=3, drop_prob=0.15,
-               in_channels=3, rng=None):
-    """A small CIFAR FractalNet: 5 fractal blocks of 3 columns, local drop-path 0.15."""
+               global_prob=0.5, in_channels=3, rng=None):
+    """A small CIFAR FractalNet: 5 fractal blocks of 3 columns; drop-path 50% global /
+    50% local with local drop probability 0.15, as in the paper."""
     return FractalNet(num_classes=num_classes, channels=channels, columns=columns,
-                      drop_prob=drop_prob, in_channels=in_channels, rng=rng)
+                      drop_prob=drop_prob, global_prob=global_prob, in_channels=in_channels,
+                      rng=rng)

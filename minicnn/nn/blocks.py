@@ -377,11 +377,16 @@ class FractalBlock(Module):
     column maps ``in_channels -> out_channels``.  Children: ``column{c}_{k}`` (the k-th conv
     of column c), each a Sequential(Conv2d, BatchNorm2d, ReLU).
 
-    **Local drop-path** (the paper's regulariser): in training, each input of a join is
-    dropped with probability ``drop_prob`` (at least one is kept) and the join is the mean
-    of the survivors; the masks come from the block's Generator ``rng``.  In evaluation
-    every path is kept.  (The paper also uses *global* drop-path, which keeps a single
-    column for the whole network; it is not implemented here.)
+    **Drop-path** (the paper's regulariser), two kinds:
+
+    * *local*: in training, each input of a join is dropped with probability ``drop_prob``
+      (at least one is kept) and the join is the mean of the survivors; the masks come from
+      the block's Generator ``rng``.  In evaluation every path is kept.
+    * *global*: setting ``block.column = c`` (1-based; None = all) keeps column c alone:
+      every join that column c enters passes only column c, so the block is the plain chain
+      of column c's convs.  FractalNet sets it per mini-batch in training (one column for
+      the whole network) and lets a user evaluate a single extracted column; it applies in
+      training and evaluation alike, and takes precedence over local drop-path.
 
     - x: (N, in_channels, H, W) -> out: (N, out_channels, H, W)
     """
@@ -405,6 +410,7 @@ class FractalBlock(Module):
                     Conv2d(cin, out_channels, 3, padding=1, bias=False, rng=rng),
                     BatchNorm2d(out_channels), ReLU()))
         self.rng = rng
+        self.column = None
         self._cache = None
 
     def _unit(self, c, step):
@@ -415,8 +421,19 @@ class FractalBlock(Module):
         """Columns whose conv ends at ``step``: always a suffix c_min..C-1 (the deeper ones)."""
         return [c for c in range(self.num_columns) if step % self.spans[c] == 0]
 
-    def _join_weights(self, k):
-        """Weights of the k inputs of a join: 1/k each, or mask/kept with local drop-path."""
+    def _join_weights(self, ending):
+        """Weights of the inputs of a join of columns ``ending``: 1/k each, one-hot on the
+        global column, or mask/kept with local drop-path."""
+        k = len(ending)
+        if self.column is not None:
+            c = check_int("FractalBlock", "column", self.column, 1) - 1
+            if c >= self.num_columns:
+                raise ValueError(f"FractalBlock: expected column in 1..{self.num_columns} or None, "
+                                 f"received {self.column}")
+            if c in ending:
+                return [1.0 if e == c else 0.0 for e in ending]
+            # Joins of deeper columns only: their output never reaches the block output.
+            return [1.0 / k] * k
         if not (self.training and self.drop_prob > 0 and k > 1):
             return [1.0 / k] * k
         keep = self.rng.random(k) >= self.drop_prob
@@ -438,7 +455,7 @@ class FractalBlock(Module):
             if len(ending) == 1:
                 cur[ending[0]] = ys[0]
                 continue
-            wts = self._join_weights(len(ending))
+            wts = self._join_weights(ending)
             weights[step] = wts
             joined = sum(w * y for w, y in zip(wts, ys) if w != 0.0)
             for c in ending:
