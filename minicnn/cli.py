@@ -265,6 +265,9 @@ def cmd_evaluate(args):
 
 # --------------------------------------------------------------------------- plot
 def cmd_plot(args):
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CLIError("minicnn plot needs matplotlib: pip install 'minicnn[plot]' (or pip install matplotlib)")
     from minicnn import nn, train, viz
     from minicnn.data.loader import BatchLoader
     run = args.run

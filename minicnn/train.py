@@ -183,11 +183,15 @@ def input_warnings(x, mean=None, std=None, normalized_by_us=True):
     return msgs
 
 
+def _safe_std(mean, std):
+    """``std`` with constant channels (std ~ 0) set to 1, so that dividing by it is harmless."""
+    return np.where(std <= 1e-8 * np.maximum(1.0, np.abs(mean)), 1.0, std)
+
+
 def _training_stats(x):
     """Per-channel mean and std of the training images; constant channels get std 1."""
     mean, std = channel_stats(x)
-    std = np.where(std <= 1e-8 * np.maximum(1.0, np.abs(mean)), 1.0, std)
-    return mean, std
+    return mean, _safe_std(mean, std)
 
 
 def _stats_for(model, x, mean, std, where):
@@ -386,8 +390,7 @@ def initial_loss(model, x, y):
     scores ln(K) (2.303 for 10 classes); much more means over-confident initial
     scores (a last layer initialised too large).
     """
-    buffers = [(m, name, getattr(m, name).copy()) for m in model.modules()
-               for name in m._buffer_names if getattr(m, name) is not None]
+    saved = model.state_dict()  # copies of the parameters and buffers
     rngs = checkpoint.module_rng_states(model)
     was_training = model.training
     try:
@@ -395,8 +398,7 @@ def initial_loss(model, x, y):
         scores = model(backend.to_backend(x, _device(model)))
         loss, _ = softmax_cross_entropy(scores, backend.to_backend(y, _device(model)))
     finally:
-        for m, name, value in buffers:
-            getattr(m, name)[...] = value
+        model.load_state_dict(saved)
         checkpoint.set_module_rng_states(model, rngs)
         model.train(was_training)
     return loss, math.log(scores.shape[1])
@@ -498,6 +500,9 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
     progress: show a tqdm bar (None: only when stderr is a terminal).
     on_batch(info), on_epoch(record): callbacks; raising KeyboardInterrupt from them
         behaves like Ctrl-C.
+    checkpoint_seconds: also save within an epoch when this many seconds have passed since
+        the last save (None: only at the end of each epoch and on Ctrl-C).
+    eval_batch_size: batch size of the validation pass.
     log: function called with each message (print by default).
 
     Each history record holds epoch (1-based), train_loss, train_accuracy, val_loss,
@@ -552,7 +557,7 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
         if ckpt is not None and ckpt.config.get("mean") is not None:
             mean, std = np.asarray(ckpt.config["mean"]), np.asarray(ckpt.config["std"])
         else:
-            mean, std = _training_stats(x)
+            std = _safe_std(mean, std)
         model.normalization = (mean, std)
         loader = BatchLoader(x, y, batch_size, shuffle=True, augment=augment, rng=seed, mean=mean, std=std)
     else:
@@ -574,6 +579,7 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
         loader.load_state_dict(ckpt.loader_state)
         start_epoch, done = ckpt.epoch, ckpt.batch
         history.extend(ckpt.history)
+        run_config["initial_loss"] = ckpt.config.get("initial_loss")
         if ckpt.extra:
             sums = dict(ckpt.extra)
         log(f"resumed {ckpt_file}: {start_epoch} epoch(s)"

@@ -173,3 +173,37 @@ def test_entry_point_in_a_subprocess_and_ctrl_c_saves(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert set(json.loads(res.stdout)) >= {"loss", "accuracy", "top5"}
+
+
+def test_data_download_wiring(monkeypatch, tmp_path, capsys):
+    """`minicnn data download cifar10 --dest D` calls data.download_cifar10(D) (no network here)."""
+    from minicnn import data
+    calls = []
+
+    def fake(dest, progress=True):
+        calls.append((dest, progress))
+        return tmp_path / "cifar-10-batches-py"
+
+    monkeypatch.setattr(data, "download_cifar10", fake)
+    code, stdout, _ = run(["data", "download", "cifar10", "--dest", str(tmp_path), "--no-progress"], capsys)
+    assert code == 0 and calls == [(str(tmp_path), False)]
+    assert "--data-dir" in stdout
+
+    def failing(dest, progress=True):
+        raise ValueError("checksum mismatch: expected abc, received def")
+
+    monkeypatch.setattr(data, "download_cifar10", failing)
+    code, _, err = run(["data", "download", "cifar10", "--dest", str(tmp_path)], capsys)
+    assert code == 1 and "checksum mismatch" in err
+
+
+def test_cupy_backend_without_cupy_is_a_clear_error(tmp_path, capsys):
+    try:
+        from minicnn import backend
+        backend.module_for("cupy")
+        pytest.skip("CuPy and a GPU are available here")
+    except RuntimeError:
+        pass
+    code, _, err = run(TRAIN + ["--backend", "cupy", "--out", str(tmp_path / "g")], capsys)
+    assert code == 2 and "cupy" in err.lower()
+    assert not (tmp_path / "g" / "last.npz").exists()
