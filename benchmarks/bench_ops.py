@@ -158,28 +158,33 @@ def blas_name():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median printed)")
-    parser.add_argument("--quick", action="store_true", help="batch size <= 2, smaller GEMM: a smoke test")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="timed runs per measurement (median printed)")
+    parser.add_argument("--quick", action="store_true",
+                        help="batch size <= 2, smaller GEMM: a smoke test")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, received {args.repeat}")
 
     paths = [("cython", True), ("numpy", False)] if backend.cython_available() else [("numpy", False)]
+    names = [name for name, _ in paths]
     print(f"minicnn op benchmark: float32, median of {args.repeat} after a warm-up"
           f"{' (--quick: batch <= 2, not a measurement)' if args.quick else ''}")
+    kernels = "built" if backend.cython_available() else "NOT built (numpy path only)"
     print(f"python {platform.python_version()}, numpy {np.__version__} ({blas_name()}), "
           f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-          f"Cython kernels {'built' if backend.cython_available() else 'NOT built (numpy path only)'}")
+          f"Cython kernels {kernels}")
+    if hasattr(os, "getloadavg"):   # other busy processes make every threaded step wait
+        print("load average at start: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     size = 256 if args.quick else 1024
     t, rate = gemm_rate(size, args.repeat)
     print(f"ceiling: numpy float32 GEMM {size}x{size}x{size}: {t * 1e3:.1f} ms, {rate:.1f} GFLOP/s\n")
 
-    names = [name for name, _ in paths]
-    head = (f"{'op':<22} {'shape':<28}| " + "forward ms".ljust(9 * len(names)) + " GFLOP/s".ljust(9 * len(names))
-            + "| " + "fwd+bwd ms".ljust(9 * len(names)) + " GFLOP/s".ljust(9 * len(names)) + "| speedup")
-    sub = (f"{'':<22} {'':<28}| " + ("".join(f"{n:>9}" for n in names)) * 2 + "| "
-           + ("".join(f"{n:>9}" for n in names)) * 2 + "| fwd+bwd")
-    print(head)
+    width = 9 * len(names)
+    paths_head = "".join(f"{n:>9}" for n in names)
+    print(f"{'op':<22} {'shape':<28}| {'forward ms':>{width}}{'GFLOP/s':>{width}} "
+          f"| {'fwd+bwd ms':>{width}}{'GFLOP/s':>{width}} | speedup")
+    sub = f"{'':<22} {'':<28}| {paths_head * 2} | {paths_head * 2} | fwd+bwd"
     print(sub)
     print("-" * len(sub))
     rng = np.random.default_rng(0)
@@ -190,12 +195,12 @@ def main(argv=None):
             with backend.use_cython(enabled):
                 fwd_ms[name] = median_seconds(forward, args.repeat) * 1e3
                 fb_ms[name] = median_seconds(forward_backward, args.repeat) * 1e3
-        cols = "".join(f"{fwd_ms[n]:9.2f}" for n in names) + "".join(
-            f"{fwd_flops / fwd_ms[n] / 1e6:9.2f}" for n in names)
-        cols_fb = "".join(f"{fb_ms[n]:9.2f}" for n in names) + "".join(
-            f"{fb_flops / fb_ms[n] / 1e6:9.2f}" for n in names)
-        speedup = f"{fb_ms['numpy'] / fb_ms['cython']:6.2f}x" if "cython" in fb_ms else "  n/a"
-        print(f"{label:<22} {shape:<28}| {cols}| {cols_fb}| {speedup}", flush=True)
+        fwd = ("".join(f"{fwd_ms[n]:9.2f}" for n in names)
+               + "".join(f"{fwd_flops / fwd_ms[n] / 1e6:9.2f}" for n in names))
+        fb = ("".join(f"{fb_ms[n]:9.2f}" for n in names)
+              + "".join(f"{fb_flops / fb_ms[n] / 1e6:9.2f}" for n in names))
+        speedup = f"{fb_ms['numpy'] / fb_ms['cython']:6.2f}x" if "cython" in fb_ms else "   n/a"
+        print(f"{label:<22} {shape:<28}| {fwd} | {fb} | {speedup}", flush=True)
     print("\nspeedup = numpy-path time / cython-path time for forward+backward. LRN and batchnorm have "
           "no Cython kernel:\nboth columns run the same code (their difference is the timing noise).")
     return 0
