@@ -147,7 +147,7 @@ def test_summary_agrees():
 
 
 # ---------------------------------------------------------------- forward/backward
-def _forward_backward(m, x, num_classes):
+def _forward_backward(m, x, num_classes, min_fraction=0.9):
     m.train()
     out = m(x)
     assert out.shape == (x.shape[0], num_classes) and out.dtype == np.float32
@@ -159,7 +159,7 @@ def _forward_backward(m, x, num_classes):
     assert all(g.dtype == np.float32 and np.isfinite(g).all() for g in grads)
     # every parameter receives a gradient (fc, the stem and each block are all connected)
     assert m.conv1.weight.grad.any() and m.fc.weight.grad.any()
-    assert sum(bool(g.any()) for g in grads) >= 0.9 * len(grads)
+    assert sum(bool(g.any()) for g in grads) >= min_fraction * len(grads)
 
 
 @pytest.mark.parametrize("name", IMAGENET)
@@ -331,3 +331,17 @@ def test_bad_arguments_raise_value_error():
         model("resnet18")(np.zeros((1, 1, 32, 32), np.float32))
     with pytest.raises(ValueError, match="width"):
         models.create("wide_resnet", width=0)
+
+
+def test_stochastic_depth_models():
+    m = models.create("resnet56", survival_prob=0.5, rng=0)
+    probs = [b.stochastic_depth.survival_prob for s in (m.layer1, m.layer2, m.layer3) for b in s]
+    assert len(probs) == 27 and probs[-1] == 0.5 and probs == sorted(probs, reverse=True)
+    assert m.num_parameters() == PARAMS["resnet56"]
+    x = _x((2, 3, 16, 16))
+    _forward_backward(m, x, 10, min_fraction=0.2)  # the blocks dropped this step get none
+    m.eval()
+    np.testing.assert_array_equal(m(x), m(x))  # evaluation is deterministic: nothing dropped
+    r = models.create("resnet18", survival_prob=0.8, rng=0)
+    assert r.layer4[1].stochastic_depth.survival_prob == pytest.approx(0.8)
+    _forward_backward(r, _x((2, 3, 32, 32)), 1000, min_fraction=0.2)

@@ -27,15 +27,18 @@ changes), so a ResNet has exactly the parameters of its plain twin:
 
 and 40.6 M (resnet20) to 252.9 M (resnet110) multiply-adds per 32x32 image.
 
-Every model takes ``num_classes`` (default 10), ``rng`` (Generator, seed or None) and
-``shortcut`` ("A", the paper's CIFAR choice; "B" for projections; plain nets use "none").
+Every model takes ``num_classes`` (default 10), ``rng`` (Generator, seed or None),
+``shortcut`` ("A", the paper's CIFAR choice; "B" for projections; plain nets use "none")
+and ``survival_prob`` for stochastic depth (Huang et al. 2016, "Deep Networks with
+Stochastic Depth": ``create("resnet110", survival_prob=0.5)`` is their CIFAR setting,
+blocks dropped in training with linearly growing probability, all kept at test time).
 Input (N, 3, 32, 32) -> scores (N, num_classes); other sizes work (global pooling).
 """
 from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
 from minicnn.nn.module import Module, Sequential
-from minicnn.nn.residual import BasicBlock
+from minicnn.nn.residual import BasicBlock, linear_decay
 
 # depth -> n, the number of basic blocks per stage (depth = 6n + 2).
 DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
@@ -48,9 +51,13 @@ class CifarResNet(Module):
     - x: (N, 3, H, W) (32x32 in the paper) -> scores (N, num_classes)
     - n: basic blocks per stage; shortcut: "A" (zero padding), "B" (projection) or
       "none" (the plain network)
+    - survival_prob: p_L of stochastic depth (Huang et al. 2016, who train resnet110 with
+      p_L = 0.5): block l of L = 3n survives training steps with probability
+      1 - l/L (1 - p_L); 1.0 (default) = the ordinary network
     """
 
-    def __init__(self, n, num_classes=10, shortcut="A", zero_init_residual=False, rng=None):
+    def __init__(self, n, num_classes=10, shortcut="A", zero_init_residual=False,
+                 survival_prob=1.0, rng=None):
         super().__init__()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"CifarResNet: expected n (blocks per stage) to be an int >= 1, "
@@ -68,7 +75,9 @@ class CifarResNet(Module):
         for i, channels in enumerate(STAGE_CHANNELS):
             blocks = [BasicBlock(in_channels if j == 0 else channels, channels,
                                  stride=2 if (i > 0 and j == 0) else 1, shortcut=shortcut,
-                                 zero_init_residual=zero_init_residual, rng=rng)
+                                 zero_init_residual=zero_init_residual,
+                                 survival_prob=linear_decay(i * n + j + 1, 3 * n, survival_prob)
+                                 if survival_prob != 1.0 else 1.0, rng=rng)
                       for j in range(n)]
             in_channels = channels
             setattr(self, f"layer{i + 1}", Sequential(*blocks))

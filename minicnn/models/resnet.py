@@ -51,7 +51,7 @@ from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
-from minicnn.nn.residual import BasicBlock, Bottleneck
+from minicnn.nn.residual import BasicBlock, Bottleneck, linear_decay
 
 # The paper's Table 1: block type and the number of blocks in conv2_x .. conv5_x.
 TABLE_1 = OrderedDict([
@@ -79,10 +79,12 @@ class ResNet(Module):
     - block_kw: extra arguments for every block (stride_in_1x1, reduction, ...)
     - zero_init_residual: start the last BN gamma of every block at 0 (off by default,
       as torchvision; Goyal et al. 2017 use it for large-batch training)
+    - survival_prob: p_L of stochastic depth (Huang et al. 2016): block l of L survives
+      a training step with probability 1 - l/L (1 - p_L); 1.0 (default) = off
     """
 
     def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64,
-                 zero_init_residual=False, rng=None, **block_kw):
+                 zero_init_residual=False, survival_prob=1.0, rng=None, **block_kw):
         super().__init__()
         if len(layers) != 4 or any(not isinstance(n, int) or n < 1 for n in layers):
             raise ValueError(f"ResNet: expected 4 block counts >= 1, received {layers!r}")
@@ -102,13 +104,16 @@ class ResNet(Module):
         self.relu = ReLU()
         self.maxpool = MaxPool2d(3, stride=2, padding=1)
         in_channels = 64
+        index, total = 0, sum(layers)
         for i, (channels, n) in enumerate(zip(STAGE_CHANNELS, layers)):
             stride = 1 if i == 0 else 2
             blocks = []
             for j in range(n):
+                index += 1
+                p = linear_decay(index, total, survival_prob) if survival_prob != 1.0 else 1.0
                 blocks.append(block(in_channels, channels, stride=stride if j == 0 else 1,
-                                    shortcut="B", zero_init_residual=zero_init_residual, rng=rng,
-                                    **self.block_kw))
+                                    shortcut="B", zero_init_residual=zero_init_residual,
+                                    survival_prob=p, rng=rng, **self.block_kw))
                 in_channels = channels * block.expansion
             setattr(self, f"layer{i + 1}", Sequential(*blocks))
         self.avgpool = GlobalAvgPool2d()

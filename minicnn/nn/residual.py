@@ -145,24 +145,57 @@ def _make_shortcut(op, kind, in_channels, out_channels, stride, rng):
     return projection_shortcut(in_channels, out_channels, stride, rng)
 
 
+class _BlockBranch(Module):
+    """The residual function F of a post-activation block as a Module of its own, so that
+    StochasticDepth can wrap it.  The layers stay the block's (``conv1``, ``bn1``, ...):
+    the block is held as a plain attribute, not a child, so names do not change."""
+
+    def __init__(self, block):
+        super().__init__()
+        object.__setattr__(self, "block", block)
+
+    def forward(self, x):
+        return self.block._branch(x)
+
+    def backward(self, dout):
+        return self.block._branch_backward(dout)
+
+    def output_shape(self, shape):
+        n, _, h, w = shape
+        s = self.block.stride
+        return (n, self.block.out_channels, (h - 1) // s + 1, (w - 1) // s + 1)
+
+
 class _PostActivationBlock(Module):
     """What BasicBlock and Bottleneck share: out = relu(branch(x) + shortcut(x)).
 
     Subclasses define ``_branch(x)`` and ``_branch_backward(d)`` (the residual function F),
-    the layers ``downsample`` (None = identity) and ``relu_out``, and ``residual`` (False
-    for a plain block: out = relu(branch(x))).
+    the layers ``downsample`` (None = identity) and ``relu_out``, ``residual`` (False
+    for a plain block: out = relu(branch(x))), and call ``_init_stochastic_depth`` last.
     """
+
+    def _init_stochastic_depth(self, survival_prob, rng):
+        self.stochastic_depth = None
+        if survival_prob != 1.0:
+            if not self.residual:
+                raise ValueError(f"{type(self).__name__}: stochastic depth needs a shortcut "
+                                 f"(a dropped block is its shortcut), received shortcut='none' "
+                                 f"and survival_prob={survival_prob!r}")
+            self.stochastic_depth = StochasticDepth(_BlockBranch(self), survival_prob, rng)
 
     def forward(self, x):
         _check_x(type(self).__name__, x, self.in_channels)
-        out = self._branch(x)
+        out = self._branch(x) if self.stochastic_depth is None else self.stochastic_depth(x)
         if self.residual:
             out = out + (x if self.downsample is None else self.downsample(x))
         return self.relu_out(out)
 
     def backward(self, dout):
         d = self.relu_out.backward(dout)
-        dx = self._branch_backward(d)
+        if self.stochastic_depth is None:
+            dx = self._branch_backward(d)
+        else:
+            dx = self.stochastic_depth.backward(d)
         if self.residual:
             # x fanned out into the branch and the shortcut: its gradient is the sum.
             dx = dx + (d if self.downsample is None else self.downsample.backward(d))
@@ -183,6 +216,9 @@ class BasicBlock(_PostActivationBlock):
       padding (parameter-free), or "none" (a plain block, for the degradation experiment)
       -- only used when the shape changes; otherwise the shortcut is the identity.
     - zero_init_residual: start bn2's gamma at 0 so the block starts as the identity.
+    - survival_prob: < 1 wraps the branch in StochasticDepth (Huang et al. 2016): in
+      training it is skipped with probability 1 - survival_prob (out = relu(shortcut(x))),
+      in evaluation scaled by survival_prob.
 
     Parameter names are torchvision's: conv1, bn1, conv2, bn2, downsample.0/1.
     """
@@ -190,7 +226,7 @@ class BasicBlock(_PostActivationBlock):
     expansion = 1
 
     def __init__(self, in_channels, channels, stride=1, shortcut="B", zero_init_residual=False,
-                 rng=None):
+                 survival_prob=1.0, rng=None):
         super().__init__()
         op = "BasicBlock"
         self.in_channels = _check_channels(op, "in_channels", in_channels)
@@ -208,6 +244,7 @@ class BasicBlock(_PostActivationBlock):
         self.relu_out = ReLU()
         if zero_init_residual:
             self._zero_init_last_bn(self.bn2)
+        self._init_stochastic_depth(survival_prob, rng)
 
     def _branch(self, x):
         return self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
@@ -239,12 +276,14 @@ class Bottleneck(_PostActivationBlock):
     - se_reduction: if given, a SqueezeExcitation(4 * channels, se_reduction) recalibrates
       the branch before the addition (SE-ResNet, Hu et al. 2018).
     - shortcut: "B" (default, projection), "A" or "none" as in BasicBlock.
+    - survival_prob: stochastic depth of the branch, as in BasicBlock.
     """
 
     expansion = 4
 
     def __init__(self, in_channels, channels, stride=1, shortcut="B", groups=1, base_width=64,
-                 stride_in_1x1=False, se_reduction=None, zero_init_residual=False, rng=None):
+                 stride_in_1x1=False, se_reduction=None, zero_init_residual=False,
+                 survival_prob=1.0, rng=None):
         super().__init__()
         op = "Bottleneck"
         self.in_channels = _check_channels(op, "in_channels", in_channels)
@@ -274,6 +313,7 @@ class Bottleneck(_PostActivationBlock):
         self.relu_out = ReLU()
         if zero_init_residual:
             self._zero_init_last_bn(self.bn3)
+        self._init_stochastic_depth(survival_prob, rng)
 
     def _branch(self, x):
         out = self.relu1(self.bn1(self.conv1(x)))
@@ -346,10 +386,12 @@ class SEBottleneck(Bottleneck):
     ``reduction`` (default 16, the paper's choice) sets SE's hidden width C / r."""
 
     def __init__(self, in_channels, channels, stride=1, shortcut="B", groups=1, base_width=64,
-                 stride_in_1x1=False, reduction=16, zero_init_residual=False, rng=None):
+                 stride_in_1x1=False, reduction=16, zero_init_residual=False, survival_prob=1.0,
+                 rng=None):
         super().__init__(in_channels, channels, stride=stride, shortcut=shortcut, groups=groups,
                          base_width=base_width, stride_in_1x1=stride_in_1x1,
-                         se_reduction=reduction, zero_init_residual=zero_init_residual, rng=rng)
+                         se_reduction=reduction, zero_init_residual=zero_init_residual,
+                         survival_prob=survival_prob, rng=rng)
 
 
 # --------------------------------------------------------------------- pre-activation
@@ -436,20 +478,21 @@ class StochasticDepth(Module):
     """Stochastic depth (Huang, Sun, Liu, Sedra & Weinberger, 2016, "Deep Networks with
     Stochastic Depth"): train a short network, test a deep one.
 
-    Wraps a residual branch f (a Module whose output has its input's shape, so that a
-    skipped branch contributes zeros of that shape).  In training, once per forward
-    (per mini-batch, as in the paper) the branch survives with probability
-    ``survival_prob`` (p):
+    Wraps a residual branch f (a Module).  In training, once per forward (per
+    mini-batch, as in the paper) the branch survives with probability ``survival_prob`` (p):
 
         training:  out = f(x) with probability p, else 0   (f is not even computed)
         testing:   out = p * f(x)                          (its expected training value)
 
-    Used inside a residual block as ``x + StochasticDepth(f)(x)``: a dropped block is the
-    identity, so the expected depth in training is sum_l p_l (the paper decays p_l
-    linearly from 1 to 0.5 over the blocks).  The draw comes from ``rng`` (a Generator,
-    seed or None), never global state.
+    Used inside a residual block as ``shortcut(x) + StochasticDepth(f)(x)``: a dropped
+    block is just its shortcut, so the expected depth in training is sum_l p_l (the paper
+    decays p_l linearly from 1 to 0.5 over the blocks; see ``linear_decay``).  The draw
+    comes from ``rng`` (a Generator, seed or None), never global state.  The blocks above
+    take ``survival_prob`` and wrap their own branch this way.
 
-    - x: any shape -> out: the same shape
+    - x: any shape -> out: f's output shape.  A dropped branch outputs zeros of that
+      shape without running f: the input's shape, or ``f.output_shape(x.shape)`` if f
+      defines it (a branch that downsamples, as the first block of a ResNet stage).
     - backward: dropped -> dx = 0 and no parameter gradient; kept -> f.backward(dout);
       testing -> f.backward(p * dout).
     """
@@ -477,13 +520,18 @@ class StochasticDepth(Module):
             keep, scale = True, self.survival_prob
         if not keep:
             self._cache = ("dropped", x.shape, x.dtype)
-            return xp.zeros_like(x)
+            return xp.zeros(self._output_shape(x), dtype=x.dtype)
         out = self.branch(x)
-        if out.shape != x.shape:
-            raise ValueError(f"StochasticDepth: expected a branch that keeps the shape of its "
-                             f"input {tuple(x.shape)}, received output {tuple(out.shape)}")
+        if tuple(out.shape) != self._output_shape(x):
+            raise ValueError(f"StochasticDepth: expected a branch output of shape "
+                             f"{self._output_shape(x)} (the input's shape, or the branch's "
+                             f"output_shape), received {tuple(out.shape)}")
         self._cache = ("kept", scale, None)
         return out if scale == 1.0 else out * scale  # a Python float keeps float32 float32
+
+    def _output_shape(self, x):
+        shape_of = getattr(self.branch, "output_shape", None)
+        return tuple(x.shape) if shape_of is None else tuple(shape_of(tuple(x.shape)))
 
     def backward(self, dout):
         state, a, b = self._get_cache()
@@ -493,6 +541,12 @@ class StochasticDepth(Module):
 
     def extra_repr(self):
         return f"survival_prob={self.survival_prob}"
+
+
+def linear_decay(index, total, last_survival_prob):
+    """Huang et al.'s rule: block ``index`` (1 .. total) survives with probability
+    p_l = 1 - index / total * (1 - p_L), from ~1 at the input to p_L at the output."""
+    return 1.0 - index / total * (1.0 - last_survival_prob)
 
 
 class Residual(Module):
