@@ -8,9 +8,10 @@ Shapes::
     argmax       (N, C, OH, OW)    int32: the TAP index p*KW + q of the window's maximum
 
 The argmax is the FIRST maximum in scan order (window row p, then column q), so ties
-send the whole gradient to the earliest tap -- the same rule as ``numpy.argmax`` on the
-flattened window, which the plain path uses.  Padded positions count as -inf and are
-never chosen.  A NaN in a window wins (as with numpy.max / argmax): the first NaN is taken.
+send the whole gradient to the earliest tap -- the plain path's rule (a later tap replaces
+the running maximum only if strictly greater), and ``numpy.argmax``'s on the flattened
+window.  Padded positions are never chosen, even in a window whose real pixels are all
+-inf.  A NaN in a window wins, as with numpy.max / argmax: the first NaN is taken.
 
 Every (n, c) plane is independent, so planes are shared out over OpenMP threads with
 ``prange``; in the backward pass each thread is the only writer of its output planes.
