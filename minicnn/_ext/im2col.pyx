@@ -15,6 +15,9 @@ Differences from the NumPy path are only in how the work is done:
   planes are shared out over OpenMP threads with ``prange``.  col2im therefore needs no
   atomics: each thread is the only writer of the output planes it owns.
 Built without OpenMP, ``prange`` runs as a plain loop and the results are identical.
+
+``im2col_t`` / ``col2im_t`` at the end do the same for the batch-inside layout
+(C, KH, KW, N, OH, OW), with which a conv is one GEMM per group rather than one per image.
 """
 from cython.parallel cimport prange
 
