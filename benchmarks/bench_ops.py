@@ -127,15 +127,28 @@ def cases(quick):
     ]
 
 
-def median_seconds(fn, repeat):
-    """Median wall time of fn() over ``repeat`` runs, after one untimed warm-up run."""
-    fn()
-    times = []
+def median_ms_per_path(fn, paths, repeat):
+    """Median wall time in ms of fn() on each (name, use_cython flag) path (flag None: as is).
+
+    The paths take turns run by run (after one warm-up each), so that a burst of load
+    from other processes hits both alike rather than skewing their ratio.
+    """
+    def run(enabled):
+        if enabled is None:
+            fn()
+            return
+        with backend.use_cython(enabled):
+            fn()
+
+    for _, enabled in paths:
+        run(enabled)
+    times = {name: [] for name, _ in paths}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, enabled in paths:
+            t0 = time.perf_counter()
+            run(enabled)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
 def gemm_rate(size, repeat):
@@ -144,7 +157,7 @@ def gemm_rate(size, repeat):
     a = rng.standard_normal((size, size), dtype=DTYPE)
     b = rng.standard_normal((size, size), dtype=DTYPE)
     out = np.empty((size, size), dtype=DTYPE)
-    t = median_seconds(lambda: np.matmul(a, b, out=out), repeat)
+    t = median_ms_per_path(lambda: np.matmul(a, b, out=out), [("gemm", None)], repeat)["gemm"] / 1e3
     return t, 2.0 * size ** 3 / t / 1e9
 
 
@@ -168,7 +181,7 @@ def main(argv=None):
 
     paths = [("cython", True), ("numpy", False)] if backend.cython_available() else [("numpy", False)]
     names = [name for name, _ in paths]
-    print(f"minicnn op benchmark: float32, median of {args.repeat} after a warm-up"
+    print(f"minicnn op benchmark: float32, median of {args.repeat} after a warm-up, paths alternating"
           f"{' (--quick: batch <= 2, not a measurement)' if args.quick else ''}")
     kernels = "built" if backend.cython_available() else "NOT built (numpy path only)"
     print(f"python {platform.python_version()}, numpy {np.__version__} ({blas_name()}), "
@@ -190,11 +203,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     for label, shape, setup in cases(args.quick):
         forward, forward_backward, fwd_flops, fb_flops = setup(rng)
-        fwd_ms, fb_ms = {}, {}
-        for name, enabled in paths:
-            with backend.use_cython(enabled):
-                fwd_ms[name] = median_seconds(forward, args.repeat) * 1e3
-                fb_ms[name] = median_seconds(forward_backward, args.repeat) * 1e3
+        fwd_ms = median_ms_per_path(forward, paths, args.repeat)
+        fb_ms = median_ms_per_path(forward_backward, paths, args.repeat)
         fwd = ("".join(f"{fwd_ms[n]:9.2f}" for n in names)
                + "".join(f"{fwd_flops / fwd_ms[n] / 1e6:9.2f}" for n in names))
         fb = ("".join(f"{fb_ms[n]:9.2f}" for n in names)
