@@ -406,3 +406,17 @@ def test_checkpoint_keeps_types_of_nested_state(tmp_path):
     assert got["nested"][1] == {"x": True}
     with zipfile.ZipFile(tmp_path / "c.npz") as z:
         assert all(n.endswith(".npy") for n in z.namelist())
+
+
+def test_short_real_run_on_the_shipped_sample_learns():
+    """Real CIFAR-10 images (the sample inside the package): the loss falls within 3 epochs
+    and the model beats chance on images it was not trained on."""
+    from minicnn.data import load_sample
+    x_train, y_train, x_test, y_test = load_sample()
+    model = models.create("small_cnn", width=0.5, rng=0)
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    hist = fit(model, opt, (x_train[:512], y_train[:512]), val=(x_test, y_test), epochs=3,
+               batch_size=32, log=quiet, progress=False)
+    assert abs(hist.initial_loss - math.log(10)) < 0.1     # small_cnn starts at ln(10)
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"] < hist.initial_loss
+    assert hist[-1]["val_accuracy"] > 0.15                   # chance is 0.10 on 240 test images
