@@ -210,8 +210,8 @@ def test_fractalnet_drop_path_global_and_local():
         assert a.block2.column == a.block1.column             # global: one column everywhere
     assert None in columns_used and set(columns_used) - {None}  # both kinds occur
     a.eval()
-    assert a.block1.column is None
     np.testing.assert_array_equal(a(x), a(x))
+    assert a.block1.column is None                            # evaluation: every column joins
     a.column = 1                                              # the extracted shallow column
     x64 = x.astype(np.float64)
     a.to(np.float64)
