@@ -197,8 +197,9 @@ def cmd_train(args):
         cli_settings["data_dir"] = os.path.abspath(cli_settings["data_dir"])
     config = {"model": args.model, "model_kwargs": model_kwargs, "data": args.data or
               ("cifar10" if args.data_dir else "sample"), "cli": cli_settings}
+    epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
     print(f"minicnn train: {args.model} ({model.num_parameters():,} parameters) on {desc}: "
-          f"{len(x_train):,} training / {len(x_test):,} test images, {args.epochs} epochs, batch "
+          f"{len(x_train):,} training / {len(x_test):,} test images, {epochs}, batch "
           f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, schedule {args.schedule}"
           f"{', augment' if args.augment else ''}, backend {args.backend}", flush=True)
     val = None if args.overfit is not None else (x_test, y_test)

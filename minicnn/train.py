@@ -371,8 +371,9 @@ def load_model(path, rng=0):
     ckpt = checkpoint.load(path)
     name = ckpt.config.get("model")
     if not name:
-        raise checkpoint.CheckpointError(f"checkpoint {path!r} does not name its model (config['model']); "
-                                         "rebuild the model yourself and call checkpoint.load(path).restore(model)")
+        raise checkpoint.CheckpointError(
+            f"checkpoint {path!r} does not name its model (config['model']); rebuild the model "
+            "yourself and call checkpoint.load(path).restore(model)")
     model = models.create(name, rng=rng, **ckpt.config.get("model_kwargs", {}))
     ckpt.restore(model)
     if ckpt.config.get("mean") is not None:

@@ -144,7 +144,10 @@ def plot_feature_maps(maps, path, image=None, max_channels=32):
         img = np.asarray(backend.asnumpy(image), dtype=np.float64)
         img = (img - img.min()) / max(img.max() - img.min(), 1e-12)
         ax = fig.add_subplot(rows, cols, 1)
-        ax.imshow(img.transpose(1, 2, 0) if img.shape[0] == 3 else img[0], cmap=None if img.shape[0] == 3 else "gray")
+        if img.shape[0] == 3:
+            ax.imshow(img.transpose(1, 2, 0))
+        else:
+            ax.imshow(img[0], cmap="gray")
         ax.set_title("input", fontsize=8)
         ax.axis("off")
         r = 1

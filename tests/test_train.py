@@ -77,7 +77,12 @@ def test_fit_loss_falls_and_history_is_written(tmp_path):
     assert hist[0]["lr"] == pytest.approx(0.05) and hist[2]["lr"] < hist[1]["lr"] < hist[0]["lr"]
     # Initial-loss sanity check reported against ln(K).
     assert hist.expected_initial_loss == pytest.approx(math.log(K))
-    assert abs(hist.initial_loss - math.log(K)) < 1.0
+    # ... and computed as it says: a train-mode forward of the fresh model on the normalised images.
+    fresh, _, _ = make()
+    xn = (x.astype(np.float64) - x.mean(axis=(0, 2, 3), keepdims=True)) / x.std(axis=(0, 2, 3), keepdims=True)
+    from minicnn.functional import softmax_cross_entropy
+    expected, _ = softmax_cross_entropy(fresh(xn.astype(np.float32)), y)
+    assert hist.initial_loss == pytest.approx(expected, rel=1e-4)
     assert any("initial loss" in m and "ln(4)" in m for m in logs)
     saved = json.loads((tmp_path / "history.json").read_text())
     assert [r["epoch"] for r in saved] == [1, 2, 3]
