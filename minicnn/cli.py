@@ -12,6 +12,9 @@
     minicnn summary resnet50 --input 3x224x224
     minicnn gradcheck                                  # numeric vs analytic gradients of every op
 
+`minicnn train` measures the test images after every epoch: the val_* columns of
+history.json are test-set numbers (there is no separate validation split).
+
 Exit codes: 0 success, 1 training diverged / overfit test failed / gradcheck failed,
 2 bad arguments or unreadable files, 130 interrupted (a checkpoint was saved).
 """
@@ -478,9 +481,10 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a model; writes RUN_DIR/last.npz, history.json/.csv",
                        description="Train a zoo model. Without --data/--data-dir: the CIFAR-10 sample "
-                       "shipped with minicnn. Defaults: " + ", ".join(
+                       "shipped with minicnn. The test images are evaluated after every epoch (the val_* "
+                       "columns of history.json). Defaults: " + ", ".join(
                            f"--{k.replace('_', '-')} {v}" for k, v in TRAIN_DEFAULTS.items()
-                           if v not in (None, False)))
+                           if v is not None and v is not False))
     t.add_argument("--model", help="a name from `minicnn models` (small_cnn, resnet20, ...)")
     t.add_argument("--data", choices=["cifar10", "mnist", "sample"])
     t.add_argument("--data-dir", help="directory of the dataset (CIFAR-10: cifar-10-batches-py or its parent)")

@@ -207,3 +207,34 @@ def test_cupy_backend_without_cupy_is_a_clear_error(tmp_path, capsys):
     code, _, err = run(TRAIN + ["--backend", "cupy", "--out", str(tmp_path / "g")], capsys)
     assert code == 2 and "cupy" in err.lower()
     assert not (tmp_path / "g" / "last.npz").exists()
+
+
+@pytest.mark.parametrize("kind, warmup, expected", [
+    ("multistep", 0, [0.1, 0.1, 0.01, 0.001]),            # milestones at 50% and 75% of 4 epochs
+    ("step", 0, [0.1, 0.01, 0.001, 0.0001]),              # every 4 // 3 = 1 epoch
+    ("cosine", 0, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05, 0.1 * (1 + np.cos(3 * np.pi / 4)) / 2]),
+    ("cosine", 1, [0.01, 0.1, 0.075, 0.025]),            # 1 warm-up epoch from 0.1 x lr, then cosine over 3
+    ("none", 0, [0.1] * 4),
+])
+def test_schedules_of_the_cli(kind, warmup, expected):
+    import argparse
+    from minicnn import nn, optim
+    args = argparse.Namespace(epochs=4, schedule=kind, warmup=warmup)
+    opt = optim.SGD(nn.Linear(2, 2, rng=0).parameters(), lr=0.1)
+    sched = cli.make_schedule(args, opt)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.lr)
+        if sched is not None:
+            sched.step()
+    assert lrs == pytest.approx(expected)
+
+
+def test_plateau_schedule_divides_by_ten_when_accuracy_stalls():
+    import argparse
+    from minicnn import nn, optim
+    opt = optim.SGD(nn.Linear(2, 2, rng=0).parameters(), lr=0.1)
+    sched = cli.make_schedule(argparse.Namespace(epochs=10, schedule="plateau", warmup=0), opt)
+    for acc in (0.3, 0.4, 0.4, 0.4, 0.4):
+        sched.step(acc)
+    assert opt.lr == pytest.approx(0.01)
