@@ -239,6 +239,41 @@ def test_max_pool_kernel_nan_and_minus_inf():
     assert np.all(out == -np.inf)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parallel_branch_matches_plain(dtype):
+    """Inputs above the kernels' threshold take the OpenMP loop (the tests above are all small
+    enough for the single-thread loop): the same results are required there."""
+    x = make_input(5, (4, 9, 40, 37), dtype, ties=True)
+    kh, kw, stride, pad = 3, 4, 1, 1
+    oh, ow = out_size(40, 37, kh, kw, stride, pad)
+    assert 4 * 9 * kh * kw * oh * ow >= im2col_ext.PARALLEL_THRESHOLD
+    col = im2col_xp(x, kh, kw, stride, pad, np.empty((4, 9, kh, kw, oh, ow), dtype=dtype))
+    got = np.full_like(col, np.nan)
+    im2col_ext.im2col(x, kh, kw, stride, pad, got)
+    np.testing.assert_array_equal(got, col)
+    got_t = np.full((9, kh, kw, 4, oh, ow), np.nan, dtype=dtype)
+    im2col_ext.im2col_t(x, kh, kw, stride, pad, got_t)
+    np.testing.assert_array_equal(got_t, col.transpose(1, 2, 3, 0, 4, 5))
+    expected = col2im_xp(col, stride, pad, np.empty_like(x))
+    dx = np.full_like(x, np.nan)
+    im2col_ext.col2im(col, stride, pad, dx)
+    np.testing.assert_allclose(dx, expected, **tol(dtype))
+    dx = np.full_like(x, np.nan)
+    im2col_ext.col2im_t(np.ascontiguousarray(got_t), stride, pad, dx)
+    np.testing.assert_allclose(dx, expected, **tol(dtype))
+
+    x = make_input(6, (4, 9, 90, 91), dtype, ties=True)
+    assert x.size >= pool_ext.PARALLEL_THRESHOLD
+    results = {}
+    for enabled in (True, False):
+        with backend.use_cython(enabled):
+            out, cache = max_pool2d_forward(x, (3, 2), 2, 1)
+            dout = make_input(7, out.shape, dtype)
+            results[enabled] = out, cache[1], max_pool2d_backward(dout, cache)
+    for got, expected in zip(results[True], results[False]):
+        np.testing.assert_allclose(got, expected, **tol(dtype))   # out, argmax, dx
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def test_kernels_refuse_wrong_shapes():
