@@ -537,7 +537,6 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
     ckpt_file = checkpoint_path(run_dir) if run_dir is not None else None
     ckpt = None
     if ckpt_file is not None:
-        os.makedirs(run_dir, exist_ok=True)
         if resume:
             if not os.path.exists(ckpt_file):
                 raise checkpoint.CheckpointError(f"fit: nothing to resume, {ckpt_file} does not exist")
@@ -545,6 +544,12 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
         elif os.path.exists(ckpt_file) and not overwrite:
             raise ValueError(f"fit: {ckpt_file} already exists; pass resume=True to continue that run "
                              "or overwrite=True to start again (CLI: --resume / --overwrite)")
+        else:
+            os.makedirs(run_dir, exist_ok=True)
+            # A new run: the history of an overwritten one must not survive next to it.
+            for name in ("history.json", "history.csv"):
+                if os.path.exists(os.path.join(run_dir, name)):
+                    os.remove(os.path.join(run_dir, name))
     elif resume:
         raise ValueError("fit: resume=True needs the run_dir that holds the checkpoint")
 

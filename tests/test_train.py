@@ -283,8 +283,14 @@ def test_existing_checkpoint_is_not_overwritten_by_a_fresh_run(tmp_path):
     model, opt, _ = make()
     with pytest.raises(ValueError, match="already exists; pass resume=True"):
         fit(model, opt, data, epochs=1, batch_size=16, run_dir=tmp_path, log=quiet)
-    fit(model, opt, data, epochs=1, batch_size=16, run_dir=tmp_path, overwrite=True, log=quiet,
-        progress=False)
+    def stop_at_once(info):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, opt, data, epochs=1, batch_size=16, run_dir=tmp_path, overwrite=True, log=quiet,
+            progress=False, on_batch=stop_at_once)
+    assert not (tmp_path / "history.json").exists()      # the old run's history went with it
+    assert checkpoint.load(tmp_path / "last.npz").batch == 1
     with pytest.raises(checkpoint.CheckpointError, match="nothing to resume"):
         fit(model, opt, data, run_dir=tmp_path / "empty", resume=True, log=quiet)
 
