@@ -46,7 +46,7 @@ def skeleton(name, out="my_layers.py"):
     chosen = templates.NAMES if name == "all" else (name,)
     parts = [templates.load(n).SOURCE for n in chosen]   # load() rejects unknown names
     return HEADER.format(names=", ".join(chosen), out=os.path.basename(out)) + "".join(
-        "\n" + p.strip("\n") + "\n" for p in parts)
+        "\n\n" + p.strip("\n") + "\n" for p in parts)
 
 
 def main_new(name, out, force=False):
