@@ -103,6 +103,58 @@ def test_depthwise_conv_is_per_channel():
         np.testing.assert_allclose(out[:, c:c + 1], single, rtol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [pytest.param(False, id="serial"), pytest.param(True, id="threads")])
+@pytest.mark.parametrize("chunk_images", [1, 2, 3])
+@settings(max_examples=10)
+@given(g=mst.conv_geometries(max_batch=7), seed=mst.seeds())
+def test_conv_chunk_boundaries(threads, chunk_images, g, seed):
+    """The CPU conv works a few images at a time (see conv.CHUNK_BYTES): with chunks of 1, 2
+    or 3 images -- N not a multiple of it, N = 1, N smaller than a chunk -- and with the
+    chunks on worker threads or not, out, dx, dw and db still match the naive loops."""
+    from minicnn.functional import conv
+    x = mst.random_array((g["N"], g["C"], g["H"], g["W"]), seed)
+    w = mst.random_array((g["F"], g["C"] // g["groups"], g["KH"], g["KW"]), seed + 7)
+    b = mst.random_array((g["F"],), seed + 9)
+    kw = dict(stride=g["stride"], pad=g["pad"], groups=g["groups"])
+    per_image = g["C"] * g["KH"] * g["KW"] * g["OH"] * g["OW"] * x.itemsize
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv, "CHUNK_BYTES", chunk_images * per_image)
+        mp.setattr(conv, "PARALLEL_MIN_MACS", 0 if threads else 1 << 62)
+        out, cache = F.conv2d_forward(x, w, b, **kw)
+        dout = upstream(out.shape, seed)
+        grads = F.conv2d_backward(dout, cache)
+    ref, ref_cache = F.conv2d_forward_naive(x, w, b, **kw)
+    assert rel_error(out, ref) < 1e-10
+    for got, want in zip(grads, F.conv2d_backward_naive(dout, ref_cache)):
+        assert rel_error(got, want) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_workspace_reuse_keeps_results(dtype):
+    """Two convs of the same shape share the workspace buffers: run both forwards, then both
+    backwards (as a network does), and every result must still be its own naive answer --
+    nothing returned or cached may point into the scratch space."""
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((5, 3, 9, 8)).astype(dtype) for _ in range(2)]
+    ws = [rng.standard_normal((4, 3, 3, 3)).astype(dtype) for _ in range(2)]
+    bs = [rng.standard_normal(4).astype(dtype) for _ in range(2)]
+    douts = [rng.standard_normal((5, 4, 9, 8)).astype(dtype) for _ in range(2)]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for cython in (True, False):
+        with backend.use_cython(cython):
+            fwd = [F.conv2d_forward(x, w, b, pad=1) for x, w, b in zip(xs, ws, bs)]
+            grads = [F.conv2d_backward(d, cache) for d, (_, cache) in zip(douts, fwd)]
+            again = [F.conv2d_backward(d, cache) for d, (_, cache) in zip(douts, fwd)]
+        for i in range(2):
+            ref, ref_cache = F.conv2d_forward_naive(xs[i], ws[i], bs[i], pad=1)
+            assert fwd[i][0].dtype == dtype
+            np.testing.assert_allclose(fwd[i][0], ref, rtol=tol, atol=tol)
+            for got, twice, want in zip(grads[i], again[i], F.conv2d_backward_naive(douts[i], ref_cache)):
+                assert got.dtype == dtype
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+                np.testing.assert_array_equal(got, twice)
+
+
 # ----------------------------------------------------------------------------------- pooling
 
 @pytest.mark.parametrize("cython", PATHS)

@@ -332,3 +332,41 @@ def test_bench_ops_quick_runs():
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "conv LeNet conv1" in proc.stdout and "GEMM" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- workspace
+
+def test_workspace_reuses_and_bounds_its_buffers(monkeypatch):
+    """Same name and dtype -> the same memory; a request over MAX_BYTES is a fresh array
+    that is not kept; the kept bytes never exceed MAX_BYTES."""
+    from minicnn.functional import workspace
+    workspace.clear()
+    a = workspace.get("t_a", (4, 5), np.float32)
+    b = workspace.get("t_a", (2, 3), np.float32)
+    assert a.shape == (4, 5) and b.shape == (2, 3) and b.flags.c_contiguous
+    assert np.shares_memory(a, b)
+    assert not np.shares_memory(a, workspace.get("t_a", (4, 5), np.float64))
+    assert not np.shares_memory(a, workspace.get("t_b", (4, 5), np.float32))
+    monkeypatch.setattr(workspace, "MAX_BYTES", 1000)
+    big = workspace.get("t_big", (300,), np.float64)
+    assert big.shape == (300,) and not np.shares_memory(big, workspace.get("t_big", (300,), np.float64))
+    workspace.get("t_c", (200,), np.float32)
+    workspace.get("t_d", (200,), np.float32)
+    assert workspace.nbytes() <= 1000
+    workspace.clear()
+    assert workspace.nbytes() == 0
+
+
+def test_single_threaded_blas_restores_the_setting():
+    from minicnn.functional import workspace
+    api = workspace.blas_threads()
+    if api is None:
+        pytest.skip("BLAS threads cannot be controlled here (not OpenBLAS)")
+    set_threads, get_threads = api
+    before = get_threads()
+    with workspace.single_threaded_blas():
+        assert get_threads() == 1
+        with workspace.single_threaded_blas():
+            assert get_threads() == 1
+        assert get_threads() == 1
+    assert get_threads() == before
