@@ -385,6 +385,10 @@ def gemm_rates(size, repeat):
     return {k: 2.0 * size ** 3 / t / 1e9 for k, t in time_alternating(impls, repeat).items()}
 
 
+def wanted(only, name):
+    return not only or any(part.strip().lower() in name.lower() for part in only.split(",") if part.strip())
+
+
 def fmt_ms(t):
     return "-" if t is None else f"{t * 1e3:.1f}"
 
@@ -397,7 +401,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per model")
-    ap.add_argument("--only", default="", help="only rows whose name contains this")
+    ap.add_argument("--only", default="", help="only rows whose name contains one of these "
+                    "comma-separated substrings")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-textbook", action="store_true")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
@@ -421,7 +426,7 @@ def main(argv=None):
     print("|" + "---|" * 8)
     rng = np.random.default_rng(0)
     for label, shape, setup in op_cases(args.quick):
-        if args.only and args.only.lower() not in label.lower():
+        if not wanted(args.only, label):
             continue
         impls, flops = setup(rng)
         if args.no_textbook:
@@ -436,7 +441,7 @@ def main(argv=None):
     print(f"| training, batch {batch}, SGD momentum | minicnn images/s | PyTorch images/s | minicnn / PyTorch |")
     print("|---|---|---|---|")
     for name, impls in train_cases(batch):
-        if args.only and args.only.lower() not in name.lower():
+        if not wanted(args.only, name):
             continue
         t = time_alternating(impls, 1 if args.quick else args.steps)
         mine, theirs = batch / t["minicnn"], (batch / t["torch"] if "torch" in t else None)

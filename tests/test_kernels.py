@@ -9,8 +9,10 @@ that both paths are also checked against something that is not code.
 Skipped as a whole when the extension was not built (the plain path is then the only one).
 """
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -370,3 +372,38 @@ def test_single_threaded_blas_restores_the_setting():
             assert get_threads() == 1
         assert get_threads() == 1
     assert get_threads() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_conv_threads_work_after_fork():
+    """A forked child (a data-loader worker, say) gets its own chunk threads: the parent's
+    pool threads do not exist there, and submitting to them would hang."""
+    from minicnn.functional import conv, workspace
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 2, 6, 6))
+    w = rng.standard_normal((3, 2, 3, 3))
+    saved = conv.PARALLEL_MIN_MACS, conv.CHUNK_BYTES
+    conv.PARALLEL_MIN_MACS, conv.CHUNK_BYTES = 0, 1
+    try:
+        expected, _ = conv2d_forward(x, w, None, pad=1)       # starts the parent's pool
+        workspace.thread_pool()
+        pid = os.fork()
+        if pid == 0:                                          # child: exit code says it all
+            code = 1
+            try:
+                out, _ = conv2d_forward(x, w, None, pad=1)
+                code = 0 if np.allclose(out, expected) else 2
+            finally:
+                os._exit(code)
+        for _ in range(600):                                  # up to 60 s, then it hung
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("conv2d_forward hung in a forked child")
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        conv.PARALLEL_MIN_MACS, conv.CHUNK_BYTES = saved

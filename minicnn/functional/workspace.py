@@ -14,6 +14,7 @@ Rules that keep it safe:
 * the cache is bounded: a request larger than ``MAX_BYTES`` gets a fresh, uncached
   array, and the kept buffers of one thread never total more than ``MAX_BYTES``.
 """
+import os
 import threading
 
 import numpy as np
@@ -135,7 +136,6 @@ class single_threaded_blas:
 
 def cpu_count():
     """Cores this process may use, capped by $OMP_NUM_THREADS when it is set."""
-    import os
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -149,8 +149,19 @@ def cpu_count():
 _pool = {}
 
 
+def _after_fork_in_child():
+    # Threads do not survive fork(): a child (a data-loader worker, say) must not submit
+    # to its parent's pool -- nobody would run the work -- nor inherit a half-held count.
+    _pool.clear()
+    _blas.pop("depth", None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def thread_pool():
-    """A process-wide pool of cpu_count() worker threads, made on first use."""
+    """A process-wide pool of cpu_count() worker threads, made on first use (again after a fork)."""
     if "pool" not in _pool:
         from concurrent.futures import ThreadPoolExecutor
         _pool["pool"] = ThreadPoolExecutor(max_workers=cpu_count(), thread_name_prefix="minicnn")
