@@ -30,6 +30,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=int, default=0,
+                   help="ramp the learning rate up from lr/10 over this many epochs (He et al. warm "
+                        "up ResNet-110 the same way)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "img", "resnet_depth.png"))
     p.add_argument("--json", default=None, help="also write the per-step losses and the table here")
@@ -47,7 +50,7 @@ def main(argv=None):
     args = parse_args(argv)
     import minicnn.models as models
     from minicnn import data
-    from minicnn.optim import SGD
+    from minicnn.optim import SGD, LinearWarmup
     from minicnn.train import fit
 
     if args.data_dir:
@@ -58,17 +61,19 @@ def main(argv=None):
     nv = args.val_size or len(x_test)
     train, val = (x_train[:n], y_train[:n]), (x_test[:nv], y_test[:nv])
     print(f"data: {n} training images, {nv} validation images; {args.epochs} epochs of batch "
-          f"{args.batch_size}, SGD lr {args.lr} momentum 0.9 weight decay 1e-4, seed {args.seed}")
+          f"{args.batch_size}, SGD lr {args.lr} momentum 0.9 weight decay 1e-4, "
+          f"{args.warmup_epochs} warm-up epochs, seed {args.seed}")
 
     runs = {}
     for name in args.models.split(","):
         model = models.create(name, rng=args.seed)
         params = sum(int(p.data.size) for p in model.parameters())
         opt = SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
+        schedule = LinearWarmup(opt, args.warmup_epochs) if args.warmup_epochs else None
         losses = []
         start = time.time()
         history = fit(model, opt, train, val=val, epochs=args.epochs, batch_size=args.batch_size,
-                      seed=args.seed, progress=False, log=None,
+                      schedule=schedule, seed=args.seed, progress=False, log=None,
                       on_batch=lambda info: losses.append(float(info["loss"])))
         seconds = time.time() - start
         last = history[-1]
