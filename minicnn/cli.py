@@ -155,6 +155,8 @@ def cmd_train(args):
     from minicnn import backend, train
     out = args.out
     given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
+    if "data_dir" in given:
+        given["data_dir"] = os.path.abspath(given["data_dir"])  # saved absolute, compared so
     if args.resume:
         ckpt_file = train.checkpoint_path(out)
         if not os.path.exists(ckpt_file):
@@ -196,8 +198,6 @@ def cmd_train(args):
     optimizer = make_optimizer(args, model)
     schedule = make_schedule(args, optimizer)
     cli_settings = {k: getattr(args, k) for k in TRAIN_DEFAULTS}
-    if cli_settings["data_dir"]:
-        cli_settings["data_dir"] = os.path.abspath(cli_settings["data_dir"])
     config = {"model": args.model, "model_kwargs": model_kwargs, "data": args.data or
               ("cifar10" if args.data_dir else "sample"), "cli": cli_settings}
     epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
@@ -218,8 +218,11 @@ def cmd_train(args):
         _err(str(e))
         return 1
     except KeyboardInterrupt:
-        print(f"interrupted: the run is saved in {train.checkpoint_path(out)}; continue it with\n"
-              f"  minicnn train --resume --out {out}", file=sys.stderr)
+        if os.path.exists(train.checkpoint_path(out)):
+            print(f"interrupted: the run is saved in {train.checkpoint_path(out)}; continue it with\n"
+                  f"  minicnn train --resume --out {out}", file=sys.stderr)
+        else:
+            print("interrupted before the first checkpoint was written", file=sys.stderr)
         return 130
     if args.overfit is not None:
         ok = history and history[-1]["train_accuracy"] >= 1.0

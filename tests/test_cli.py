@@ -80,6 +80,7 @@ def test_resume_continues_and_refuses_changed_options(tmp_path, capsys):
     assert code == 2 and "--lr" in err and "only --epochs may change" in err
     code, stdout, _ = run(["train", "--resume", "--epochs", "2", "--no-progress", "--out", str(out)], capsys)
     assert code == 0 and "resumed" in stdout
+
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
 
 
@@ -238,3 +239,22 @@ def test_plateau_schedule_divides_by_ten_when_accuracy_stalls():
     for acc in (0.3, 0.4, 0.4, 0.4, 0.4):
         sched.step(acc)
     assert opt.lr == pytest.approx(0.01)
+
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets",
+                      "cifar-10-batches-py-sample")
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED), reason="the shared CIFAR-10 sample is not here")
+def test_data_dir_run_resumes_with_the_same_relative_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(os.path.dirname(os.path.abspath(SHARED)))
+    rel = os.path.basename(SHARED)
+    out = str(tmp_path / "d")
+    args = ["train", "--model", "lenet5", "--data-dir", rel, "--limit", "32", "--batch-size", "16",
+            "--no-progress", "--out", out]
+    assert cli.main(args + ["--epochs", "1"]) == 0
+    assert "CIFAR-10 from" in capsys.readouterr().out
+    code, stdout, err = run(args + ["--epochs", "2", "--resume"], capsys)
+    assert code == 0 and "resumed" in stdout, err
+    code, stdout, _ = run(["evaluate", out], capsys)
+    assert code == 0 and json.loads(stdout)["images"] == 32
