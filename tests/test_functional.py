@@ -129,6 +129,31 @@ def test_conv_chunk_boundaries(threads, chunk_images, g, seed):
         assert rel_error(got, want) < 1e-10
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("chunk_images,threads", [(1, True), (2, False), (3, True), (8, False)])
+def test_pointwise_conv_chunks(groups, chunk_images, threads):
+    """1x1, stride 1, unpadded convs skip im2col on the CPU (the image is its own column
+    matrix); they must still match the naive loops, with any chunking, on both paths."""
+    from minicnn.functional import conv
+    rng = np.random.default_rng(chunk_images)
+    x = rng.standard_normal((5, 4, 3, 6))
+    w = rng.standard_normal((6, 4 // groups, 1, 1))
+    b = rng.standard_normal(6)
+    dout = rng.standard_normal((5, 6, 3, 6))
+    ref, ref_cache = F.conv2d_forward_naive(x, w, b, groups=groups)
+    want = F.conv2d_backward_naive(dout, ref_cache)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv, "CHUNK_BYTES", chunk_images * 4 * 3 * 6 * 8)
+        mp.setattr(conv, "PARALLEL_MIN_MACS", 0 if threads else 1 << 62)
+        for cython in (True, False):
+            with backend.use_cython(cython):
+                out, cache = F.conv2d_forward(x, w, b, groups=groups)
+                got = F.conv2d_backward(dout, cache)
+            assert rel_error(out, ref) < 1e-12
+            for g_, w_ in zip(got, want):
+                assert rel_error(g_, w_) < 1e-12
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_workspace_reuse_keeps_results(dtype):
     """Two convs of the same shape share the workspace buffers: run both forwards, then both

@@ -169,6 +169,16 @@ def _forward_chunked(kernels, x, w, b, stride, pad, groups, oh, ow):
     out = np.empty((n, f, oh, ow), dtype=x.dtype)
     step = _chunk_size(n, c * kh * kw, p, x.itemsize)
 
+    def pointwise(lo, hi):
+        # 1x1, stride 1, no padding: each image's columns are the image itself, so the
+        # GEMMs read x and write out directly, with no im2col and no transpose.
+        for n0 in range(lo, hi, step):
+            m = min(step, hi - n0)
+            dst = out[n0:n0 + m].reshape(m, groups, f // groups, p)
+            np.matmul(w_mat, x[n0:n0 + m].reshape(m, groups, cg, p), out=dst)
+            if b is not None:
+                dst += b.reshape(1, groups, f // groups, 1)
+
     def images(lo, hi):
         col_buf = workspace.get("conv_col", (c * kh * kw * step * p,), x.dtype)
         out_buf = workspace.get("conv_out", (f * step * p,), x.dtype)
@@ -185,7 +195,8 @@ def _forward_chunked(kernels, x, w, b, stride, pad, groups, oh, ow):
             else:
                 np.add(y, b.reshape(1, f, 1), out=dst)
 
-    _run(images, _split(n, step, n * f * k * p))
+    is_pointwise = kh == kw == 1 and stride == 1 and pad == 0
+    _run(pointwise if is_pointwise else images, _split(n, step, n * f * k * p))
     return out
 
 
@@ -250,6 +261,18 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups):
     dx = np.empty(x.shape, dtype=x.dtype)
     step = _chunk_size(n, c * kh * kw, p, x.itemsize)
 
+    def pointwise(lo, hi):
+        # 1x1, stride 1, no padding: the columns are the images (see _forward_chunked).
+        part = workspace.get("conv_dw", (step, groups, k, fg), x.dtype)
+        dw_t = np.zeros((groups, k, fg), dtype=x.dtype)
+        for n0 in range(lo, hi, step):
+            m = min(step, hi - n0)
+            d = dout[n0:n0 + m].reshape(m, groups, fg, p)
+            np.matmul(x[n0:n0 + m].reshape(m, groups, k, p), d.swapaxes(2, 3), out=part[:m])
+            dw_t += part[:m].sum(axis=0)
+            np.matmul(w_t, d, out=dx[n0:n0 + m].reshape(m, groups, k, p))
+        return dw_t
+
     def images(lo, hi):
         col_buf = workspace.get("conv_col", (c * kh * kw * step * p,), x.dtype)
         dout_buf = workspace.get("conv_out", (f * step * p,), x.dtype)
@@ -271,7 +294,8 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups):
             kernels.col2im_t(col.reshape(c, kh, kw, m, oh, ow), stride, pad, dx[n0:n0 + m])
         return dw_t
 
-    parts = _run(images, _split(n, step, n * f * k * p))
+    is_pointwise = kh == kw == 1 and stride == 1 and pad == 0
+    parts = _run(pointwise if is_pointwise else images, _split(n, step, n * f * k * p))
     dw_t = parts[0]
     for part in parts[1:]:
         dw_t += part
