@@ -85,12 +85,18 @@ def _chunk_size(n, k, p, itemsize):
 
 
 def _split(n, step, macs):
-    """Image ranges [(lo, hi), ...], one per worker thread, each a whole number of chunks."""
+    """Image ranges [(lo, hi), ...] for the worker threads, each a whole number of chunks.
+
+    Up to 4 ranges per core, which the threads take as they come free: a core that
+    another process keeps busy then does less of the work instead of holding up the
+    whole layer.
+    """
     chunks = -(-n // step)
-    workers = min(chunks, workspace.cpu_count())
-    if workers < 2 or macs < PARALLEL_MIN_MACS or workspace.blas_threads() is None:
+    cores = workspace.cpu_count()
+    if min(chunks, cores) < 2 or macs < PARALLEL_MIN_MACS or workspace.blas_threads() is None:
         return [(0, n)]
-    bounds = [min(n, (chunks * i // workers) * step) for i in range(workers + 1)]
+    tasks = min(chunks, 4 * cores)
+    bounds = [min(n, (chunks * i // tasks) * step) for i in range(tasks + 1)]
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
