@@ -668,7 +668,7 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
                     bad = _first_nonfinite_grad(model)
                     if bad is not None:
                         # A finite loss with a NaN gradient: a layer turned a NaN into a number in
-                        # the forward pass (ReLU and max-pool comparisons can), not in the backward.
+                        # the forward pass (a ReLU written as a comparison maps NaN to 0).
                         raise TrainingDiverged(
                             f"training stopped: the gradient of {bad} became nan/inf at epoch "
                             f"{epoch + 1}, batch {done + 1} (lr {_fmt(lr)}, loss {loss:.4g}); the step "
