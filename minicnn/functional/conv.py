@@ -120,7 +120,7 @@ def conv2d_forward(x, w, b, stride=1, pad=0, groups=1):
 
     The cache holds x, not its columns: the backward pass recomputes them (as PyTorch
     does), which keeps a network's memory at one copy of each activation instead of
-    KH*KW copies.
+    KH*KW copies.  So x must not be modified in place before conv2d_backward.
     """
     op = "conv2d_forward"
     xp = backend.get_array_module(x=x, w=w, b=b, op=op)
