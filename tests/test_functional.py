@@ -275,6 +275,11 @@ def test_sigmoid(shape, seed):
     assert_grad(F.sigmoid_backward(dout, cache), lambda a: F.sigmoid_forward(a)[0], x, dout, "dx")
 
 
+def test_relu_keeps_nan_visible():
+    out, _ = F.relu_forward(np.array([np.nan, -1.0, 2.0], dtype=np.float32))
+    assert np.isnan(out[0]) and out[1:].tolist() == [0.0, 2.0] and out.dtype == np.float32
+
+
 def test_sigmoid_does_not_overflow():
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         out, _ = F.sigmoid_forward(np.array([-1000.0, 0.0, 1000.0]))
