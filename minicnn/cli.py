@@ -275,6 +275,7 @@ def cmd_plot(args):
     import importlib.util
     if importlib.util.find_spec("matplotlib") is None:
         raise CLIError("minicnn plot needs matplotlib: pip install 'minicnn[plot]' (or pip install matplotlib)")
+    import minicnn
     from minicnn import nn, train, viz
     from minicnn.data.loader import BatchLoader
     run = args.run
@@ -308,6 +309,8 @@ def cmd_plot(args):
     cm = train.confusion_matrix(y_test, probs.argmax(1), num_classes=k)
     kind = ckpt.config.get("data")
     written.append(viz.plot_confusion(cm, class_names(kind, k), os.path.join(out, "confusion.png")))
+    shape = tuple(int(v) for v in x_test.shape[1:])
+    written.append(viz.plot_layer_table(minicnn.summary(model, shape), os.path.join(out, "layer_table.png")))
     for p in written:
         print(p)
     return 0
@@ -524,7 +527,7 @@ def build_parser():
     e.add_argument("--batch-size", type=_positive_int, default=256)
     e.set_defaults(func=cmd_evaluate)
 
-    pl = sub.add_parser("plot", help="write curves.png, filters.png, feature_maps.png, confusion.png")
+    pl = sub.add_parser("plot", help="write curves.png, filters.png, feature_maps.png, confusion.png, layer_table.png")
     pl.add_argument("run", metavar="RUN_DIR")
     pl.add_argument("--out", help="directory for the PNGs (default RUN_DIR)")
     pl.add_argument("--data-dir")
@@ -556,6 +559,8 @@ def build_parser():
     g.add_argument("--floor", type=float, default=1e-6,
                    help="least denominator of the relative error (see minicnn.gradcheck.compare)")
     g.set_defaults(func=cmd_gradcheck)
+    from minicnn import exercises
+    exercises.add_subparser(sub)
     return p
 
 

@@ -190,3 +190,47 @@ def plot_confusion(cm, class_names, path, title="confusion matrix (test set)"):
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title}: accuracy {acc:.3f}")
     return _save(fig, path)
+
+
+def plot_layer_table(summary, path, title=None, highlight=("Conv2d", "Linear")):
+    """Render ``summary`` (a minicnn.summary.Summary) as a table image at ``path`` (PNG).
+
+    One row per layer (name, type, output HxWxC, parameters, multiply-adds), then the
+    totals; rows of the ``highlight`` layer types -- the ones with weights -- are shaded.
+    """
+    from minicnn.summary import _human
+
+    def hwc(shape):  # (1, C, H, W) -> '55x55x96' as the lecture writes it; (1, D) -> 'D'
+        if shape is None:
+            return "-"
+        if len(shape) == 4:
+            return f"{shape[2]}x{shape[3]}x{shape[1]}"
+        return "x".join(str(v) for v in shape[1:])
+
+    header = ["layer", "type", "output", "parameters", "mult-adds"]
+    cells, shade = [], []
+    for r in summary.rows:
+        cells.append([r.name, r.layer, hwc(r.output_shape), f"{r.params:,}", f"{r.mult_adds:,}"])
+        shade.append(r.layer.split("(")[0] in highlight)
+    cells.append(["total", "", "", f"{summary.total_params:,}", f"{summary.total_mult_adds:,}"])
+    shade.append(False)
+    fig = _figure(11, 0.4 + 0.2 * (len(cells) + 1))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axis("off")
+    table = ax.table(cellText=cells, colLabels=header, loc="upper center", cellLoc="left",
+                     colLoc="left", colWidths=[0.16, 0.36, 0.14, 0.14, 0.2])
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    for (row, col), cell in table.get_celld().items():
+        cell.set_edgecolor("#dddddd")
+        if row == 0 or row == len(cells):
+            cell.set_text_props(weight="bold")
+        elif shade[row - 1]:
+            cell.set_facecolor("#eef3fb")
+        if col >= 3:
+            cell.set_text_props(ha="right")
+            cell._loc = "right"
+    shape = "x".join(map(str, summary.input_shape[1:]))
+    ax.set_title(title or f"{summary.model_name}, input {shape}: {summary.total_params:,} parameters, "
+                          f"{_human(summary.total_mult_adds)} multiply-adds per image", fontsize=10)
+    return _save(fig, path)

@@ -258,3 +258,11 @@ def test_data_dir_run_resumes_with_the_same_relative_path(tmp_path, monkeypatch,
     assert code == 0 and "resumed" in stdout, err
     code, stdout, _ = run(["evaluate", out], capsys)
     assert code == 0 and json.loads(stdout)["images"] == 32
+
+
+def test_exercise_commands_are_wired(tmp_path, capsys):
+    out = tmp_path / "my_layers.py"
+    assert cli.main(["exercise", "new", "relu", "--out", str(out)]) == 0
+    assert "def relu_forward" in out.read_text()
+    assert cli.main(["exercise", "check", str(out)]) == 0      # nothing implemented is not a failure
+    assert "not implemented" in capsys.readouterr().out

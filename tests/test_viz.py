@@ -68,7 +68,7 @@ def test_plot_input_errors(tmp_path):
         viz.plot_confusion(np.zeros((3, 3), dtype=int), ["a"], tmp_path / "x.png")
 
 
-def test_cli_plot_writes_the_four_pngs(tmp_path, capsys):
+def test_cli_plot_writes_the_five_pngs(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     run = tmp_path / "run"
     assert cli.main(["train", "--model", "small_cnn", "--limit", "48", "--batch-size", "16",
@@ -76,7 +76,7 @@ def test_cli_plot_writes_the_four_pngs(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["plot", str(run)]) == 0
     printed = capsys.readouterr().out.split()
-    names = ["curves.png", "filters.png", "feature_maps.png", "confusion.png"]
+    names = ["curves.png", "filters.png", "feature_maps.png", "confusion.png", "layer_table.png"]
     assert [os.path.basename(p) for p in printed] == names
     for n in names:
         assert is_png(run / n), n
