@@ -22,8 +22,9 @@ for the whole batch, ``np.add.at`` col2im -- written out below, so the compariso
 nothing else.
 
 Implementations take turns run by run (minicnn, torch, textbook, minicnn, ...), so that a
-burst of load from another process hits them alike; each figure is the median of
-``--repeat`` runs after one warm-up.  Both libraries use every core they may
+burst of load from another process hits them alike; in each turn an implementation runs
+twice back to back and the second call is timed (see ``time_alternating``); each figure
+is the median of ``--repeat`` such turns after one warm-up.  Both libraries use every core they may
 (torch.set_num_threads; minicnn's own chunk threads and BLAS).  Options: ``--repeat R``,
 ``--steps S`` (timed training steps per model), ``--only SUBSTR`` (rows whose name
 contains it), ``--no-torch``, ``--no-textbook``, ``--quick`` (tiny sizes: a smoke test
@@ -367,6 +368,11 @@ def time_alternating(impls, repeat, best=False):
     times = {k: [] for k in impls}
     for _ in range(repeat):
         for k, fn in impls.items():
+            # One untimed call first: the previous implementation's idle BLAS / OpenMP
+            # threads keep spinning for a while and would steal the cores from this one,
+            # and sleeping instead lets the (virtual) cores idle down, which slowed the
+            # next call by up to 1.6x here.  So each turn times a back-to-back second call.
+            fn()
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
