@@ -21,8 +21,8 @@ column is the approach of CS231n's assignment: ``np.pad`` + fancy-index im2col, 
 for the whole batch, ``np.add.at`` col2im -- written out below, so the comparison needs
 nothing else.
 
-Implementations take turns run by run (minicnn, torch, textbook, minicnn, ...), so that a
-burst of load from another process hits them alike; in each turn an implementation runs
+minicnn and PyTorch take turns run by run, so that a burst of load from another process
+hits them alike (the textbook path is timed in a pass of its own, after them); in each turn an implementation runs
 twice back to back and the second call is timed (see ``time_alternating``); each figure
 is the median of ``--repeat`` such turns after one warm-up.  Both libraries use every core they may
 (torch.set_num_threads; minicnn's own chunk threads and BLAS).  Options: ``--repeat R``,
@@ -436,9 +436,13 @@ def main(argv=None):
         if not wanted(args.only, label):
             continue
         impls, flops = setup(rng)
-        if args.no_textbook:
-            impls.pop("textbook")
+        textbook = impls.pop("textbook")
+        # The textbook path runs in a pass of its own: its threaded GEMMs leave OpenBLAS's
+        # threads spinning for a while after each call, which slowed whatever ran next
+        # (PyTorch's 64->64 8x8 conv took 16 ms instead of 8 right after it).
         t = time_alternating(impls, args.repeat)
+        if not args.no_textbook:
+            t["textbook"] = time_alternating({"textbook": textbook}, args.repeat)["textbook"]
         mine, theirs, tb = t["minicnn"], t.get("torch"), t.get("textbook")
         rate = "-" if flops is None else f"{flops / mine / 1e9:.0f} ({100 * flops / mine / 1e9 / gemm['numpy']:.0f}%)"
         print(f"| {label} | {shape} | {fmt_ms(mine)} | {fmt_ms(theirs)} | {fmt_ms(tb)} | "
