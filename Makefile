@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml setup.py $(wildcard minicnn/_
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/minicnn train --model small_cnn --epochs 4 --augment --out runs/demo
+	$(BIN)/minicnn train --model small_cnn --epochs 30 --batch-size 64 --overwrite --out runs/demo
 	$(BIN)/minicnn plot runs/demo
 
 test: $(VENV)/.installed
