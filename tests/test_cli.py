@@ -266,3 +266,13 @@ def test_exercise_commands_are_wired(tmp_path, capsys):
     assert "def relu_forward" in out.read_text()
     assert cli.main(["exercise", "check", str(out)]) == 0      # nothing implemented is not a failure
     assert "not implemented" in capsys.readouterr().out
+
+
+def test_output_into_a_closed_pipe_is_quiet():
+    """`minicnn models | head -1`: the reader leaves early; no traceback, the pipe's exit code."""
+    proc = subprocess.Popen([sys.executable, "-m", "minicnn.cli", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()                     # before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
