@@ -223,6 +223,23 @@ def test_max_pool_ties_go_to_first_maximum(cython):
     assert dx[0, 0, 1, 2] == 11.0 and dx[0, 0, 1, 3] == 0.0
 
 
+@pytest.mark.parametrize("cython", PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_propagates_nan_on_both_paths(cython, dtype):
+    # A NaN anywhere in a window is that window's maximum (the first NaN, as numpy.max):
+    # a diverging network must show NaN, not quietly pool it away.
+    x = np.arange(16, dtype=dtype).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = np.nan         # the first window holds two NaNs
+    x[0, 0, 3, 3] = np.nan                          # the last window's NaN comes after its maxima
+    with backend.use_cython(cython):
+        out, cache = F.max_pool2d_forward(x, 2, 2)
+        dx = F.max_pool2d_backward(np.ones_like(out), cache)
+    assert np.isnan(out[0, 0, 0, 0]) and np.isnan(out[0, 0, 1, 1])
+    assert out[0, 0, 0, 1] == 7 and out[0, 0, 1, 0] == 13
+    assert dx[0, 0, 0, 1] == 1 and dx[0, 0, 1, 0] == 0   # the first NaN takes the gradient
+    assert dx[0, 0, 3, 3] == 1
+
+
 @settings(max_examples=25)
 @given(g=mst.pool_geometries(), seed=mst.seeds())
 def test_avg_pool_gradient_and_forward(g, seed):

@@ -74,7 +74,9 @@ def max_pool2d_forward(x, size, stride, pad=0):
             if t == 0:
                 out[...] = window_tap
                 continue
-            better = window_tap > out   # strictly greater: an equal later tap never wins
+            # Strictly greater: an equal later tap never wins.  A NaN wins once, as in
+            # numpy.max and the Cython kernel, so a diverging net shows NaN, not a number.
+            better = (window_tap > out) | (xp.isnan(window_tap) & ~xp.isnan(out))
             xp.copyto(out, window_tap, where=better)
             xp.copyto(argmax, t, where=better)
     return out, (x.shape, argmax, kh, kw, stride, pad)
