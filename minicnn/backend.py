@@ -123,7 +123,13 @@ def _load_kernels():
         from minicnn._ext import pool as pool_kernels
     except ImportError:
         return None
-    return {"im2col": im2col_kernels, "pool": pool_kernels}
+    kernels = {"im2col": im2col_kernels, "pool": pool_kernels}
+    try:
+        from minicnn._ext import batchnorm as batchnorm_kernels
+        kernels["batchnorm"] = batchnorm_kernels
+    except ImportError:
+        pass   # built before this kernel existed: batch norm alone takes the plain path
+    return kernels
 
 
 _KERNELS = _load_kernels()
@@ -135,7 +141,7 @@ def cython_available():
 
 
 def cython_kernels(xp, name):
-    """The Cython kernel module ``name`` ('im2col' or 'pool') for arrays of module ``xp``, or None.
+    """The Cython kernel module ``name`` ('im2col', 'pool' or 'batchnorm') for arrays of module ``xp``, or None.
 
     None means: take the plain xp path.  That happens for CuPy arrays, when the
     kernels are switched off, and -- with one warning per process -- when the
@@ -150,7 +156,7 @@ def cython_kernels(xp, name):
                 "minicnn: the Cython kernels are not built; using the pure-NumPy path "
                 "(slower). Reinstall with a C compiler: pip install .", RuntimeWarning, stacklevel=3)
         return None
-    return _KERNELS[name]
+    return _KERNELS.get(name)
 
 
 @contextlib.contextmanager

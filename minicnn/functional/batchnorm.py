@@ -16,7 +16,15 @@ Conventions (both PyTorch's):
   variance is updated with the unbiased one (divide by m - 1), m = N (or N*H*W).
 
 Shapes: x (N, D) or (N, C, H, W); gamma, beta, running_mean, running_var (D,) or (C,).
+
+The plain version below is NumPy/CuPy-generic (the path CuPy runs).  On the CPU, spatial
+batch norm (N, C, H, W) runs the Cython kernels in ``minicnn/_ext/batchnorm.pyx`` instead:
+one thread per channel, sums in double, no temporaries.  They keep x and two per-channel
+scalars instead of xhat for the backward pass, so -- as for conv2d -- x must not be
+changed between the forward and the backward pass.
 """
+import numpy as np
+
 from minicnn import backend
 from minicnn.functional._validate import check_float_array, check_shape
 
@@ -49,27 +57,61 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momen
         check_shape(op, name, v, (ch,))
     if not 0 <= momentum <= 1:
         raise ValueError(f"{op}: expected momentum in [0, 1] (PyTorch's convention), received {momentum!r}")
+    if training and x.size // ch < 2:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, received "
+                         f"x of shape {tuple(x.shape)}")
+    kernels = backend.cython_kernels(xp, "batchnorm") if x.ndim == 4 else None
+    if kernels is not None:
+        return _forward_kernel(kernels, x, gamma, beta, running_mean, running_var, training,
+                               momentum, eps)
     axes, vshape = _axes_and_shape(x)
     dt = x.dtype.type
     if training:
         m = x.size // ch
-        if m < 2:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, received "
-                             f"x of shape {tuple(x.shape)}")
         mean = x.mean(axis=axes)
         xc = x - mean.reshape(vshape)
         var = (xc * xc).mean(axis=axes)
-        running_mean *= dt(1 - momentum)
-        running_mean += dt(momentum) * mean
-        running_var *= dt(1 - momentum)
-        running_var += dt(momentum * m / (m - 1)) * var
+        _update_running(running_mean, running_var, mean, var, m, momentum)
     else:
         xc = x - running_mean.reshape(vshape)
         var = running_var
     inv_std = 1 / xp.sqrt(var + dt(eps))
     xhat = xc * inv_std.reshape(vshape)
     out = xhat * gamma.reshape(vshape) + beta.reshape(vshape)
-    return out, (xhat, gamma, inv_std, training)
+    return out, (None, None, xhat, gamma, inv_std, training)
+
+
+def _update_running(running_mean, running_var, mean, var, m, momentum):
+    """running = (1 - momentum) * running + momentum * batch, in place; var made unbiased."""
+    dt = running_mean.dtype.type
+    running_mean *= dt(1 - momentum)
+    running_mean += dt(momentum) * mean
+    running_var *= dt(1 - momentum)
+    running_var += dt(momentum * m / (m - 1)) * var
+
+
+def _forward_kernel(kernels, x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    """batchnorm_forward of a NumPy (N, C, H, W) x by the Cython kernels (arguments checked).
+
+    The cache holds x itself (contiguous) with the float64 mean and inv_std in place of xhat.
+    """
+    n, c, h, w = x.shape
+    dt = x.dtype.type
+    x = np.ascontiguousarray(x)
+    x3 = x.reshape(n, c, h * w)
+    gamma, beta = np.ascontiguousarray(gamma), np.ascontiguousarray(beta)
+    out = np.empty(x3.shape, dtype=x.dtype)
+    if training:
+        mean, var, inv_std = np.empty(c), np.empty(c), np.empty(c)
+        kernels.forward_train(x3, gamma, beta, float(eps), out, mean, var, inv_std)
+        _update_running(running_mean, running_var, mean.astype(x.dtype), var.astype(x.dtype),
+                        n * h * w, momentum)
+    else:
+        # The same inv_std as the plain path (in x's dtype), copies: the buffers may change later.
+        mean = running_mean.astype(np.float64)
+        inv_std = (1 / np.sqrt(running_var + dt(eps))).astype(np.float64)
+        kernels.forward_eval(x3, gamma, beta, mean, inv_std, out)
+    return out.reshape(x.shape), (x, mean, None, gamma, inv_std, training)
 
 
 def batchnorm_backward(dout, cache):
@@ -82,8 +124,26 @@ def batchnorm_backward(dout, cache):
 
     Inputs: dout of x's shape; cache.  Returns (dx, dgamma, dbeta).
     """
-    xhat, gamma, inv_std, training = cache
+    x, mean, xhat, gamma, inv_std, training = cache
     op = "batchnorm_backward"
+    if xhat is None:
+        # Forward ran the Cython kernels: x is a contiguous NumPy (N, C, H, W) array, mean and
+        # inv_std float64 (C,).
+        backend.get_array_module(dout=dout, x=x, op=op)
+        check_float_array(op, "dout", dout, dtype=x.dtype)
+        check_shape(op, "dout", dout, x.shape)
+        n, c, h, w = x.shape
+        kernels = backend.cython_kernels(np, "batchnorm")
+        if kernels is None:   # switched off after the forward pass: rebuild the plain cache
+            vshape = (1, c, 1, 1)
+            xhat = ((x - mean.reshape(vshape)) * inv_std.reshape(vshape)).astype(x.dtype)
+            inv_std = inv_std.astype(x.dtype)
+        else:
+            dx = np.empty((n, c, h * w), dtype=x.dtype)
+            dgamma, dbeta = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
+            kernels.backward(np.ascontiguousarray(dout).reshape(n, c, h * w), x.reshape(n, c, h * w),
+                             gamma, mean, inv_std, bool(training), dx, dgamma, dbeta)
+            return dx.reshape(x.shape), dgamma, dbeta
     backend.get_array_module(dout=dout, xhat=xhat, op=op)
     check_float_array(op, "dout", dout, dtype=xhat.dtype)
     check_shape(op, "dout", dout, xhat.shape)
