@@ -316,3 +316,21 @@ def test_a_seed_reproduces_the_model():
     c = models.create("nin", rng=4).state_dict()
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not np.array_equal(a["features.0.weight"], c["features.0.weight"])
+
+
+@pytest.mark.parametrize("name,kw", [("small_cnn", {}), ("resnet20", {}), ("resnet56", {}),
+                                     ("fractalnet", {}), ("lenet5", {"in_channels": 3}),
+                                     ("mobilenet_v1", {"width": 0.25})])
+def test_untrained_loss_is_near_ln_k(name, kw):
+    """The sanity check `minicnn train` prints: an untrained classifier scores about ln(K).
+
+    With He init in the final Linear, ResNet-56 started at 7.1 and ResNet-20 at 3.0
+    (final_linear scales it by 0.1)."""
+    from minicnn.data import load_sample
+    from minicnn.train import initial_loss
+    x, y = load_sample()[:2]
+    x = x[:16].astype(np.float32)
+    x = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / x.std(axis=(0, 2, 3), keepdims=True)
+    model = models.create(name, num_classes=10, rng=0, **kw)
+    loss, ln_k = initial_loss(model, x, y[:16])
+    assert abs(loss - ln_k) < 0.3, (loss, ln_k)

@@ -47,7 +47,7 @@ pool 3, so FC6 reads 3x3 maps), which a CPU trains on CIFAR-10.
 """
 from collections import OrderedDict
 
-from minicnn.models._common import check_input, scaled
+from minicnn.models._common import check_input, final_linear, scaled
 from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.layers import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, ReLU
@@ -70,7 +70,7 @@ def classifier(in_features, hidden, num_classes, dropout, rng):
     return Sequential(
         Linear(in_features, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
         Linear(hidden, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
-        Linear(hidden, num_classes, rng=rng))
+        final_linear(hidden, num_classes, rng=rng))
 
 
 class AlexNet(Sequential):

@@ -34,9 +34,10 @@ Stochastic Depth": ``create("resnet110", survival_prob=0.5)`` is their CIFAR set
 blocks dropped in training with linearly growing probability, all kept at test time).
 Input (N, 3, 32, 32) -> scores (N, num_classes); other sizes work (global pooling).
 """
+from minicnn.models._common import final_linear
 from minicnn.models.registry import register
 from minicnn.nn import init
-from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
 from minicnn.nn.residual import BasicBlock, linear_decay
 
@@ -82,7 +83,7 @@ class CifarResNet(Module):
             in_channels = channels
             setattr(self, f"layer{i + 1}", Sequential(*blocks))
         self.avgpool = GlobalAvgPool2d()
-        self.fc = Linear(64, num_classes, rng=rng)
+        self.fc = final_linear(64, num_classes, rng=rng)
 
     def forward(self, x):
         if getattr(x, "ndim", None) != 4 or x.shape[1] != 3:

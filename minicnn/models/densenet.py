@@ -28,10 +28,11 @@ lets CIFAR-size inputs through (32 -> 16 -> 8 -> 4 -> 2 -> 1).
 """
 from collections import OrderedDict
 
+from minicnn.models._common import final_linear
 from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.blocks import DenseBlock, Transition
-from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
+from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
 
@@ -63,7 +64,7 @@ class DenseNet(Sequential):
         layers["norm5"] = BatchNorm2d(channels)
         super().__init__(OrderedDict([
             ("features", Sequential(layers)), ("relu", ReLU()), ("avgpool", GlobalAvgPool2d()),
-            ("classifier", Linear(channels, num_classes, rng=rng))]))
+            ("classifier", final_linear(channels, num_classes, rng=rng))]))
 
 
 @register("densenet121")

@@ -32,10 +32,11 @@ single column if ``model.column`` is set (1-based): the paper's extracted plain 
 """
 from collections import OrderedDict
 
+from minicnn.models._common import final_linear
 from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.blocks import FractalBlock
-from minicnn.nn.layers import GlobalAvgPool2d, Linear, MaxPool2d
+from minicnn.nn.layers import GlobalAvgPool2d, MaxPool2d
 from minicnn.nn.module import Sequential
 
 
@@ -58,7 +59,7 @@ class FractalNet(Sequential):
             layers[f"pool{i + 1}"] = MaxPool2d(2, stride=2)
             c = out
         layers["avgpool"] = GlobalAvgPool2d()
-        layers["fc"] = Linear(c, num_classes, rng=rng)
+        layers["fc"] = final_linear(c, num_classes, rng=rng)
         super().__init__(layers)
         global_prob = float(global_prob)
         if not 0.0 <= global_prob <= 1.0:

@@ -44,6 +44,7 @@ paper weights the auxiliary losses by 0.3).  In evaluation the heads are not run
 FC size depends on the input: ``input_size`` (default 224) must be given for other sizes.
 """
 from minicnn.functional._validate import check_int
+from minicnn.models._common import final_linear
 from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.blocks import Inception
@@ -73,7 +74,7 @@ class InceptionAux(Sequential):
         super().__init__(
             AvgPool2d(5, stride=3), Conv2d(in_channels, 128, 1, rng=rng), ReLU(), Flatten(),
             Linear(128 * side * side, 1024, rng=rng), ReLU(), Dropout(0.7, rng=rng),
-            Linear(1024, num_classes, rng=rng))
+            final_linear(1024, num_classes, rng=rng))
 
 
 # The trunk in order; the aux heads tap the outputs of inception4a and inception4d.
@@ -113,7 +114,7 @@ class GoogLeNet(Module):
         self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128, rng=rng)
         self.avgpool = GlobalAvgPool2d()
         self.dropout = Dropout(dropout, rng=rng)
-        self.fc = Linear(1024, num_classes, rng=rng)
+        self.fc = final_linear(1024, num_classes, rng=rng)
         self.aux_logits = bool(aux_logits)
         self.input_size = check_int("GoogLeNet", "input_size", input_size, 32)
         if self.aux_logits:

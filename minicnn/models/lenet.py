@@ -24,7 +24,7 @@ with one input channel and 10 classes.
 """
 from collections import OrderedDict
 
-from minicnn.models._common import check_input
+from minicnn.models._common import check_input, final_linear
 from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
@@ -46,7 +46,7 @@ class LeNet5(Sequential):
         classifier = Sequential(
             Linear(16 * 5 * 5, 120, rng=rng), ReLU(),
             Linear(120, 84, rng=rng), ReLU(),
-            Linear(84, num_classes, rng=rng))
+            final_linear(84, num_classes, rng=rng))
         super().__init__(OrderedDict([("features", features), ("flatten", Flatten()),
                                       ("classifier", classifier)]))
         self.in_channels = in_channels

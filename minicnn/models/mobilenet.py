@@ -29,11 +29,11 @@ inputs through (32 -> 1x1 at the end).  Names: ``features.conv1``, ``features.bn
 """
 from collections import OrderedDict
 
-from minicnn.models._common import scaled
+from minicnn.models._common import final_linear, scaled
 from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.blocks import DepthwiseSeparableConv
-from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Sequential
 
 # (output channels, stride) of the 13 depthwise-separable layers.
@@ -58,7 +58,7 @@ class MobileNetV1(Sequential):
             c = out
         super().__init__(OrderedDict([
             ("features", Sequential(layers)), ("avgpool", GlobalAvgPool2d()),
-            ("classifier", Linear(c, num_classes, rng=rng))]))
+            ("classifier", final_linear(c, num_classes, rng=rng))]))
 
 
 @register("mobilenet_v1")

@@ -23,9 +23,10 @@ changes.  11,172,170 parameters with num_classes=10.
 
 - x: (N, 3, H, W) (32x32) -> scores (N, num_classes); ``rng``: Generator, seed or None.
 """
+from minicnn.models._common import final_linear
 from minicnn.models.registry import register
 from minicnn.nn import init
-from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
 from minicnn.nn.residual import PreActBlock
 
@@ -59,7 +60,7 @@ class PreActResNet(Module):
         self.bn = BatchNorm2d(in_channels)
         self.relu = ReLU()
         self.avgpool = GlobalAvgPool2d()
-        self.fc = Linear(in_channels, num_classes, rng=rng)
+        self.fc = final_linear(in_channels, num_classes, rng=rng)
 
     def _stages(self):
         return [getattr(self, f"layer{i + 1}") for i in range(self.n_stages)]

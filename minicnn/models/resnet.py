@@ -47,9 +47,10 @@ run on CIFAR-size 32x32 inputs (the last stage is then 1x1).
 """
 from collections import OrderedDict
 
+from minicnn.models._common import final_linear
 from minicnn.models.registry import register
 from minicnn.nn import init
-from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
+from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
 from minicnn.nn.residual import BasicBlock, Bottleneck, linear_decay
 
@@ -117,7 +118,7 @@ class ResNet(Module):
                 in_channels = channels * block.expansion
             setattr(self, f"layer{i + 1}", Sequential(*blocks))
         self.avgpool = GlobalAvgPool2d()
-        self.fc = Linear(in_channels, num_classes, rng=rng)
+        self.fc = final_linear(in_channels, num_classes, rng=rng)
 
     def forward(self, x):
         if getattr(x, "ndim", None) != 4 or x.shape[1] != 3:

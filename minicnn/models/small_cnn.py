@@ -23,10 +23,10 @@ The classifier is initialised 10x smaller than He init, so the untrained loss is
 from collections import OrderedDict
 
 from minicnn.functional._validate import check_float_array
-from minicnn.models._common import scaled
+from minicnn.models._common import final_linear, scaled
 from minicnn.models.registry import register
 from minicnn.nn import init
-from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, MaxPool2d, ReLU
+from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
 
@@ -45,11 +45,7 @@ class SmallCNN(Sequential):
             layers += [Conv2d(cin, cout, 3, padding=1, bias=False, rng=rng), BatchNorm2d(cout),
                        ReLU(), MaxPool2d(2, stride=2)]
         super().__init__(OrderedDict([("features", Sequential(*layers)), ("pool", GlobalAvgPool2d()),
-                                      ("classifier", Linear(c3, num_classes, rng=rng))]))
-        # The classifier starts 10x smaller than He init: near-uniform initial scores, so the
-        # first loss is ln(num_classes) (2.30 for CIFAR-10) and no early steps are spent
-        # undoing over-confident guesses (Karpathy, "A Recipe for Training Neural Networks").
-        self.classifier.weight.data *= 0.1
+                                      ("classifier", final_linear(c3, num_classes, rng=rng))]))
         self.in_channels = in_channels
 
     def forward(self, x):

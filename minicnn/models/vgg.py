@@ -36,7 +36,7 @@ Options beyond the paper:
 from collections import OrderedDict
 
 from minicnn.functional._validate import check_int
-from minicnn.models._common import check_input, scaled
+from minicnn.models._common import check_input, final_linear, scaled
 from minicnn.models.registry import register
 from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
@@ -92,7 +92,7 @@ class VGG(Sequential):
         classifier = Sequential(
             Linear(last * side * side, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
             Linear(hidden, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
-            Linear(hidden, num_classes, rng=rng))
+            final_linear(hidden, num_classes, rng=rng))
         super().__init__(OrderedDict([
             ("features", make_layers(cfg, batch_norm, width, rng=rng)),
             ("flatten", Flatten()), ("classifier", classifier)]))

@@ -25,10 +25,11 @@ Every constructor takes ``num_classes`` (default 10), ``dropout`` (default 0; th
 uses 0.3 for its best results) and ``rng`` (Generator, seed or None).
 - x: (N, 3, H, W) (32x32) -> scores (N, num_classes)
 """
+from minicnn.models._common import final_linear
 from minicnn.models.registry import register
 from minicnn.models.preact_resnet import PreActResNet
 from minicnn.nn import init
-from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, Linear, ReLU
+from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Sequential
 from minicnn.nn.residual import PreActBlock
 
@@ -69,7 +70,7 @@ class WideResNet(PreActResNet):
         self.bn = BatchNorm2d(in_channels)
         self.relu = ReLU()
         self.avgpool = GlobalAvgPool2d()
-        self.fc = Linear(in_channels, num_classes, rng=rng)
+        self.fc = final_linear(in_channels, num_classes, rng=rng)
 
 
 @register("wide_resnet")

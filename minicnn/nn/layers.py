@@ -117,8 +117,9 @@ class Linear(Module):
     Initialisation: He normal, ``weight ~ N(0, 2 / in_features)`` (He et al., 2015), as
     for Conv2d: in these networks a Linear layer is usually followed by a ReLU, and one
     rule for both keeps the code and its explanation short.  A final classifier layer
-    without ReLU then starts with logits of std ~sqrt(2) times the feature scale,
-    which softmax cross-entropy handles fine.  Bias zeros.
+    feeds softmax, not a ReLU: the zoo's models scale its weights by 0.1
+    (``minicnn.models._common.final_linear``) so that the untrained loss is ln(K).
+    Bias zeros.
     """
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
