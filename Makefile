@@ -24,7 +24,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python benchmarks/bench_ops.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/minicnn bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info minicnn/_ext/*.c minicnn/_ext/*.so

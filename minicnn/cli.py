@@ -424,6 +424,11 @@ def _gradcheck_cases(rng):
     ]
 
 
+def cmd_bench(args):
+    from minicnn import bench
+    return bench.run(args)
+
+
 def cmd_gradcheck(args):
     from minicnn import functional as F
     from minicnn import gradcheck
@@ -552,6 +557,15 @@ def build_parser():
     s.add_argument("--num-classes", type=_positive_int)
     s.add_argument("--batch-size", type=_positive_int, default=1)
     s.set_defaults(func=cmd_summary)
+
+    from minicnn import bench
+    b = sub.add_parser("bench", help="time the hot ops: Cython kernels vs the plain NumPy path",
+                       description="Time conv, pooling, LRN and batch norm on the shapes of real "
+                       "layers (float32), Cython kernels vs the plain NumPy path, with a GEMM as the "
+                       "ceiling. For comparable numbers run it on an idle machine, with "
+                       "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.")
+    bench.add_arguments(b)
+    b.set_defaults(func=cmd_bench)
 
     g = sub.add_parser("gradcheck", help="check every op's backward against numeric gradients")
     g.add_argument("--seed", type=_nonneg_int, default=0)

@@ -276,3 +276,13 @@ def test_output_into_a_closed_pipe_is_quiet():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_bench_quick_prints_the_table(capsys):
+    """`minicnn bench` (DESIGN.md's command list): a smoke run, no timing is checked."""
+    assert cli.main(["bench", "--quick", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    for row in ("conv", "max pool", "LRN", "batchnorm2d train", "GEMM"):
+        assert row in out, row
+    assert cli.main(["bench", "--repeat", "0"]) == 2
+    assert "expected --repeat >= 1" in capsys.readouterr().err
