@@ -16,6 +16,7 @@ environment variable ``MINICNN_BACKEND`` (``numpy``, the default, or ``cupy``).
 CuPy is imported only when asked for.
 """
 import contextlib
+import importlib
 import os
 import warnings
 
@@ -124,11 +125,12 @@ def _load_kernels():
     except ImportError:
         return None
     kernels = {"im2col": im2col_kernels, "pool": pool_kernels}
-    try:
-        from minicnn._ext import batchnorm as batchnorm_kernels
-        kernels["batchnorm"] = batchnorm_kernels
-    except ImportError:
-        pass   # built before this kernel existed: batch norm alone takes the plain path
+    # Kernels added later: an extension built before they existed takes their plain path.
+    for name in ("batchnorm", "activations"):
+        try:
+            kernels[name] = importlib.import_module("minicnn._ext." + name)
+        except ImportError:
+            pass
     return kernels
 
 
@@ -141,7 +143,7 @@ def cython_available():
 
 
 def cython_kernels(xp, name):
-    """The Cython kernel module ``name`` ('im2col', 'pool' or 'batchnorm') for arrays of module ``xp``, or None.
+    """The Cython kernel module ``name`` ('im2col', 'pool', 'batchnorm', 'activations') for arrays of module ``xp``, or None.
 
     None means: take the plain xp path.  That happens for CuPy arrays, when the
     kernels are switched off, and -- with one warning per process -- when the

@@ -11,6 +11,14 @@ def relu_forward(x):
     op = "relu_forward"
     xp = backend.get_array_module(x=x, op=op)
     check_float_array(op, "x", x)
+    kernels = backend.cython_kernels(xp, "activations")
+    if kernels is not None:
+        # One pass writing out and the mask (the semantics below, see _ext/activations.pyx).
+        x = xp.ascontiguousarray(x)
+        out = xp.empty(x.shape, dtype=x.dtype)
+        mask = xp.empty(x.shape, dtype=bool)
+        kernels.relu_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1).view(xp.uint8))
+        return out, mask
     # maximum (not where(x > 0, x, 0)) keeps a NaN a NaN, so divergence stays visible.
     return xp.maximum(x, x.dtype.type(0)), x > 0
 
@@ -25,6 +33,14 @@ def relu_backward(dout, cache):
     xp = backend.get_array_module(dout=dout, op=op)
     check_float_array(op, "dout", dout)
     check_shape(op, "dout", dout, mask.shape)
+    kernels = backend.cython_kernels(xp, "activations")
+    if kernels is not None and mask.flags.c_contiguous:
+        # where() branches on every element and a post-BN mask is a coin flip for the
+        # branch predictor (16 ms for 8 MB here); the kernel selects without a branch.
+        dx = xp.empty(dout.shape, dtype=dout.dtype)
+        kernels.relu_backward(xp.ascontiguousarray(dout).reshape(-1), mask.reshape(-1).view(xp.uint8),
+                              dx.reshape(-1))
+        return dx
     return xp.where(mask, dout, dout.dtype.type(0))
 
 
