@@ -122,6 +122,58 @@ def test_batch_inside_layout_matches_plain(geom, dtype, seed):
     np.testing.assert_allclose(dx, expected, **tol(dtype))
 
 
+@st.composite
+def same_width_geometries(draw):
+    """Stride 1 and OW == W (kw = 2*pad + 1, any kh): the geometries the kernels copy and add by
+    whole-plane shifts.  Padding up to 3 on images as narrow as 1 (a shift wider than a row)."""
+    pad = draw(st.integers(0, 3))
+    kh = draw(st.integers(1, 7))
+    h = max(1, kh - 2 * pad) + draw(st.integers(0, 6))
+    w = draw(st.integers(1, 9))
+    return draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w, kh, 2 * pad + 1, 1, pad
+
+
+@settings(max_examples=40)
+@given(geom=same_width_geometries(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+@example(geom=(3, 2, 8, 8, 3, 3, 1, 1), dtype=np.float32, seed=0)    # a CIFAR ResNet 3x3 layer
+@example(geom=(2, 3, 5, 7, 3, 3, 1, 1), dtype=np.float64, seed=1)    # non-square
+@example(geom=(1, 2, 1, 1, 7, 7, 1, 3), dtype=np.float32, seed=2)    # padding wider than the image
+@example(geom=(2, 1, 4, 3, 1, 5, 1, 2), dtype=np.float64, seed=3)    # OH = H + 4 > H
+def test_same_width_fast_path_matches_plain(geom, dtype, seed):
+    """im2col / im2col_t / col2im_t_scratch on stride-1 "same"-width geometries (whole-plane
+    shifts, then the border entries fixed) against the plain slices; col2im_t_scratch may
+    overwrite its input, so it gets a copy."""
+    n, c, h, w, kh, kw, stride, pad = geom
+    oh, ow = out_size(h, w, kh, kw, stride, pad)
+    assert ow == w
+    x = make_input(seed, (n, c, h, w), dtype)
+    col = im2col_xp(x, kh, kw, stride, pad, np.empty((n, c, kh, kw, oh, ow), dtype=dtype))
+    got = np.full_like(col, np.nan)
+    im2col_ext.im2col(x, kh, kw, stride, pad, got)
+    np.testing.assert_array_equal(got, col)
+    got_t = np.full((c, kh, kw, n, oh, ow), np.nan, dtype=dtype)
+    im2col_ext.im2col_t(x, kh, kw, stride, pad, got_t)
+    np.testing.assert_array_equal(got_t, col.transpose(1, 2, 3, 0, 4, 5))
+    dcol = make_input(seed + 1, (n, c, kh, kw, oh, ow), dtype)
+    expected = col2im_xp(dcol, stride, pad, np.empty((n, c, h, w), dtype=dtype))
+    dx = np.full((n, c, h, w), np.nan, dtype=dtype)
+    im2col_ext.col2im_t_scratch(np.ascontiguousarray(dcol.transpose(1, 2, 3, 0, 4, 5)), stride, pad, dx)
+    np.testing.assert_allclose(dx, expected, **tol(dtype))
+
+
+@settings(max_examples=25)
+@given(geom=geometries(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+def test_col2im_scratch_matches_plain(geom, dtype, seed):
+    """col2im_t_scratch on any geometry (the others fall back to col2im_t's loops)."""
+    n, c, h, w, kh, kw, stride, pad = geom
+    oh, ow = out_size(h, w, kh, kw, stride, pad)
+    dcol = make_input(seed, (n, c, kh, kw, oh, ow), dtype)
+    expected = col2im_xp(dcol, stride, pad, np.empty((n, c, h, w), dtype=dtype))
+    dx = np.full((n, c, h, w), np.nan, dtype=dtype)
+    im2col_ext.col2im_t_scratch(np.ascontiguousarray(dcol.transpose(1, 2, 3, 0, 4, 5)), stride, pad, dx)
+    np.testing.assert_allclose(dx, expected, **tol(dtype))
+
+
 def test_im2col_known_answer():
     """A 3x4 image, a 2x3 window, stride 1, pad 1: every column written out by hand."""
     x = np.arange(1, 13, dtype=np.float64).reshape(1, 1, 3, 4)
@@ -263,6 +315,16 @@ def test_parallel_branch_matches_plain(dtype):
     dx = np.full_like(x, np.nan)
     im2col_ext.col2im_t(np.ascontiguousarray(got_t), stride, pad, dx)
     np.testing.assert_allclose(dx, expected, **tol(dtype))
+    # and the "same"-width shift kernels (3x3, pad 1), in both directions
+    kh = kw = 3
+    oh, ow = out_size(40, 37, kh, kw, stride, pad)
+    col = im2col_xp(x, kh, kw, stride, pad, np.empty((4, 9, kh, kw, oh, ow), dtype=dtype))
+    got_t = np.full((9, kh, kw, 4, oh, ow), np.nan, dtype=dtype)
+    im2col_ext.im2col_t(x, kh, kw, stride, pad, got_t)
+    np.testing.assert_array_equal(got_t, col.transpose(1, 2, 3, 0, 4, 5))
+    dx = np.full_like(x, np.nan)
+    im2col_ext.col2im_t_scratch(got_t, stride, pad, dx)
+    np.testing.assert_allclose(dx, col2im_xp(col, stride, pad, np.empty_like(x)), **tol(dtype))
 
     x = make_input(6, (4, 9, 90, 91), dtype, ties=True)
     assert x.size >= pool_ext.PARALLEL_THRESHOLD
@@ -288,6 +350,8 @@ def test_kernels_refuse_wrong_shapes():
         im2col_ext.im2col_t(x, 3, 3, 1, 0, np.zeros((2, 3, 3, 3, 3, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="col2im_t: expected col of shape"):
         im2col_ext.col2im_t(np.zeros((2, 3, 3, 3, 3, 3), dtype=np.float32), 1, 0, x)
+    with pytest.raises(ValueError, match="col2im_t_scratch: expected col of shape"):
+        im2col_ext.col2im_t_scratch(np.zeros((2, 3, 3, 3, 3, 3), dtype=np.float32), 1, 1, x)
     with pytest.raises(ValueError, match="expected a \\(7, 7\\) window to fit"):
         im2col_ext.im2col(x, 7, 7, 1, 0, np.zeros((2, 3, 7, 7, 1, 1), dtype=np.float32))
     out = np.zeros((2, 3, 2, 2), dtype=np.float32)

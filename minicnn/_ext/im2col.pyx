@@ -17,9 +17,15 @@ Differences from the NumPy path are only in how the work is done:
 Built without OpenMP, ``prange`` runs as a plain loop and the results are identical.
 
 ``im2col_t`` / ``col2im_t`` at the end do the same for the batch-inside layout
-(C, KH, KW, N, OH, OW), with which a conv is one GEMM per group rather than one per image.
+(C, KH, KW, N, OH, OW), with which a conv is one GEMM per group rather than one per image;
+``col2im_t_scratch`` is col2im_t allowed to overwrite its input.
+
+Stride 1 with OW == W (the "same" 3x3 pad-1 layers of ResNets and VGGs) has a faster plane
+kernel: each tap is one flat shift of the whole plane, the few border entries fixed after
+(``_im2col_plane_same``), instead of a loop over rows that are often only 8 long.
 """
 from cython.parallel cimport prange
+from libc.string cimport memset
 
 ctypedef fused floating:
     float
@@ -46,6 +52,89 @@ cdef inline Py_ssize_t _past_inside(Py_ssize_t off, Py_ssize_t stride, Py_ssize_
     return (size - 1 - off) // stride + 1
 
 
+cdef inline void _zero(floating* a, Py_ssize_t n) noexcept nogil:
+    if n > 0:
+        memset(a, 0, n * sizeof(floating))
+
+
+cdef void _im2col_plane_same(const floating* src, floating* dst, Py_ssize_t tap_stride,
+                             Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
+                             Py_ssize_t pad, Py_ssize_t oh) noexcept nogil:
+    """_im2col_plane for stride 1 and OW == W (a "same" width, kw = 2*pad + 1: ResNet's and
+    VGG's 3x3 pad 1), by whole-plane shifts instead of row by row.
+
+    Output row i of tap (p, q) is source row i + p - pad shifted by q - pad columns.  With
+    equal row lengths in source and output, that is ONE flat shift of the plane: out[t] =
+    src[t + shift], shift = (p - pad)*W + (q - pad).  One long copy loop then fills the tap;
+    what it gets wrong -- the columns that should read the zero padding receive a pixel
+    from the neighbouring row -- is the |q - pad| border entries of each row, zeroed after.
+    Measured on a chunk of a CIFAR ResNet layer: ~2x faster on 8x8 planes (rows of 8 are
+    mostly loop overhead), ~1.5x on 32x32.
+    """
+    cdef Py_ssize_t p, q, i, j, t, dp, dq, i_lo, i_hi, j_lo, j_hi, shift, a, b
+    cdef floating* out
+    for p in range(kh):
+        dp = p - pad
+        i_lo = min(max(0, -dp), oh)          # output rows [i_lo, i_hi) read a real source row
+        i_hi = max(min(oh, h - dp), i_lo)
+        for q in range(kw):
+            dq = q - pad
+            j_lo = min(max(0, -dq), w)       # and columns [j_lo, j_hi) a real source column
+            j_hi = max(min(w, w - dq), j_lo)
+            out = dst + (p * kw + q) * tap_stride
+            shift = dp * w + dq
+            # The flat range of real rows, clipped so that the source index t + shift stays
+            # inside the plane (what is clipped is border columns: zero either way).
+            a = max(i_lo * w, -shift)
+            b = max(min(i_hi * w, h * w - shift), a)
+            for t in range(a):
+                out[t] = 0
+            for t in range(a, b):
+                out[t] = src[t + shift]
+            for t in range(b, oh * w):
+                out[t] = 0
+            # Column by column: a strided run of single stores (row by row, the inner loops
+            # would be 1 or 2 long, and cost more to set up than to run).
+            for j in range(j_lo):
+                for i in range(i_lo, i_hi):
+                    out[i * w + j] = 0
+            for j in range(j_hi, w):
+                for i in range(i_lo, i_hi):
+                    out[i * w + j] = 0
+
+
+cdef void _col2im_plane_same(floating* src, Py_ssize_t tap_stride, floating* dst,
+                             Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
+                             Py_ssize_t pad, Py_ssize_t oh) noexcept nogil:
+    """_col2im_plane for stride 1 and OW == W, by whole-plane shifted additions (the adjoint
+    of _im2col_plane_same).  The entries of src that fall in the padding are ZEROED first
+    (src is scratch): then every real row's run can be added in one flat pass, the border
+    entries that land on a neighbouring row's pixel adding exactly 0."""
+    cdef Py_ssize_t p, q, i, j, t, dp, dq, i_lo, i_hi, j_lo, j_hi, shift, a, b
+    cdef floating* col
+    _zero(dst, h * w)
+    for p in range(kh):
+        dp = p - pad
+        i_lo = min(max(0, -dp), oh)
+        i_hi = max(min(oh, h - dp), i_lo)
+        for q in range(kw):
+            dq = q - pad
+            j_lo = min(max(0, -dq), w)
+            j_hi = max(min(w, w - dq), j_lo)
+            col = src + (p * kw + q) * tap_stride
+            for j in range(j_lo):
+                for i in range(i_lo, i_hi):
+                    col[i * w + j] = 0
+            for j in range(j_hi, w):
+                for i in range(i_lo, i_hi):
+                    col[i * w + j] = 0
+            shift = dp * w + dq
+            a = max(i_lo * w, -shift)
+            b = max(min(i_hi * w, h * w - shift), a)
+            for t in range(a, b):
+                dst[t + shift] += col[t]
+
+
 cdef void _im2col_plane(const floating* src, floating* dst, Py_ssize_t tap_stride,
                         Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw,
                         Py_ssize_t stride, Py_ssize_t pad,
@@ -55,6 +144,9 @@ cdef void _im2col_plane(const floating* src, floating* dst, Py_ssize_t tap_strid
     cdef Py_ssize_t p, q, i, j, row, off, j_lo, j_hi
     cdef const floating* src_row
     cdef floating* out
+    if stride == 1 and ow == w:
+        _im2col_plane_same(src, dst, tap_stride, h, w, kh, kw, pad, oh)
+        return
     for p in range(kh):
         for q in range(kw):
             # For tap (p, q), output column j reads source column j*stride + off.  Work out
@@ -267,3 +359,39 @@ def col2im_t(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize
         for nc in prange(n * c, nogil=True, schedule="static"):
             _col2im_plane(src + (nc % c) * taps * per_tap + (nc // c) * OH * OW, per_tap,
                           dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+
+
+def col2im_t_scratch(floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t pad,
+                     floating[:, :, :, ::1] out):
+    """col2im_t that may use col as scratch: same result in out, but col's contents are
+    undefined afterwards.  The conv's backward pass calls it on its workspace buffer.
+
+    For stride 1 with OW == W ("same" width, the 3x3 pad-1 layers) this lets each tap be
+    added in one flat pass instead of row by row (see _col2im_plane_same); other
+    geometries run col2im_t's loops.
+    """
+    cdef Py_ssize_t c = col.shape[0], kh = col.shape[1], kw = col.shape[2], n = col.shape[3]
+    cdef Py_ssize_t h = out.shape[2], w = out.shape[3]
+    oh, ow = _out_size("col2im_t_scratch", h, w, kh, kw, stride, pad)
+    if (out.shape[0], out.shape[1], col.shape[4], col.shape[5]) != (n, c, oh, ow):
+        raise ValueError(f"col2im_t_scratch: expected col of shape {(c, kh, kw, n, oh, ow)} for out of "
+                         f"shape {(out.shape[0], out.shape[1], h, w)}, received col of shape "
+                         f"{(c, kh, kw, n, col.shape[4], col.shape[5])}")
+    if not (stride == 1 and ow == w):
+        col2im_t(col, stride, pad, out)
+        return
+    cdef Py_ssize_t OH = oh, nc
+    cdef Py_ssize_t plane_out = h * w, per_tap = n * OH * w, taps = kh * kw
+    if n * c == 0:
+        return
+    cdef floating* src = &col[0, 0, 0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0, 0, 0]
+    if n * c * taps * OH * w < PARALLEL_MIN:
+        with nogil:
+            for nc in range(n * c):
+                _col2im_plane_same(src + (nc % c) * taps * per_tap + (nc // c) * OH * w, per_tap,
+                                   dst + nc * plane_out, h, w, kh, kw, pad, OH)
+    else:
+        for nc in prange(n * c, nogil=True, schedule="static"):
+            _col2im_plane_same(src + (nc % c) * taps * per_tap + (nc // c) * OH * w, per_tap,
+                               dst + nc * plane_out, h, w, kh, kw, pad, OH)

@@ -297,7 +297,9 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups):
             np.matmul(col, d.swapaxes(1, 2), out=dw_part)
             dw_t += dw_part
             np.matmul(w_t, d, out=col)                                 # dcol overwrites col
-            kernels.col2im_t(col.reshape(c, kh, kw, m, oh, ow), stride, pad, dx[n0:n0 + m])
+            # The _scratch variant may overwrite dcol (it zeroes the entries that fell in the
+            # padding, so that "same" 3x3 layers add each tap in one pass, not row by row).
+            kernels.col2im_t_scratch(col.reshape(c, kh, kw, m, oh, ow), stride, pad, dx[n0:n0 + m])
         return dw_t
 
     is_pointwise = kh == kw == 1 and stride == 1 and pad == 0
