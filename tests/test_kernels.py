@@ -127,7 +127,7 @@ def same_width_geometries(draw):
     """Stride 1 and OW == W (kw = 2*pad + 1, any kh): the geometries the kernels copy and add by
     whole-plane shifts.  Padding up to 3 on images as narrow as 1 (a shift wider than a row)."""
     pad = draw(st.integers(0, 3))
-    kh = draw(st.integers(1, 7))
+    kh = draw(st.one_of(st.just(2 * pad + 1), st.integers(1, 7)))   # square: whole-chunk shifts
     h = max(1, kh - 2 * pad) + draw(st.integers(0, 6))
     w = draw(st.integers(1, 9))
     return draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w, kh, 2 * pad + 1, 1, pad
@@ -139,10 +139,12 @@ def same_width_geometries(draw):
 @example(geom=(2, 3, 5, 7, 3, 3, 1, 1), dtype=np.float64, seed=1)    # non-square
 @example(geom=(1, 2, 1, 1, 7, 7, 1, 3), dtype=np.float32, seed=2)    # padding wider than the image
 @example(geom=(2, 1, 4, 3, 1, 5, 1, 2), dtype=np.float64, seed=3)    # OH = H + 4 > H
+@example(geom=(3, 2, 1, 2, 5, 5, 1, 2), dtype=np.float64, seed=4)    # shifts reach past a whole image
 def test_same_width_fast_path_matches_plain(geom, dtype, seed):
     """im2col / im2col_t / col2im_t_scratch on stride-1 "same"-width geometries (whole-plane
-    shifts, then the border entries fixed) against the plain slices; col2im_t_scratch may
-    overwrite its input, so it gets a copy."""
+    shifts, then the border entries fixed; in im2col_t with a square kernel, one shift over
+    all the images of a channel) against the plain slices; col2im_t_scratch may overwrite
+    its input, so it gets a copy."""
     n, c, h, w, kh, kw, stride, pad = geom
     oh, ow = out_size(h, w, kh, kw, stride, pad)
     assert ow == w

@@ -22,10 +22,12 @@ Built without OpenMP, ``prange`` runs as a plain loop and the results are identi
 
 Stride 1 with OW == W (the "same" 3x3 pad-1 layers of ResNets and VGGs) has a faster plane
 kernel: each tap is one flat shift of the whole plane, the few border entries fixed after
-(``_im2col_plane_same``), instead of a loop over rows that are often only 8 long.
+(``_im2col_plane_same``), instead of a loop over rows that are often only 8 long; with
+OH == H too, im2col_t shifts all the images of a channel at once (``_im2col_tall``).
 """
 from cython.parallel cimport prange
-from libc.string cimport memset
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
 
 ctypedef fused floating:
     float
@@ -204,6 +206,53 @@ cdef void _col2im_plane(const floating* src, Py_ssize_t tap_stride, floating* ds
                             dst_row[j * stride] += src_row[j]
 
 
+cdef void _im2col_tall(const floating* src, floating* dst, Py_ssize_t n, Py_ssize_t h,
+                       Py_ssize_t w, Py_ssize_t k, Py_ssize_t pad) noexcept nogil:
+    """One channel's n images stacked into a tall (n*H, W) plane -> its k*k taps in the
+    batch-inside layout (tap t at dst + t*n*H*W), for stride 1 and k = 2*pad + 1 (OH = H,
+    OW = W).
+
+    _im2col_plane_same on all n images at once: with OH = H the images' output blocks
+    are stacked exactly like their inputs, so each tap is one flat shift of the whole tall
+    plane.  Besides the border columns, the rows that read the zero padding above and below
+    each image (which the shift fills from the neighbouring image) are zeroed after.
+    Measured on a 3-image chunk of the 64-channel 8x8 layer: 42 -> 33 us (the same idea for
+    col2im measured slower than _col2im_plane_same, so col2im stays plane by plane).
+    """
+    cdef Py_ssize_t p, q, i, j, t, img, dp, dq, i_lo, i_hi, j_lo, j_hi, shift, a, b
+    cdef Py_ssize_t plane = h * w, total = n * h * w, rows = n * h
+    cdef floating* out
+    for p in range(k):
+        dp = p - pad
+        i_lo = min(max(0, -dp), h)
+        i_hi = max(min(h, h - dp), i_lo)
+        for q in range(k):
+            dq = q - pad
+            j_lo = min(max(0, -dq), w)
+            j_hi = max(min(w, w - dq), j_lo)
+            out = dst + (p * k + q) * total
+            shift = dp * w + dq
+            a = max(0, -shift)
+            b = max(min(total, total - shift), a)
+            for t in range(a):
+                out[t] = 0
+            for t in range(a, b):
+                out[t] = src[t + shift]
+            for t in range(b, total):
+                out[t] = 0
+            for img in range(n):
+                for t in range(img * plane, img * plane + i_lo * w):
+                    out[t] = 0
+                for t in range(img * plane + i_hi * w, (img + 1) * plane):
+                    out[t] = 0
+            for j in range(j_lo):
+                for i in range(rows):
+                    out[i * w + j] = 0
+            for j in range(j_hi, w):
+                for i in range(rows):
+                    out[i * w + j] = 0
+
+
 def _out_size(name, h, w, kh, kw, stride, pad):
     """(OH, OW) after checking the geometry (a wrong shape here would write out of bounds)."""
     if kh < 1 or kw < 1 or stride < 1 or pad < 0:
@@ -313,6 +362,30 @@ def im2col_t(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ss
         return
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &out[0, 0, 0, 0, 0, 0]
+    cdef floating* tall = NULL
+    cdef Py_ssize_t ci
+    if stride == 1 and kh == kw == 2 * pad + 1:
+        # OH = H, OW = W: each channel's images are shifted as one tall plane (_im2col_tall),
+        # from a channel-major copy of x (one plane copy per image and channel, instead of
+        # one shift per image, channel AND tap).  One image needs no copy.
+        if n > 1:
+            tall = <floating*> malloc(n * c * plane_in * sizeof(floating))
+            if tall == NULL:
+                raise MemoryError("im2col_t: no memory for a channel-major copy of x")
+        with nogil:
+            if tall != NULL:
+                for nc in range(n * c):
+                    memcpy(tall + ((nc % c) * n + nc // c) * plane_in, src + nc * plane_in,
+                           plane_in * sizeof(floating))
+                src = tall
+            if n * c * taps * OH * OW < PARALLEL_MIN:
+                for ci in range(c):
+                    _im2col_tall(src + ci * n * plane_in, dst + ci * taps * per_tap, n, h, w, kh, pad)
+            else:
+                for ci in prange(c, schedule="static"):
+                    _im2col_tall(src + ci * n * plane_in, dst + ci * taps * per_tap, n, h, w, kh, pad)
+        free(tall)
+        return
     # Plane (n, c) = nc fills, for every tap, the n-th (OH, OW) block of channel c's rows.
     if n * c * taps * OH * OW < PARALLEL_MIN:
         with nogil:
