@@ -8,6 +8,8 @@ written.  The float64 gradients of the kernel path are also checked against nume
 
 Skipped as a whole when the extension was not built (the plain path is then the only one).
 """
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -150,3 +152,111 @@ def test_kernel_rejects_mismatched_buffers():
     with pytest.raises(ValueError, match="backward"):
         bn_ext.backward(np.zeros((2, 3, 5), np.float32), x, np.ones(3, np.float32), np.zeros(3),
                         np.ones(3), True, np.empty_like(x), np.empty(3, np.float32), np.empty(3, np.float32))
+
+
+# ------------------------------------------------------------------- BN -> ReLU fused in one pass
+
+from minicnn.functional.batchnorm import batchnorm_relu_backward, batchnorm_relu_forward  # noqa: E402
+from minicnn.nn import module as nn_module  # noqa: E402
+from minicnn.nn.residual import BasicBlock, Bottleneck, PreActBlock  # noqa: E402
+
+
+def _run_unfused(x, gamma, beta, rm, rv, dout, training):
+    out, bn_cache = F.batchnorm_forward(x, gamma, beta, rm, rv, training)
+    out, mask = F.relu_forward(out)
+    return (out, mask) + F.batchnorm_backward(F.relu_backward(dout, mask), bn_cache)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cython", [True, False], ids=["cython", "plain"])
+@settings(max_examples=20)
+@given(n=st.integers(1, 5), c=st.integers(1, 7), h=st.sampled_from([1, 3, 5]),
+       w=st.sampled_from([1, 3, 9]), training=st.booleans(), specials=st.booleans(), seed=mst.seeds())
+def test_fused_bn_relu_matches_bn_then_relu(dtype, cython, n, c, h, w, training, specials, seed):
+    if training and n * h * w < 2:
+        n = 2
+    x, gamma, beta, rm, rv, dout = _inputs((n, c, h, w), dtype, seed, offset=0.5)
+    if specials:                      # inf / NaN upstream where the ReLU blocks it or not
+        flat = dout.reshape(-1)
+        flat[:: max(1, flat.size // 3)] = np.inf
+        flat[1:: max(1, flat.size // 2)] = np.nan
+    with backend.use_cython(cython), np.errstate(invalid="ignore"):   # NaN upstream on purpose
+        rm1, rv1, keep = rm.copy(), rv.copy(), dout.copy()
+        out, cache = batchnorm_relu_forward(x, gamma, beta, rm1, rv1, training)
+        dx, dgamma, dbeta = batchnorm_relu_backward(dout, cache)
+        np.testing.assert_array_equal(dout, keep, err_msg="backward wrote into dout")
+        rm2, rv2 = rm.copy(), rv.copy()
+        want = _run_unfused(x, gamma, beta, rm2, rv2, dout, training)
+    assert out.dtype == dx.dtype == dgamma.dtype == dtype and cache[1].dtype == np.bool_
+    # The same arithmetic in the same order: equal, NaN for NaN.
+    for name, a, b in zip(("out", "mask", "dx", "dgamma", "dbeta", "running_mean", "running_var"),
+                          (out, cache[1], dx, dgamma, dbeta, rm1, rv1), want + (rm2, rv2)):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_fused_bn_relu_caches_serve_the_separate_backward_passes():
+    """The fused forward leaves batchnorm_forward's and relu_forward's caches, usable one by one."""
+    x, gamma, beta, rm, rv, dout = _inputs((3, 4, 5, 5), np.float64, 5, offset=0.5)
+    _, (bn_cache, mask) = batchnorm_relu_forward(x, gamma, beta, rm, rv, True)
+    fused = batchnorm_relu_backward(dout, (bn_cache, mask))
+    separate = F.batchnorm_backward(F.relu_backward(dout, mask), bn_cache)
+    for a, b in zip(fused, separate):
+        np.testing.assert_allclose(a, b, **tol(np.float64))
+
+
+@settings(max_examples=15)
+@given(n=st.integers(2, 3), c=st.integers(1, 3), hw=st.sampled_from([1, 2, 3]),
+       training=st.booleans(), seed=mst.seeds())
+def test_fused_bn_relu_gradients_are_numeric_gradients(n, c, hw, training, seed):
+    x, gamma, beta, rm, rv, dout = _inputs((n, c, hw, hw), np.float64, seed, offset=0.7)
+
+    def fwd(x_=x, g_=gamma, b_=beta):
+        return batchnorm_relu_forward(x_, g_, b_, rm.copy(), rv.copy(), training)[0]
+
+    out, cache = batchnorm_relu_forward(x, gamma, beta, rm.copy(), rv.copy(), training)
+    # Keep the check away from ReLU's kink, where the numeric gradient is not defined.
+    pre = F.batchnorm_forward(x, gamma, beta, rm.copy(), rv.copy(), training)[0]
+    if np.abs(pre).min() < 1e-4:
+        return
+    dx, dgamma, dbeta = batchnorm_relu_backward(dout, cache)
+    for what, analytic, f, v in (("dx", dx, lambda a: fwd(x_=a), x),
+                                 ("dgamma", dgamma, lambda g: fwd(g_=g), gamma),
+                                 ("dbeta", dbeta, lambda b: fwd(b_=b), beta)):
+        err = compare(analytic, numeric_gradient(f, v, dout), floor=1e-3)
+        assert err < 1e-6, f"{what}: {err!r}"
+
+
+def _block_pass(block, x, dout, fused):
+    """out, dx, every parameter gradient and every buffer after one forward/backward; with
+    fused=False a no-op forward hook is active, which makes bn_relu call the two layers one by one."""
+    block.zero_grad()
+    if fused:
+        out = block(x)
+    else:
+        with nn_module.forward_hook(lambda m, a, o: None):
+            out = block(x)
+    dx = block.backward(dout)
+    return ([out, dx] + [p.grad.copy() for _, p in block.named_parameters()]
+            + [b.copy() for _, b in block.named_buffers()])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("make", [
+    lambda: BasicBlock(3, 5, stride=2, rng=0),
+    lambda: Bottleneck(4, 2, stride=1, rng=0),
+    lambda: PreActBlock(3, 4, stride=2, rng=0),
+], ids=["basic", "bottleneck", "preact"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_blocks_fused_and_unfused_agree(dtype, make, training):
+    rng = np.random.default_rng(0)
+    fused_block, plain_block = make().to(dtype), make().to(dtype)   # same rng: same weights
+    fused_block.train(training)
+    plain_block.train(training)
+    x = rng.standard_normal((3, fused_block.in_channels, 7, 5)).astype(dtype)
+    dout = rng.standard_normal(copy.deepcopy(plain_block)(x).shape).astype(dtype)
+    got = _block_pass(fused_block, x, dout, True)
+    want = _block_pass(plain_block, x, dout, False)
+    assert len(got) == len(want) > 4
+    for a, b in zip(got, want):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, **tol(dtype))

@@ -32,6 +32,8 @@ thread is the only writer of its channels.
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy
 
 ctypedef fused floating:
     float
@@ -97,21 +99,73 @@ cdef inline void _sum_dy_dyxc(const floating* dy, const floating* x, Py_ssize_t 
     s_dyxc[0] += ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]))
 
 
-cdef void _normalise_channel(const floating* x, floating* out, Py_ssize_t n, Py_ssize_t stride,
-                             Py_ssize_t L, floating mu, floating scale, floating shift) noexcept nogil:
-    """out = (x - mu) * scale + shift over the channel's n rows of L values."""
+cdef inline floating _keep(floating v, unsigned char m) noexcept nogil:
+    """v if m else +0.0, as relu_backward gives it (an inf or NaN v under m = 0 included):
+    the AND of v's bits with all ones or all zeros, so there is no branch to mispredict."""
+    cdef uint32_t b32
+    cdef uint64_t b64
+    if floating is float:
+        memcpy(&b32, &v, 4)
+        b32 &= <uint32_t>0 - <uint32_t>(m != 0)
+        memcpy(&v, &b32, 4)
+    else:
+        memcpy(&b64, &v, 8)
+        b64 &= <uint64_t>0 - <uint64_t>(m != 0)
+        memcpy(&v, &b64, 8)
+    return v
+
+
+cdef inline void _sum_dy_dyxc_masked(const floating* dy, const unsigned char* mask, const floating* x,
+                                     Py_ssize_t len, double mean, double* s_dy,
+                                     double* s_dyxc) noexcept nogil:
+    """_sum_dy_dyxc of dy masked by a ReLU's mask (dy where mask, else 0)."""
+    cdef double a[8]
+    cdef double b[8]
+    cdef double g
+    cdef Py_ssize_t i, j, end = len - len % 8
+    for j in range(8):
+        a[j] = 0
+        b[j] = 0
+    for i in range(0, end, 8):
+        for j in range(8):
+            g = _keep(dy[i + j], mask[i + j])
+            a[j] += g
+            b[j] += g * (x[i + j] - mean)
+    for i in range(end, len):
+        g = _keep(dy[i], mask[i])
+        a[0] += g
+        b[0] += g * (x[i] - mean)
+    s_dy[0] += ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+    s_dyxc[0] += ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]))
+
+
+cdef void _normalise_channel(const floating* x, floating* out, unsigned char* mask, Py_ssize_t n,
+                             Py_ssize_t stride, Py_ssize_t L, floating mu, floating scale,
+                             floating shift) noexcept nogil:
+    """out = (x - mu) * scale + shift over the channel's n rows of L values; with a mask
+    (not NULL) out = relu of that and mask = (that > 0)."""
     cdef Py_ssize_t i, k
     cdef const floating* xs
     cdef floating* os
+    cdef floating v
+    cdef unsigned char* ms
     for i in range(n):
         xs = x + i * stride
         os = out + i * stride
-        for k in range(L):
-            os[k] = (xs[k] - mu) * scale + shift
+        if mask == NULL:
+            for k in range(L):
+                os[k] = (xs[k] - mu) * scale + shift
+        else:
+            # Fused ReLU: what relu_forward would make of this output (a NaN passes through).
+            ms = mask + i * stride
+            for k in range(L):
+                v = (xs[k] - mu) * scale + shift
+                os[k] = 0 if v <= 0 else v
+                ms[k] = v > 0
 
 
 cdef void _forward_train_channel(const floating* x, const floating* gamma, const floating* beta,
-                                 floating* out, double* mean, double* var, double* inv_std,
+                                 floating* out, unsigned char* mask, double* mean, double* var, double* inv_std,
                                  Py_ssize_t n, Py_ssize_t C, Py_ssize_t L, Py_ssize_t c,
                                  double eps) noexcept nogil:
     cdef Py_ssize_t i, stride = C * L
@@ -128,13 +182,13 @@ cdef void _forward_train_channel(const floating* x, const floating* gamma, const
     mean[c] = mu
     var[c] = v
     inv_std[c] = istd
-    _normalise_channel(xc, out + c * L, n, stride, L, <floating>mu,
-                       <floating>(gamma[c] * istd), beta[c])
+    _normalise_channel(xc, out + c * L, NULL if mask == NULL else mask + c * L, n, stride, L,
+                       <floating>mu, <floating>(gamma[c] * istd), beta[c])
 
 
 def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma, const floating[::1] beta,
                   double eps, floating[:, :, ::1] out, double[::1] mean, double[::1] var,
-                  double[::1] inv_std):
+                  double[::1] inv_std, unsigned char[:, :, ::1] relu_mask=None):
     """Training forward: batch statistics per channel, then out = gamma * xhat + beta.
 
     Inputs:
@@ -144,11 +198,14 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma, const 
     - out: (N, C, L) x's dtype, overwritten with the normalised x
     - mean, var, inv_std: (C,) float64, overwritten with the batch mean, the biased batch
       variance and 1 / sqrt(var + eps)
+    - relu_mask: None, or (N, C, L) uint8 (a bool array's bytes): then a ReLU is fused in,
+      out = maximum(gamma * xhat + beta, 0) and relu_mask = (gamma * xhat + beta > 0)
     Returns None.
     """
     cdef Py_ssize_t n = x.shape[0], C = x.shape[1], L = x.shape[2], c
     _check("forward_train", (n, C, L), (out.shape[0], out.shape[1], out.shape[2]),
            (gamma.shape[0], beta.shape[0], mean.shape[0], var.shape[0], inv_std.shape[0]))
+    cdef unsigned char* pk = _mask_ptr("forward_train", relu_mask, n, C, L)
     if n * L == 0:
         raise ValueError("forward_train: expected at least one value per channel")
     if C == 0:
@@ -159,29 +216,33 @@ def forward_train(const floating[:, :, ::1] x, const floating[::1] gamma, const 
     cdef double* pv = &var[0]
     cdef double* pi = &inv_std[0]
     for c in prange(C, nogil=True, schedule="dynamic", use_threads_if=n * C * L >= PARALLEL_MIN):
-        _forward_train_channel(px, &gamma[0], &beta[0], po, pm, pv, pi, n, C, L, c, eps)
+        _forward_train_channel(px, &gamma[0], &beta[0], po, pk, pm, pv, pi, n, C, L, c, eps)
 
 
 def forward_eval(const floating[:, :, ::1] x, const floating[::1] gamma, const floating[::1] beta,
-                 const double[::1] mean, const double[::1] inv_std, floating[:, :, ::1] out):
+                 const double[::1] mean, const double[::1] inv_std, floating[:, :, ::1] out,
+                 unsigned char[:, :, ::1] relu_mask=None):
     """Evaluation forward with given statistics: out = gamma * (x - mean) * inv_std + beta.
 
     Inputs: x (N, C, L); gamma, beta (C,) x's dtype; mean, inv_std (C,) float64;
-    out (N, C, L) x's dtype, overwritten.  Returns None.
+    out (N, C, L) x's dtype, overwritten; relu_mask as in forward_train.  Returns None.
     """
     cdef Py_ssize_t n = x.shape[0], C = x.shape[1], L = x.shape[2], c
     _check("forward_eval", (n, C, L), (out.shape[0], out.shape[1], out.shape[2]),
            (gamma.shape[0], beta.shape[0], mean.shape[0], inv_std.shape[0]))
+    cdef unsigned char* pk = _mask_ptr("forward_eval", relu_mask, n, C, L)
     if n * C * L == 0:
         return
     cdef const floating* px = &x[0, 0, 0]
     cdef floating* po = &out[0, 0, 0]
     for c in prange(C, nogil=True, schedule="dynamic", use_threads_if=n * C * L >= PARALLEL_MIN):
-        _normalise_channel(px + c * L, po + c * L, n, C * L, L, <floating>mean[c],
+        _normalise_channel(px + c * L, po + c * L, NULL if pk == NULL else pk + c * L, n, C * L, L,
+                           <floating>mean[c],
                            <floating>(gamma[c] * inv_std[c]), beta[c])
 
 
-cdef void _backward_channel(const floating* dout, const floating* x, const floating* gamma,
+cdef void _backward_channel(const floating* dout, const unsigned char* mask, const floating* x,
+                            const floating* gamma,
                             const double* mean, const double* inv_std, floating* dx,
                             floating* dgamma, floating* dbeta, Py_ssize_t n, Py_ssize_t C,
                             Py_ssize_t L, Py_ssize_t c, bint training) noexcept nogil:
@@ -194,7 +255,10 @@ cdef void _backward_channel(const floating* dout, const floating* x, const float
     cdef floating* out
     for i in range(n):
         off = c * L + i * stride
-        _sum_dy_dyxc(dout + off, x + off, L, mean[c], &s_dy, &s_dyxc)
+        if mask == NULL:
+            _sum_dy_dyxc(dout + off, x + off, L, mean[c], &s_dy, &s_dyxc)
+        else:
+            _sum_dy_dyxc_masked(dout + off, mask + off, x + off, L, mean[c], &s_dy, &s_dyxc)
     db = s_dy
     dg = s_dyxc * istd               # sum(dout * xhat)
     dbeta[c] = <floating>db
@@ -213,13 +277,18 @@ cdef void _backward_channel(const floating* dout, const floating* x, const float
         ds = dout + off
         xs = x + off
         out = dx + off
-        for k in range(L):
-            out[k] = k_dy * ds[k] - k_xc * (xs[k] - mu) - k_0
+        if mask == NULL:
+            for k in range(L):
+                out[k] = k_dy * ds[k] - k_xc * (xs[k] - mu) - k_0
+        else:
+            for k in range(L):
+                out[k] = k_dy * _keep(ds[k], mask[off + k]) - k_xc * (xs[k] - mu) - k_0
 
 
 def backward(const floating[:, :, ::1] dout, const floating[:, :, ::1] x, const floating[::1] gamma,
              const double[::1] mean, const double[::1] inv_std, bint training,
-             floating[:, :, ::1] dx, floating[::1] dgamma, floating[::1] dbeta):
+             floating[:, :, ::1] dx, floating[::1] dgamma, floating[::1] dbeta,
+             const unsigned char[:, :, ::1] relu_mask=None):
     """Backward of forward_train (``training``) or forward_eval.
 
     Inputs:
@@ -227,6 +296,8 @@ def backward(const floating[:, :, ::1] dout, const floating[:, :, ::1] x, const 
     - gamma: (C,); mean, inv_std: (C,) float64, the statistics the forward pass used
     - training: True if the statistics were the batch's (they then depend on x)
     - dx: (N, C, L) overwritten with the input gradient; dgamma, dbeta: (C,) overwritten
+    - relu_mask: None, or the mask of a ReLU fused in by the forward pass (N, C, L) uint8:
+      dout is then the gradient of the ReLU's output and only reaches x where the mask is set
     Returns None.
     """
     cdef Py_ssize_t n = x.shape[0], C = x.shape[1], L = x.shape[2], c
@@ -242,11 +313,12 @@ def backward(const floating[:, :, ::1] dout, const floating[:, :, ::1] x, const 
             dgamma[c] = 0
             dbeta[c] = 0
         return
+    cdef const unsigned char* pk = _mask_ptr("backward", relu_mask, n, C, L)
     cdef const floating* pd = &dout[0, 0, 0]
     cdef const floating* px = &x[0, 0, 0]
     cdef floating* pdx = &dx[0, 0, 0]
     for c in prange(C, nogil=True, schedule="dynamic", use_threads_if=n * C * L >= PARALLEL_MIN):
-        _backward_channel(pd, px, &gamma[0], &mean[0], &inv_std[0], pdx, &dgamma[0], &dbeta[0],
+        _backward_channel(pd, pk, px, &gamma[0], &mean[0], &inv_std[0], pdx, &dgamma[0], &dbeta[0],
                           n, C, L, c, training)
 
 
@@ -255,3 +327,16 @@ def _check(name, expected, got, lengths):
     if tuple(got) != tuple(expected) or any(v != expected[1] for v in lengths):
         raise ValueError(f"{name}: expected an output of shape {tuple(expected)} and per-channel "
                          f"vectors of length {expected[1]}, received {tuple(got)} and lengths {list(lengths)}")
+
+
+cdef unsigned char* _mask_ptr(name, const unsigned char[:, :, ::1] mask, Py_ssize_t n, Py_ssize_t C,
+                              Py_ssize_t L) except? NULL:
+    """The data pointer of an optional (n, C, L) mask; NULL for None."""
+    if mask is None:
+        return NULL
+    if (mask.shape[0], mask.shape[1], mask.shape[2]) != (n, C, L):
+        raise ValueError(f"{name}: expected relu_mask of shape {(n, C, L)}, received "
+                         f"{(mask.shape[0], mask.shape[1], mask.shape[2])}")
+    if n * C * L == 0:
+        return NULL
+    return <unsigned char*>&mask[0, 0, 0]

@@ -19,7 +19,9 @@ import numpy as np
 
 import minicnn.functional as F
 from minicnn.functional._validate import check_float_array, check_int, pair
+from minicnn.functional.batchnorm import batchnorm_relu_backward, batchnorm_relu_forward
 from minicnn.nn import init
+from minicnn.nn import module as _module
 from minicnn.nn.module import Module, Parameter
 
 
@@ -329,7 +331,7 @@ class _BatchNorm(Module):
         self.register_buffer("running_var", init.ones((self.num_features,), dtype))
         self._cache = None
 
-    def forward(self, x):
+    def _check_x(self, x):
         op = self._name
         check_float_array(op, "x", x, ndim=self._ndim)
         if x.shape[1] != self.num_features:
@@ -339,6 +341,9 @@ class _BatchNorm(Module):
         if self.training and x.shape[0] * int(np.prod(x.shape[2:])) < 2:
             raise ValueError(f"{op}: expected more than one value per channel in training "
                              f"(the batch variance needs two), received x of shape {tuple(x.shape)}")
+
+    def forward(self, x):
+        self._check_x(x)
         out, self._cache = F.batchnorm_forward(x, self.weight.data, self.bias.data,
                                                self.running_mean, self.running_var,
                                                self.training, self.momentum, self.eps)
@@ -369,6 +374,38 @@ class BatchNorm2d(_BatchNorm):
     __doc__ = __doc__ + "\n" + _BatchNorm.__doc__
     _name = "BatchNorm2d"
     _ndim = 4
+
+
+def _fusable(bn, relu):
+    # Exactly these classes (a subclass may change forward), and nobody watching the BN output.
+    return type(bn) is BatchNorm2d and type(relu) is ReLU and not _module._FORWARD_HOOKS
+
+
+def bn_relu(bn, relu, x):
+    """``relu(bn(x))`` for a BatchNorm2d and a ReLU, fused into one pass when possible.
+
+    Blocks call this for their BN -> ReLU pairs.  Each layer ends up with the cache its own
+    forward would have stored (so ``bn.backward`` and ``relu.backward`` also work one by
+    one); the BN output itself is never stored.  While a forward hook is active (summary)
+    the two layers are called as usual, so the hooks see both.
+    """
+    if not _fusable(bn, relu):
+        return relu(bn(x))
+    bn._check_x(x)
+    out, (bn._cache, relu._cache) = batchnorm_relu_forward(
+        x, bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var, bn.training,
+        bn.momentum, bn.eps)
+    return out
+
+
+def bn_relu_backward(bn, relu, dout):
+    """``bn.backward(relu.backward(dout))``, fused into one pass when possible (see bn_relu)."""
+    if type(bn) is not BatchNorm2d or type(relu) is not ReLU:
+        return bn.backward(relu.backward(dout))
+    dx, dgamma, dbeta = batchnorm_relu_backward(dout, (bn._get_cache(), relu._get_cache()))
+    bn._accumulate(bn.weight, dgamma)
+    bn._accumulate(bn.bias, dbeta)
+    return dx
 
 
 class Dropout(Module):

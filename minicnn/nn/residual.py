@@ -46,7 +46,8 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.nn import init
-from minicnn.nn.layers import BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, Linear, ReLU, Sigmoid
+from minicnn.nn.layers import (BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, Linear, ReLU, Sigmoid,
+                               bn_relu, bn_relu_backward)
 from minicnn.nn.module import Module, Sequential
 
 SHORTCUTS = ("A", "B", "none")
@@ -247,11 +248,12 @@ class BasicBlock(_PostActivationBlock):
         self._init_stochastic_depth(survival_prob, rng)
 
     def _branch(self, x):
-        return self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        # bn_relu(bn, relu, h) is relu(bn(h)) in one pass (minicnn.nn.layers).
+        return self.bn2(self.conv2(bn_relu(self.bn1, self.relu1, self.conv1(x))))
 
     def _branch_backward(self, d):
         d = self.conv2.backward(self.bn2.backward(d))
-        return self.conv1.backward(self.bn1.backward(self.relu1.backward(d)))
+        return self.conv1.backward(bn_relu_backward(self.bn1, self.relu1, d))
 
     def extra_repr(self):
         return f"{self.in_channels}, {self.channels}, stride={self.stride}"
@@ -316,17 +318,18 @@ class Bottleneck(_PostActivationBlock):
         self._init_stochastic_depth(survival_prob, rng)
 
     def _branch(self, x):
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.relu2(self.bn2(self.conv2(out)))
+        # bn_relu(bn, relu, h) is relu(bn(h)) in one pass (minicnn.nn.layers).
+        out = bn_relu(self.bn1, self.relu1, self.conv1(x))
+        out = bn_relu(self.bn2, self.relu2, self.conv2(out))
         out = self.bn3(self.conv3(out))
         return out if self.se is None else self.se(out)
 
     def _branch_backward(self, d):
         if self.se is not None:
             d = self.se.backward(d)
-        d = self.relu2.backward(self.conv3.backward(self.bn3.backward(d)))
-        d = self.relu1.backward(self.conv2.backward(self.bn2.backward(d)))
-        return self.conv1.backward(self.bn1.backward(d))
+        d = bn_relu_backward(self.bn2, self.relu2, self.conv3.backward(self.bn3.backward(d)))
+        d = bn_relu_backward(self.bn1, self.relu1, self.conv2.backward(d))
+        return self.conv1.backward(d)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.channels}, stride={self.stride}"
@@ -444,12 +447,12 @@ class PreActBlock(Module):
 
     def forward(self, x):
         _check_x("PreActBlock", x, self.in_channels)
-        a = self.relu1(self.bn1(x))
+        a = bn_relu(self.bn1, self.relu1, x)      # relu1(bn1(x)) in one pass
         if self.downsample is None:
             sc = x
         else:
             sc = self.downsample(a if self.shortcut_from_preact else x)
-        out = self.relu2(self.bn2(self.conv1(a)))
+        out = bn_relu(self.bn2, self.relu2, self.conv1(a))
         if self.dropout is not None:
             out = self.dropout(out)
         return self.conv2(out) + sc
@@ -458,7 +461,7 @@ class PreActBlock(Module):
         d = self.conv2.backward(dout)
         if self.dropout is not None:
             d = self.dropout.backward(d)
-        da = self.conv1.backward(self.bn2.backward(self.relu2.backward(d)))
+        da = self.conv1.backward(bn_relu_backward(self.bn2, self.relu2, d))
         dx_short = None
         if self.downsample is None:
             dx_short = dout
@@ -466,7 +469,7 @@ class PreActBlock(Module):
             da = da + self.downsample.backward(dout)     # a fans out: conv1 and the projection
         else:
             dx_short = self.downsample.backward(dout)
-        dx = self.bn1.backward(self.relu1.backward(da))
+        dx = bn_relu_backward(self.bn1, self.relu1, da)
         return dx if dx_short is None else dx + dx_short  # x fans out: branch and shortcut
 
     def extra_repr(self):
