@@ -92,3 +92,46 @@ def test_relu_kernel_rejects_mismatched_sizes():
         act_ext.relu_forward(x, np.empty(4, np.float32), np.empty(5, np.uint8))
     with pytest.raises(ValueError, match="relu_backward"):
         act_ext.relu_backward(x, np.empty(5, np.uint8), np.empty(6, np.float32))
+
+
+# ------------------------------------------------------------- relu(a + b) of residual blocks
+
+from minicnn.functional.activations import add_relu_forward  # noqa: E402
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cython", [True, False], ids=["cython", "plain"])
+@settings(max_examples=20)
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), seed=mst.seeds(),
+       specials=st.booleans())
+def test_add_relu_is_relu_of_the_sum(dtype, cython, shape, seed, specials):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape).astype(dtype)
+    if specials:
+        a.reshape(-1)[rng.integers(0, a.size)] = rng.choice(SPECIAL)
+        b.reshape(-1)[rng.integers(0, b.size)] = rng.choice(SPECIAL)
+    keep_a, keep_b = a.copy(), b.copy()
+    with backend.use_cython(cython), np.errstate(invalid="ignore"):   # inf + -inf on purpose
+        got = add_relu_forward(a, b)
+        want = F.relu_forward(a + b)
+    _assert_identical(got + (got[0],), want + (want[0],))
+    np.testing.assert_array_equal(a, keep_a)
+    np.testing.assert_array_equal(b, keep_b)
+
+
+def test_add_relu_large_and_non_contiguous():
+    rng = np.random.default_rng(2)
+    n = act_ext.PARALLEL_THRESHOLD // (4 * 9 * 9) + 1
+    a = rng.standard_normal((n, 4, 9, 18)).astype(np.float32)[:, :, :, ::2]
+    b = rng.standard_normal((n, 4, 9, 9)).astype(np.float32)
+    got, want = add_relu_forward(a, b), F.relu_forward(a + b)
+    _assert_identical(got + (got[0],), want + (want[0],))
+
+
+def test_add_relu_rejects_mixed_dtypes_and_shapes():
+    a = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="add_relu_forward"):
+        add_relu_forward(a, np.zeros((2, 3), np.float64))
+    with pytest.raises(ValueError, match="add_relu_forward"):
+        add_relu_forward(a, np.zeros((3, 2), np.float32))

@@ -85,6 +85,40 @@ def relu_forward(const floating[::1] x, floating[::1] out, unsigned char[::1] ma
         _relu_block(px, po, pm, b * BLOCK, min(n, (b + 1) * BLOCK))
 
 
+cdef void _add_relu_block(const floating* a, const floating* b, floating* out, unsigned char* mask,
+                          Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v
+    for i in range(lo, hi):
+        v = a[i] + b[i]
+        out[i] = 0 if v <= 0 else v
+        mask[i] = v > 0
+
+
+def add_relu_forward(const floating[::1] a, const floating[::1] b, floating[::1] out,
+                     unsigned char[::1] mask):
+    """out = maximum(a + b, 0) and mask = (a + b > 0), in one pass: a residual block's
+    relu(branch + shortcut) without storing the sum (bit for bit what a + b then
+    relu_forward give).
+
+    Inputs: a, b (size,) float32/float64; out (size,) their dtype and mask (size,) uint8,
+    both overwritten (out may be a or b itself).  Returns None.
+    """
+    cdef Py_ssize_t n = a.shape[0], blk, nblocks
+    if b.shape[0] != n or out.shape[0] != n or mask.shape[0] != n:
+        raise ValueError(f"add_relu_forward: expected b, out and mask of size {n}, received "
+                         f"{b.shape[0]}, {out.shape[0]} and {mask.shape[0]}")
+    if n == 0:
+        return
+    nblocks = (n + BLOCK - 1) // BLOCK
+    cdef const floating* pa = &a[0]
+    cdef const floating* pb = &b[0]
+    cdef floating* po = &out[0]
+    cdef unsigned char* pm = &mask[0]
+    for blk in prange(nblocks, nogil=True, schedule="dynamic", use_threads_if=n >= PARALLEL_MIN):
+        _add_relu_block(pa, pb, po, pm, blk * BLOCK, min(n, (blk + 1) * BLOCK))
+
+
 def relu_backward(const floating[::1] dout, const unsigned char[::1] mask, floating[::1] dx):
     """dx = dout where mask, else 0.
 

@@ -23,6 +23,28 @@ def relu_forward(x):
     return xp.maximum(x, x.dtype.type(0)), x > 0
 
 
+def add_relu_forward(a, b):
+    """relu_forward(a + b): a residual block's relu(branch + shortcut), without storing the sum
+    on the CPU kernel path (one pass instead of two).
+
+    Inputs: a, b of one shape and dtype.  Returns (out, cache) exactly as relu_forward(a + b)
+    does: relu_backward takes the cache.
+    """
+    op = "add_relu_forward"
+    xp = backend.get_array_module(a=a, b=b, op=op)
+    check_float_array(op, "a", a)
+    check_float_array(op, "b", b, dtype=a.dtype)
+    check_shape(op, "b", b, a.shape)
+    kernels = backend.cython_kernels(xp, "activations")
+    if kernels is None or not hasattr(kernels, "add_relu_forward"):
+        return relu_forward(a + b)
+    a, b = xp.ascontiguousarray(a), xp.ascontiguousarray(b)
+    out = xp.empty(a.shape, dtype=a.dtype)
+    mask = xp.empty(a.shape, dtype=bool)
+    kernels.add_relu_forward(a.reshape(-1), b.reshape(-1), out.reshape(-1), mask.reshape(-1).view(xp.uint8))
+    return out, mask
+
+
 def relu_backward(dout, cache):
     """dx = dout where x > 0, else 0 (the kink at 0 gets gradient 0, as PyTorch).
 

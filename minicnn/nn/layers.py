@@ -19,6 +19,7 @@ import numpy as np
 
 import minicnn.functional as F
 from minicnn.functional._validate import check_float_array, check_int, pair
+from minicnn.functional.activations import add_relu_forward
 from minicnn.functional.batchnorm import batchnorm_relu_backward, batchnorm_relu_forward
 from minicnn.nn import init
 from minicnn.nn import module as _module
@@ -406,6 +407,17 @@ def bn_relu_backward(bn, relu, dout):
     bn._accumulate(bn.weight, dgamma)
     bn._accumulate(bn.bias, dbeta)
     return dx
+
+
+def add_relu(relu, a, b):
+    """``relu(a + b)`` for a ReLU layer: a residual block's output, in one pass without storing
+    the sum when possible (same shape and dtype, no forward hook active).  The ReLU keeps
+    the cache its own forward would have stored."""
+    if (type(relu) is not ReLU or _module._FORWARD_HOOKS or getattr(a, "shape", None) != getattr(b, "shape", None)
+            or getattr(a, "dtype", None) != getattr(b, "dtype", None)):
+        return relu(a + b)
+    out, relu._cache = add_relu_forward(a, b)
+    return out
 
 
 class Dropout(Module):

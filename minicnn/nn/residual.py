@@ -47,7 +47,7 @@ import numpy as np
 from minicnn import backend
 from minicnn.nn import init
 from minicnn.nn.layers import (BatchNorm2d, Conv2d, Dropout, GlobalAvgPool2d, Linear, ReLU, Sigmoid,
-                               bn_relu, bn_relu_backward)
+                               add_relu, bn_relu, bn_relu_backward)
 from minicnn.nn.module import Module, Sequential
 
 SHORTCUTS = ("A", "B", "none")
@@ -188,7 +188,8 @@ class _PostActivationBlock(Module):
         _check_x(type(self).__name__, x, self.in_channels)
         out = self._branch(x) if self.stochastic_depth is None else self.stochastic_depth(x)
         if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
+            # relu_out(out + shortcut) without storing the sum (minicnn.nn.layers.add_relu).
+            return add_relu(self.relu_out, out, x if self.downsample is None else self.downsample(x))
         return self.relu_out(out)
 
     def backward(self, dout):
