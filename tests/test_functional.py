@@ -129,6 +129,42 @@ def test_conv_chunk_boundaries(threads, chunk_images, g, seed):
         assert rel_error(got, want) < 1e-10
 
 
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_threaded_conv_backward_is_bitwise_reproducible(kernel):
+    """dW is summed per thread: however the threads are scheduled, every call must give the
+    same bits (a resumed training run must end bit-identical to an uninterrupted one).
+    Random pauses between chunks shuffle which thread finishes first."""
+    import random
+    import time
+    from minicnn.functional import conv
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 8, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((8, 8, kernel, kernel)).astype(np.float32)
+    pause = random.Random(0)
+    run = conv._run
+
+    def jittery_run(fn, *args, **kwargs):
+        def slow(chunks):
+            def chunks_with_pauses():
+                for n0 in chunks:
+                    time.sleep(pause.random() * 2e-3)
+                    yield n0
+            return fn(chunks_with_pauses())
+        return run(slow, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv, "CHUNK_BYTES", 1)                  # one image per chunk: 12 chunks
+        mp.setattr(conv, "PARALLEL_MIN_MACS", 0)
+        mp.setattr(conv.workspace, "cpu_count", lambda: 3)
+        mp.setattr(conv, "_run", jittery_run)
+        out, cache = F.conv2d_forward(x, w, None, pad=kernel // 2)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        first = F.conv2d_backward(dout, cache)
+        for _ in range(8):
+            again = F.conv2d_backward(dout, cache)
+            assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
+
+
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("chunk_images,threads", [(1, True), (2, False), (3, True), (8, False)])
 def test_pointwise_conv_chunks(groups, chunk_images, threads):

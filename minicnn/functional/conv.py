@@ -84,7 +84,7 @@ def _chunk_size(n, k, p, itemsize):
     return max(1, min(n, CHUNK_BYTES // max(1, k * p * itemsize)))
 
 
-def _run(fn, n, step, macs):
+def _run(fn, n, step, macs, fixed_shares=False):
     """fn(chunks) on worker threads (BLAS single-threaded meanwhile), or on the calling thread.
 
     ``chunks`` is an iterator over the first image of every chunk, range(0, n, step); fn
@@ -96,14 +96,23 @@ def _run(fn, n, step, macs):
     at load ~1.4, fwd+bwd of the CIFAR ResNet 64->64 8x8 layer went 17.4 -> 16.1 ms, of
     the 16->16 32x32 one 31.6 -> 30.0 ms.)  Taking from a range iterator is atomic under
     the GIL.
+
+    ``fixed_shares=True``: thread t takes chunks t, t + T, t + 2T, ... instead.  The backward
+    pass needs that: each thread sums dW over its chunks, and float addition is not
+    associative, so chunks taken as threads come free would make dW -- and a training run
+    -- differ in the last bits from run to run (a resumed run would no longer end
+    bit-identical to an uninterrupted one).
     """
     starts = range(0, n, step)
     threads = min(len(starts), workspace.cpu_count())
     if threads < 2 or macs < PARALLEL_MIN_MACS or workspace.blas_threads() is None:
         return [fn(iter(starts))]
-    chunks = iter(starts)
+    if fixed_shares:
+        shares = [iter(starts[t::threads]) for t in range(threads)]
+    else:
+        shares = [iter(starts)] * threads
     with workspace.single_threaded_blas():
-        futures = [workspace.thread_pool().submit(fn, chunks) for _ in range(threads)]
+        futures = [workspace.thread_pool().submit(fn, chunks) for chunks in shares]
         return [f.result() for f in futures]
 
 
@@ -261,8 +270,9 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups):
     Per chunk of m images: dout_chunk is copied to (F, m*OH*OW); the columns are
     recomputed into the workspace; dW += dout_g @ col_g^T (one GEMM per group); then the
     column buffer, no longer needed, receives dcol = W_g^T @ dout_g, which col2im_t adds
-    back onto the chunk's images of dx.  Each worker thread sums its own dW; the
-    partial sums are added at the end.
+    back onto the chunk's images of dx.  Each worker thread sums its own dW over a fixed
+    share of the chunks; the partial sums are added at the end, in thread order, so dW is
+    the same bits on every call (see _run).
     """
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
@@ -312,7 +322,7 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups):
         return dw_t
 
     is_pointwise = kh == kw == 1 and stride == 1 and pad == 0
-    parts = _run(pointwise if is_pointwise else images, n, step, n * f * k * p)
+    parts = _run(pointwise if is_pointwise else images, n, step, n * f * k * p, fixed_shares=True)
     dw_t = parts[0]
     for part in parts[1:]:
         dw_t += part
