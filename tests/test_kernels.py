@@ -279,6 +279,28 @@ def test_max_pool_tie_goes_to_first_tap(enabled, dtype):
     np.testing.assert_array_equal(dx[0, 0], [[0, 6, 0], [2, 0, 1]])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 1, 2, 2), (3, 2, 6, 5), (4, 9, 90, 91)])
+def test_max_pool_2x2_stride2_kernel_matches_plain(dtype, shape):
+    """The 2x2 / stride 2 / no padding kernel (its own loop): odd H and W (last row or column
+    unused), ties, NaNs and -inf, below and above the threading threshold (the last shape)."""
+    x = make_input(8, shape, dtype, ties=True)
+    flat = x.reshape(-1)
+    flat[::17] = np.nan
+    flat[5::23] = -np.inf
+    results = {}
+    for enabled in (True, False):
+        with backend.use_cython(enabled):
+            out, cache = max_pool2d_forward(x, 2, 2)
+            dout = make_input(9, out.shape, dtype)
+            results[enabled] = out, cache[1], max_pool2d_backward(dout, cache)
+    (out_c, arg_c, dx_c), (out_p, arg_p, dx_p) = results[True], results[False]
+    assert out_c.dtype == dtype and dx_c.dtype == dtype
+    np.testing.assert_array_equal(out_c, out_p)      # NaN == NaN for assert_array_equal
+    np.testing.assert_array_equal(arg_c, arg_p)
+    np.testing.assert_array_equal(dx_c, dx_p)
+
+
 def test_max_pool_kernel_nan_and_minus_inf():
     """The kernel's documented edge cases: the first NaN of a window wins (as numpy.max), and
     a window of -inf pixels with padding around still points at a real pixel, never a pad."""

@@ -110,6 +110,50 @@ cdef Py_ssize_t _max_pool_backward_plane(const floating* dout, const int* arg, f
     return bad
 
 
+cdef void _max_pool_plane_2x2(const floating* src, floating* dst, int* arg,
+                              Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow) noexcept nogil:
+    """_max_pool_plane for the common 2x2 window, stride 2, no padding (LeNet, VGG).
+
+    The same row-at-a-time passes (one per tap, branch-free so they vectorise), without
+    the general loop's per-tap bookkeeping (inside range, "nothing seen yet" flag), which
+    dominated planes with short output rows.  Same rule: the first maximum in scan order;
+    a NaN replaces a number once and then stays.
+    """
+    cdef Py_ssize_t i, j
+    cdef const floating* r0
+    cdef const floating* r1
+    cdef floating* best
+    cdef int* best_tap
+    cdef floating b, v
+    cdef int take
+    for i in range(oh):
+        r0 = src + 2 * i * w
+        r1 = r0 + w
+        best = dst + i * ow
+        best_tap = arg + i * ow
+        for j in range(ow):
+            best[j] = r0[2 * j]
+            best_tap[j] = 0
+        for j in range(ow):
+            v = r0[2 * j + 1]
+            b = best[j]
+            take = (v > b) | ((v != v) & (b == b))
+            best[j] = v if take else b
+            best_tap[j] = 1 if take else best_tap[j]
+        for j in range(ow):
+            v = r1[2 * j]
+            b = best[j]
+            take = (v > b) | ((v != v) & (b == b))
+            best[j] = v if take else b
+            best_tap[j] = 2 if take else best_tap[j]
+        for j in range(ow):
+            v = r1[2 * j + 1]
+            b = best[j]
+            take = (v > b) | ((v != v) & (b == b))
+            best[j] = v if take else b
+            best_tap[j] = 3 if take else best_tap[j]
+
+
 def _check_geometry(name, h, w, kh, kw, stride, pad):
     if kh < 1 or kw < 1 or stride < 1 or pad < 0:
         raise ValueError(f"{name}: expected kh, kw, stride >= 1 and pad >= 0, "
@@ -150,7 +194,17 @@ def max_pool_forward(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t k
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &out[0, 0, 0, 0]
     cdef int* arg = &argmax[0, 0, 0, 0]
-    if n * c * plane_in < PARALLEL_MIN:
+    if kh == 2 and kw == 2 and stride == 2 and pad == 0:
+        if n * c * plane_in < PARALLEL_MIN:
+            with nogil:
+                for nc in range(n * c):
+                    _max_pool_plane_2x2(src + nc * plane_in, dst + nc * plane_out,
+                                        arg + nc * plane_out, w, OH, OW)
+        else:
+            for nc in prange(n * c, nogil=True, schedule="static"):
+                _max_pool_plane_2x2(src + nc * plane_in, dst + nc * plane_out,
+                                    arg + nc * plane_out, w, OH, OW)
+    elif n * c * plane_in < PARALLEL_MIN:
         with nogil:
             for nc in range(n * c):
                 _max_pool_plane(src + nc * plane_in, dst + nc * plane_out, arg + nc * plane_out,
