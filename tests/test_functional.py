@@ -578,6 +578,10 @@ C3 = np.zeros(3, dtype=np.float32)
     (lambda: F.avg_pool2d_forward(X[0], 2, 2), ["avg_pool2d_forward", "rank 4"]),
     (lambda: F.global_avg_pool_forward(X[0]), ["global_avg_pool_forward", "rank 4"]),
     (lambda: F.relu_forward(np.arange(3)), ["relu_forward", "float32 or float64", "int64"]),
+    # check_float_array reads dtype.char: float16, long double and complex stay refused.
+    (lambda: F.linear_forward(X.astype(np.float16), W.reshape(4, -1)[:, :192], None), ["linear_forward", "float16"]),
+    (lambda: F.max_pool2d_forward(X.astype(np.longdouble), 2, 2), ["max_pool2d_forward", "float32 or float64"]),
+    (lambda: F.max_pool2d_forward(X.astype(np.complex64), 2, 2), ["max_pool2d_forward", "complex64"]),
     (lambda: F.linear_forward(X, np.zeros((5, 7), np.float32), None), ["linear_forward", "192", "7"]),
     (lambda: F.lrn_forward(X, size=0), ["lrn_forward", "size", "0"]),
     (lambda: F.batchnorm_forward(X, np.ones(4, np.float32), C3, C3, C3, True), ["batchnorm_forward", "gamma", "(3,)", "(4,)"]),
@@ -604,3 +608,12 @@ def test_backward_checks_dout_shape():
     out, cache = F.max_pool2d_forward(X, 2, 2)
     with pytest.raises(ValueError, match="max_pool2d_backward.*dout"):
         F.max_pool2d_backward(np.zeros((2, 3, 3, 3), np.float32), cache)
+
+
+def test_array_module_shortcut_and_full_check():
+    """array_module answers NumPy at once for plain ndarrays and asks backend.get_array_module
+    for anything else (a subclass, a list), which still answers NumPy for host data."""
+    from minicnn.functional._validate import array_module
+    assert array_module("op", x=X, w=None) is np
+    assert array_module("op", x=X.view(np.recarray)) is np
+    assert array_module("op", x=[1.0, 2.0]) is np

@@ -5,7 +5,12 @@ received, so a user never meets a NumPy broadcast error from deep inside an op.
 """
 import operator
 
+import numpy as np
+
+from minicnn import backend
+
 FLOAT_DTYPES = ("float32", "float64")
+_FLOAT_CHARS = ("f", "d")
 
 
 def check_float_array(op, name, a, ndim=None, dtype=None):
@@ -13,7 +18,10 @@ def check_float_array(op, name, a, ndim=None, dtype=None):
     if not hasattr(a, "shape") or not hasattr(a, "dtype"):
         raise ValueError(f"{op}: expected {name} to be a float32 or float64 array, "
                          f"received {type(a).__name__}")
-    if a.dtype.name not in FLOAT_DTYPES:
+    # The dtype's one-letter code ('f' float32, 'd' float64): ``dtype.name`` is built in
+    # Python on every access (the check took 2.9 us with it, 0.44 us now); an op checks
+    # several arrays, and a LeNet step makes ~40 such checks.
+    if getattr(a.dtype, "char", None) not in _FLOAT_CHARS:
         raise ValueError(f"{op}: expected {name} to be float32 or float64, received dtype "
                          f"{a.dtype.name} (convert with .astype(np.float32))")
     if dtype is not None and a.dtype != dtype:
@@ -24,6 +32,20 @@ def check_float_array(op, name, a, ndim=None, dtype=None):
         if a.ndim not in ndims:
             want = " or ".join(str(d) for d in ndims)
             raise ValueError(f"{op}: expected {name} of rank {want}, received shape {tuple(a.shape)}")
+
+
+def array_module(op, **arrays):
+    """``backend.get_array_module(**arrays, op=op)``, with a shortcut for plain NumPy arrays.
+
+    When every array (``None`` skipped) is exactly an ``np.ndarray`` nothing can be mixed and
+    the answer is NumPy; anything else (CuPy, subclasses, lists) takes the full check, which
+    names the offending argument.  The full check builds lists per call, ~2 us -- felt in
+    small networks, whose small layers run in 20-100 microseconds.
+    """
+    for a in arrays.values():
+        if a is not None and type(a) is not np.ndarray:
+            return backend.get_array_module(op=op, **arrays)
+    return np
 
 
 def check_shape(op, name, a, shape):
