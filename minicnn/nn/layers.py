@@ -459,14 +459,15 @@ class Flatten(Module):
         if not hasattr(x, "shape") or x.ndim < 2:
             raise ValueError(f"Flatten: expected an array of rank >= 2 (N, ...), received "
                              f"{getattr(x, 'shape', type(x).__name__)}")
-        self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        out = x.reshape(x.shape[0], -1)
+        self._cache = x.shape, out.shape    # the flat shape too: np.prod per backward cost ~5 us
+        return out
 
     def backward(self, dout):
-        shape = self._get_cache()
-        if dout.shape != (shape[0], int(np.prod(shape[1:]))):
-            raise ValueError(f"Flatten.backward: expected dout of shape "
-                             f"{(shape[0], int(np.prod(shape[1:])))}, received {tuple(dout.shape)}")
+        shape, flat = self._get_cache()
+        if dout.shape != flat:
+            raise ValueError(f"Flatten.backward: expected dout of shape {tuple(flat)}, received "
+                             f"{tuple(dout.shape)}")
         return dout.reshape(shape)
 
 
