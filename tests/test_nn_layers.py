@@ -384,3 +384,70 @@ def test_conv_attributes_follow_pytorch_names():
     assert conv.bias is None and [n for n, _ in conv.named_parameters()] == ["weight"]
     assert repr(conv) == "Conv2d(4, 8, kernel_size=(3, 5), stride=2, padding=1, groups=4, bias=False)"
     assert repr(nn.Conv2d(3, 6, 5, rng=0)) == "Conv2d(3, 6, kernel_size=(5, 5), stride=1)"
+
+
+# ------------------------------------------------------------- ReLU -> MaxPool2d run fused by Sequential
+
+@pytest.mark.parametrize("cython", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool_args, shape", [((2, 2, 0), (3, 4, 9, 7)), ((3, 2, 1), (2, 3, 8, 11)),
+                                              ((2, 1, 0), (2, 2, 5, 6))])
+def test_sequential_relu_maxpool_fused_matches_one_by_one(cython, dtype, pool_args, shape):
+    """Sequential runs ReLU -> MaxPool2d as relu(max_pool(x)): outputs and input gradients are
+    the same bits as the layers one by one (odd sizes, overlapping and padded windows, ties at
+    0, a NaN, -inf), on the Cython and the plain (CuPy) path."""
+    from minicnn import backend
+    k, s, p = pool_args
+    rng = np.random.default_rng(0)
+    x = np.round(rng.standard_normal(shape) * 2).astype(dtype)      # many ties, zeros, negatives
+    x.reshape(-1)[::13] = -np.inf
+    x.reshape(-1)[7] = np.nan
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(k, stride=s, padding=p), nn.Flatten())
+    relu, pool = nn.ReLU(), nn.MaxPool2d(k, stride=s, padding=p)
+    with backend.use_cython(cython):
+        out = net(x)
+        assert net._fused == {0}
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        dx = net.backward(dout)
+        ref = pool(relu(x)).reshape(out.shape)
+        dref = relu.backward(pool.backward(dout.reshape(ref.shape[0], -1).reshape(pool._cache[1].shape)))
+    assert out.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(dx, dref)
+
+
+def test_sequential_relu_maxpool_unfused_under_a_hook():
+    """A forward hook sees both layers' outputs: the pair then runs one by one."""
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    seen = []
+    with forward_hook(lambda m, x, out: seen.append(type(m).__name__)):
+        out = net(x)
+    assert seen == ["ReLU", "MaxPool2d", "Sequential"] and net._fused == set()
+    np.testing.assert_array_equal(net.backward(np.ones_like(out)),
+                                  F.max_pool2d_backward(np.ones_like(out),
+                                                        F.max_pool2d_forward(np.maximum(x, 0), 2, 2)[1])
+                                  * (x > 0))
+
+
+def test_sequential_relu_maxpool_gradcheck():
+    """float64 numeric gradient through a fused pair (weights and input)."""
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, rng=0, dtype=np.float64), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 2, rng=1, dtype=np.float64))
+    x = np.random.default_rng(2).standard_normal((2, 2, 4, 4))
+    out = net(x)
+    assert net._fused == {1}
+    dout = np.random.default_rng(3).standard_normal(out.shape)
+    net.zero_grad()
+    dx = net.backward(dout)
+    num = numeric_gradient(lambda v: net(v), x, dout)
+    assert rel_error(dx, num) < 1e-6
+    w = net[0].weight
+    w0 = w.data
+
+    def with_weight(v):
+        w.data = v
+        return net(x)
+    num_w = numeric_gradient(with_weight, w0, dout)
+    w.data = w0
+    assert rel_error(w.grad, num_w) < 1e-6
