@@ -170,29 +170,6 @@ class ReLU(Module):
     def backward(self, dout):
         return F.relu_backward(dout, self._get_cache())
 
-    def _fused_forward(self, nxt, x):
-        """``nxt(self(x))`` when ``nxt`` is a MaxPool2d, run as relu(max_pool(x)); else None.
-
-        Max pooling commutes with ReLU (both are monotone: the window's maximum of relu(x)
-        is relu of its maximum, and the first positive maximum is the same pixel), so the
-        ReLU runs on the pooled map, a quarter of the size for 2x2 pools, and its mask
-        is that size too.  Same outputs and gradients, bit for bit: the backward masks dout
-        with the small mask, then routes it through the pool's argmax (a window whose
-        maximum is <= 0 gets no gradient in either order).  Sequential calls this; the two
-        caches belong to the pair, so after a fused forward the pair's backward must run
-        together (Sequential.backward does).  With a forward hook active (summary) the
-        layers run one by one, so the hook sees both outputs.
-        """
-        if type(self) is not ReLU or type(nxt) is not MaxPool2d or _module._FORWARD_HOOKS:
-            return None
-        pooled, nxt._cache = F.max_pool2d_forward(x, nxt.kernel_size, nxt.stride, nxt.padding)
-        out, self._cache = F.relu_forward(pooled)
-        return out
-
-    def _fused_backward(self, nxt, dout):
-        """Backward of _fused_forward: nxt.backward and self.backward of the pair, in one."""
-        return F.max_pool2d_backward(F.relu_backward(dout, self._get_cache()), nxt._get_cache())
-
 
 class Sigmoid(Module):
     """1 / (1 + exp(-x)), elementwise (LeNet-5's squashing, SE's gate); any shape."""

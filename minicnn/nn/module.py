@@ -461,36 +461,11 @@ class Sequential(Module):
             raise IndexError(f"Sequential index {idx!r} out of range for {len(self)} modules") from None
 
     def forward(self, x):
-        # A module may offer to run together with the next one (``_fused_forward(next, x)``,
-        # e.g. ReLU -> MaxPool2d in one cheaper order); it returns None when it cannot.
-        # The pairs that ran fused are remembered for backward.
-        modules = [getattr(self, name) for name in self._module_names]
-        fused = set()
-        i, n = 0, len(modules)
-        while i < n:
-            module = modules[i]
-            fuse = getattr(module, "_fused_forward", None) if i + 1 < n else None
-            if fuse is not None:
-                out = fuse(modules[i + 1], x)
-                if out is not None:
-                    x = out
-                    fused.add(i)
-                    i += 2
-                    continue
+        for module in self.children():
             x = module(x)
-            i += 1
-        object.__setattr__(self, "_fused", fused)
         return x
 
     def backward(self, dout):
-        modules = [getattr(self, name) for name in self._module_names]
-        fused = getattr(self, "_fused", ())
-        i = len(modules) - 1
-        while i >= 0:
-            if i - 1 in fused:      # modules i-1, i ran as one pair in forward
-                dout = modules[i - 1]._fused_backward(modules[i], dout)
-                i -= 2
-            else:
-                dout = modules[i].backward(dout)
-                i -= 1
+        for module in reversed(list(self.children())):
+            dout = module.backward(dout)
         return dout
