@@ -88,6 +88,10 @@ def get_array_module(*arrays, **named):
     refuses implicit host/device copies on purpose, and so do we.
     """
     op = named.pop("op", None)
+    # The common case on the CPU, answered without building the lists below (they cost ~2 us
+    # a call, felt in small networks whose layers run in 20-100 us): plain NumPy arrays only.
+    if all(a is None or type(a) is np.ndarray for a in (*arrays, *named.values())):
+        return np
     items = [(f"argument {i}", a) for i, a in enumerate(arrays)] + list(named.items())
     items = [(k, a) for k, a in items if a is not None]
     on_gpu = [k for k, a in items if _is_cupy_array(a)]

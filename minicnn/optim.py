@@ -32,7 +32,6 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.backend import get_array_module
-from minicnn.functional._validate import array_module
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "StepLR", "MultiStepLR", "CosineAnnealingLR",
            "LinearWarmup", "ReduceLROnPlateau"]
@@ -127,7 +126,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.step: expected the gradient of parameter "
                                  f"{i} with shape {tuple(p.data.shape)}, received "
                                  f"{tuple(p.grad.shape)}")
-            self._update(p.data, p.grad, st, array_module("step", data=p.data, grad=p.grad))
+            self._update(p.data, p.grad, st, get_array_module(data=p.data, grad=p.grad, op="step"))
 
     def _decayed(self, data, grad):
         # L2 weight decay as PyTorch applies it: added to the gradient (a new array --

@@ -610,10 +610,11 @@ def test_backward_checks_dout_shape():
         F.max_pool2d_backward(np.zeros((2, 3, 3, 3), np.float32), cache)
 
 
-def test_array_module_shortcut_and_full_check():
-    """array_module answers NumPy at once for plain ndarrays and asks backend.get_array_module
-    for anything else (a subclass, a list), which still answers NumPy for host data."""
-    from minicnn.functional._validate import array_module
-    assert array_module("op", x=X, w=None) is np
-    assert array_module("op", x=X.view(np.recarray)) is np
-    assert array_module("op", x=[1.0, 2.0]) is np
+def test_get_array_module_shortcut_and_full_check():
+    """get_array_module answers NumPy at once for plain ndarrays; anything else (a subclass,
+    a list) takes the full check, which still answers NumPy for host data."""
+    from minicnn.backend import get_array_module
+    assert get_array_module(x=X, w=None, op="op") is np
+    assert get_array_module(X, None) is np
+    assert get_array_module(x=X.view(np.recarray), op="op") is np
+    assert get_array_module(x=[1.0, 2.0], op="op") is np

@@ -5,10 +5,6 @@ received, so a user never meets a NumPy broadcast error from deep inside an op.
 """
 import operator
 
-import numpy as np
-
-from minicnn import backend
-
 FLOAT_DTYPES = ("float32", "float64")
 _FLOAT_CHARS = ("f", "d")
 
@@ -32,20 +28,6 @@ def check_float_array(op, name, a, ndim=None, dtype=None):
         if a.ndim not in ndims:
             want = " or ".join(str(d) for d in ndims)
             raise ValueError(f"{op}: expected {name} of rank {want}, received shape {tuple(a.shape)}")
-
-
-def array_module(op, **arrays):
-    """``backend.get_array_module(**arrays, op=op)``, with a shortcut for plain NumPy arrays.
-
-    When every array (``None`` skipped) is exactly an ``np.ndarray`` nothing can be mixed and
-    the answer is NumPy; anything else (CuPy, subclasses, lists) takes the full check, which
-    names the offending argument.  The full check builds lists per call, ~2 us -- felt in
-    small networks, whose small layers run in 20-100 microseconds.
-    """
-    for a in arrays.values():
-        if a is not None and type(a) is not np.ndarray:
-            return backend.get_array_module(op=op, **arrays)
-    return np
 
 
 def check_shape(op, name, a, shape):

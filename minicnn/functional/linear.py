@@ -7,7 +7,8 @@ Shapes::
     b    (M,) or None
     out  (N, M)
 """
-from minicnn.functional._validate import array_module, check_float_array, check_shape
+from minicnn import backend
+from minicnn.functional._validate import check_float_array, check_shape
 
 
 def linear_forward(x, w, b):
@@ -17,7 +18,7 @@ def linear_forward(x, w, b):
     Returns (out, cache); out: (N, M).
     """
     op = "linear_forward"
-    array_module(op, x=x, w=w, b=b)
+    backend.get_array_module(x=x, w=w, b=b, op=op)
     check_float_array(op, "x", x)
     check_float_array(op, "w", w, ndim=2, dtype=x.dtype)
     if x.ndim < 2:
@@ -43,7 +44,7 @@ def linear_backward(dout, cache):
     """
     x_shape, x2, w, has_bias = cache
     op = "linear_backward"
-    array_module(op, dout=dout, w=w)
+    backend.get_array_module(dout=dout, w=w, op=op)
     check_float_array(op, "dout", dout, dtype=w.dtype)
     check_shape(op, "dout", dout, (x2.shape[0], w.shape[0]))
     dx = (dout @ w).reshape(x_shape)

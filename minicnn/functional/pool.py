@@ -20,7 +20,7 @@ the whole batch (NumPy/CuPy-generic, the path CuPy runs); on the CPU the Cython
 kernels in ``minicnn/_ext/pool.pyx`` compute the same out and argmax directly.
 """
 from minicnn import backend
-from minicnn.functional._validate import array_module, check_float_array, check_int, check_shape, output_size, pair
+from minicnn.functional._validate import check_float_array, check_int, check_shape, output_size, pair
 
 
 def _pool_geometry(op, x, size, stride, pad):
@@ -59,7 +59,7 @@ def max_pool2d_forward(x, size, stride, pad=0):
     Returns (out, cache); out: (N, C, OH, OW).  The cache holds the argmax tap of every output.
     """
     op = "max_pool2d_forward"
-    xp = array_module(op, x=x)
+    xp = backend.get_array_module(x=x, op=op)
     kh, kw, stride, pad, oh, ow = _pool_geometry(op, x, size, stride, pad)
     n, c = x.shape[:2]
     out = xp.empty((n, c, oh, ow), dtype=x.dtype)
@@ -91,7 +91,7 @@ def max_pool2d_backward(dout, cache):
     """
     x_shape, argmax, kh, kw, stride, pad = cache
     op = "max_pool2d_backward"
-    xp = array_module(op, dout=dout, argmax=argmax)
+    xp = backend.get_array_module(dout=dout, argmax=argmax, op=op)
     check_float_array(op, "dout", dout)
     check_shape(op, "dout", dout, argmax.shape)
     n, c, h, w = x_shape
@@ -115,7 +115,7 @@ def avg_pool2d_forward(x, size, stride, pad=0):
     Returns (out, cache); out: (N, C, OH, OW).
     """
     op = "avg_pool2d_forward"
-    xp = array_module(op, x=x)
+    xp = backend.get_array_module(x=x, op=op)
     kh, kw, stride, pad, oh, ow = _pool_geometry(op, x, size, stride, pad)
     xpad = _pad(xp, x, pad, 0)
     out = xp.zeros((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
@@ -132,7 +132,7 @@ def avg_pool2d_backward(dout, cache):
     """
     x_shape, kh, kw, stride, pad = cache
     op = "avg_pool2d_backward"
-    xp = array_module(op, dout=dout)
+    xp = backend.get_array_module(dout=dout, op=op)
     n, c, h, w = x_shape
     check_float_array(op, "dout", dout, ndim=4)
     oh, ow = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
@@ -160,7 +160,7 @@ def global_avg_pool_backward(dout, cache):
     """
     n, c, h, w = cache
     op = "global_avg_pool_backward"
-    xp = array_module(op, dout=dout)
+    xp = backend.get_array_module(dout=dout, op=op)
     check_float_array(op, "dout", dout)
     check_shape(op, "dout", dout, (n, c))
     share = dout * dout.dtype.type(1.0 / (h * w))
