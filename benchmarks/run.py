@@ -1,6 +1,6 @@
 """minicnn vs PyTorch vs the textbook NumPy approach, on the layers of real networks.
 
-One command prints one table (float32, median wall time of forward + backward):
+One command prints the tables (float32, median wall time of forward + backward):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/run.py
 
@@ -8,7 +8,8 @@ One command prints one table (float32, median wall time of forward + backward):
 - end-to-end training throughput (forward, backward, SGD momentum step; batch 128, random
   CIFAR-shaped data) of LeNet-5 (3 input channels), CIFAR ResNet-20 and a small VGG
   (conv 64-64-pool-128-128-pool-256-pool, then a linear classifier, ReLU after every conv);
-- the float32 GEMM rate (1024^3 matmul): the ceiling of any im2col + GEMM convolution.
+- the float32 GEMM rate (1024^3 matmul): the ceiling of any im2col + GEMM convolution;
+- the memory of a training step of the same three models (see below).
 
 PyTorch is optional (not a dependency).  When ``import torch`` works its column is filled
 in: run this file with a Python that has torch and sees minicnn, e.g.
@@ -25,10 +26,33 @@ minicnn and PyTorch take turns run by run, so that a burst of load from another 
 hits them alike (the textbook path is timed in a pass of its own, after them); in each turn an implementation runs
 twice back to back and the second call is timed (see ``time_alternating``); each figure
 is the median of ``--repeat`` such turns after one warm-up.  Both libraries use every core they may
-(torch.set_num_threads; minicnn's own chunk threads and BLAS).  Options: ``--repeat R``,
-``--steps S`` (timed training steps per model), ``--only SUBSTR`` (rows whose name
-contains it), ``--no-torch``, ``--no-textbook``, ``--quick`` (tiny sizes: a smoke test
-whose numbers mean nothing).
+(torch.set_num_threads; minicnn's own chunk threads and BLAS).
+
+Memory: each (model, library) pair is measured in a fresh process (this file run again
+with a hidden ``--_memory-probe``), since memory one measurement frees stays with the
+process (glibc keeps freed heap for reuse) and would hide the next one's needs.  The
+child builds the model, the batch and the optimizer as the throughput rows do (same
+threads), takes its resident set size (VmRSS) as the baseline, resets the peak RSS
+(VmHWM, via /proc/self/clear_refs) and runs 5 training steps; the figure is peak RSS -
+baseline: what a step needs above the model and the data -- activations and caches,
+gradients, optimizer state, workspaces, and the allocator's slack.  The baseline is taken
+before the first step, not after a warm-up one: after a step, both libraries' processes
+keep the freed heap resident (measured here: PyTorch's RSS between steps stayed at
+90-360 MB above the baseline), so "peak - RSS after a warm-up" would mostly measure
+what the allocator happened to keep (0-50 MB here, for either).  MB are 2^20 bytes.  (minicnn allocates its
+gradients with the model, PyTorch at the first backward: a few MB here, counted for
+PyTorch only.)  minicnn's peak repeats to within 1% from run to run; PyTorch's varied
+by up to 25% (e.g. 272-343 MB for the small VGG: its heap fragments differently from run
+to run, and its peak crept up over 20 steps).  For minicnn a second view: the NumPy arrays live
+at the peak of one steady-state step, by tracemalloc, and of those the ones held between
+steps (the layers' caches of the last step), both without the state allocated before
+(parameters, gradients, momentum, workspaces).  Linux only exactly: without /proc the
+figures are lower bounds (baseline = peak RSS so far, by getrusage); without getrusage
+(Windows) the table is skipped.
+
+Options: ``--repeat R``, ``--steps S`` (timed training steps per model), ``--only SUBSTR``
+(rows whose name contains it), ``--no-torch``, ``--no-textbook``, ``--no-memory``,
+``--quick`` (tiny sizes: a smoke test whose numbers mean nothing).
 """
 import argparse
 import os
@@ -325,38 +349,151 @@ def torch_models():
     return {"LeNet-5": lenet, "ResNet-20": resnet20, "small VGG": vgg}
 
 
-def train_cases(batch):
-    mine = {"LeNet-5": lambda: models.create("lenet5", in_channels=3, rng=0),
-            "ResNet-20": lambda: models.create("resnet20", rng=0),
-            "small VGG": small_vgg}
-    theirs = torch_models() if torch is not None else {}
+def train_data(batch):
+    """The random CIFAR-shaped batch every training row uses: x (batch, 3, 32, 32) float32, labels y."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32), dtype=DTYPE)
-    y = rng.integers(0, 10, batch)
-    cases = []
-    for name, make in mine.items():
-        net = make()
+    return rng.standard_normal((batch, 3, 32, 32), dtype=DTYPE), rng.integers(0, 10, batch)
+
+
+MINE = {"LeNet-5": lambda: models.create("lenet5", in_channels=3, rng=0),
+        "ResNet-20": lambda: models.create("resnet20", rng=0),
+        "small VGG": small_vgg}
+
+
+def train_step(name, lib, x, y):
+    """A no-argument training step (zero_grad, forward, loss, backward, SGD momentum step) of
+    model ``name`` in ``lib`` ("minicnn" or "torch") on the batch (x, y); the model and the
+    optimizer are built here."""
+    if lib == "minicnn":
+        net = MINE[name]()
         opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         loss = nn.CrossEntropyLoss()
 
-        def step(net=net, opt=opt, loss=loss):
+        def step():
             opt.zero_grad()
             loss.forward(net(x), y)
             net.backward(loss.backward())
             opt.step()
-        impls = {"minicnn": step}
-        if name in theirs:
-            tnet = theirs[name]()
-            topt = torch.optim.SGD(tnet.parameters(), lr=0.01, momentum=0.9)
-            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        return step
+    tnet = torch_models()[name]()
+    topt = torch.optim.SGD(tnet.parameters(), lr=0.01, momentum=0.9)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
 
-            def tstep(tnet=tnet, topt=topt):
-                topt.zero_grad()
-                TF.cross_entropy(tnet(tx), ty).backward()
-                topt.step()
-            impls["torch"] = tstep
-        cases.append((name, impls))
-    return cases
+    def tstep():
+        topt.zero_grad()
+        TF.cross_entropy(tnet(tx), ty).backward()
+        topt.step()
+    return tstep
+
+
+def train_cases(batch):
+    x, y = train_data(batch)
+    libs = ("minicnn", "torch") if torch is not None else ("minicnn",)
+    return [(name, {lib: train_step(name, lib, x, y) for lib in libs}) for name in MINE]
+
+
+# ----------------------------------------------------------------------------- memory
+
+MEMORY_STEPS = 5
+
+
+def _proc_status():
+    """{"VmRSS": bytes, "VmHWM": bytes} of this process, or None where there is no /proc."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM")}
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _reset_peak_rss():
+    """Lower VmHWM to the current RSS (Linux >= 4.0), so that the peak read later is the
+    steps' own and not the import's or the model build's; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _maxrss():
+    """Peak RSS in bytes by getrusage (kB on Linux, bytes on macOS), or None (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+def memory_probe(name, lib, batch):
+    """Run in a fresh process (see ``memory_rows``): bytes of memory a training step needs.
+
+    Builds the model, the batch and the optimizer exactly as the throughput rows do, takes
+    the resident set size as the baseline, runs MEMORY_STEPS steps and reads the peak RSS.
+    Returns a dict: "peak" (peak RSS - baseline), "held" (RSS after the steps - baseline),
+    "exact" (False when the peak may include the time before the baseline, or, without
+    /proc, the baseline is itself a peak), and for minicnn "np_peak" and "np_held" (see below).
+    """
+    import gc
+    if torch is not None:
+        torch.set_num_threads(workspace.cpu_count())
+    x, y = train_data(batch)
+    step = train_step(name, lib, x, y)
+    gc.collect()
+    status = _proc_status()
+    if status is not None:
+        exact = _reset_peak_rss()
+        base = status["VmRSS"]
+    else:
+        exact, base = False, _maxrss()
+        if base is None:
+            return None
+    for _ in range(MEMORY_STEPS):
+        step()
+    status = _proc_status()
+    peak = status["VmHWM"] if status is not None else _maxrss()
+    res = {"peak": peak - base, "held": None if status is None else status["VmRSS"] - base, "exact": exact}
+    if lib == "minicnn":
+        # NumPy reports its array data to tracemalloc.  Trace one step, so that what the
+        # next step frees of it (the previous step's caches) is traced too, then take the
+        # traced peak of the following step: the arrays live at once in a steady-state step,
+        # not counting the state allocated before tracing (parameters, gradients, momentum,
+        # workspace buffers) nor allocator slack.
+        import tracemalloc
+        tracemalloc.start()
+        step()
+        tracemalloc.reset_peak()
+        held = tracemalloc.get_traced_memory()[0]
+        step()
+        res["np_held"], res["np_peak"] = held, tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return res
+
+
+def memory_rows(names, libs, batch):
+    """{name: {lib: memory_probe result or an error string}}, each in a process of its own.
+
+    A fresh process per measurement, because memory freed by one model stays in the
+    process (glibc keeps freed heap for reuse) and would hide the next model's needs.
+    """
+    import json
+    import subprocess
+    rows = {}
+    for name in names:
+        rows[name] = {}
+        for lib in libs:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--_memory-probe", name, lib,
+                                   str(batch)] + (["--no-torch"] if torch is None else []),
+                                  capture_output=True, text=True)
+            if proc.returncode == 0 and proc.stdout.strip():
+                rows[name][lib] = json.loads(proc.stdout.strip().splitlines()[-1])
+            else:
+                err = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+                rows[name][lib] = err
+    return rows
 
 
 # ----------------------------------------------------------------------------- timing
@@ -411,11 +548,18 @@ def main(argv=None):
                     "comma-separated substrings")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-textbook", action="store_true")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory table")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    ap.add_argument("--_memory-probe", nargs=3, metavar=("MODEL", "LIB", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     global torch
     if args.no_torch:
         torch = None
+    if args._memory_probe:      # the child process of memory_rows: one measurement, as JSON
+        import json
+        name, lib, batch = args._memory_probe
+        print(json.dumps(memory_probe(name, lib, int(batch))))
+        return
     threads = workspace.cpu_count()
     if torch is not None:
         torch.set_num_threads(threads)
@@ -458,6 +602,41 @@ def main(argv=None):
         mine, theirs = batch / t["minicnn"], (batch / t["torch"] if "torch" in t else None)
         print(f"| {name} | {mine:.0f} | {'-' if theirs is None else f'{theirs:.0f}'} | "
               f"{'-' if theirs is None else f'{mine / theirs:.2f}x'} |", flush=True)
+    if not args.no_memory:
+        print_memory(args, batch)
+
+
+def fmt_mb(r, key):
+    return "-" if not isinstance(r, dict) or r.get(key) is None else f"{r[key] / 2 ** 20:.1f}"
+
+
+def print_memory(args, batch):
+    names = [name for name in MINE if wanted(args.only, name)]
+    if not names:
+        return
+    libs = ("minicnn", "torch") if torch is not None else ("minicnn",)
+    rows = memory_rows(names, libs, batch)
+    print()
+    print(f"| training step memory, batch {batch} | minicnn MB | PyTorch MB | minicnn / PyTorch "
+          f"| minicnn NumPy arrays MB (held between steps) |")
+    print("|---|---|---|---|---|")
+    notes = set()
+    for name in names:
+        mine, theirs = rows[name]["minicnn"], rows[name].get("torch")
+        for lib, r in rows[name].items():
+            if isinstance(r, str):
+                notes.add(f"{name}, {lib}: {r}")
+            elif r is None:
+                notes.add("no /proc and no getrusage here: memory not measured")
+            elif not r["exact"]:
+                notes.add("peak RSS could not be reset after the model was built: the peaks are upper bounds"
+                          if r["held"] is not None else "no /proc: the baseline is a peak, the figures lower bounds")
+        ratio = (f"{mine['peak'] / theirs['peak']:.2f}x" if isinstance(mine, dict) and isinstance(theirs, dict)
+                 and theirs["peak"] > 0 else "-")
+        np_view = f"{fmt_mb(mine, 'np_peak')} ({fmt_mb(mine, 'np_held')})" if isinstance(mine, dict) else "-"
+        print(f"| {name} | {fmt_mb(mine, 'peak')} | {fmt_mb(theirs, 'peak')} | {ratio} | {np_view} |", flush=True)
+    for note in sorted(notes):
+        print(f"# {note}")
 
 
 if __name__ == "__main__":
