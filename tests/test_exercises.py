@@ -350,9 +350,15 @@ MUTANTS = [
     ("LRN alpha not divided by size", REFERENCE.replace("return F.lrn_forward(x, size, alpha, beta, k)",
                                                         "return F.lrn_forward(x, size, alpha * size, beta, k)"),
      "lrn_forward", "lrn_alpha_size"),
+    # The mutant keeps its own cache: minicnn's is opaque (its Cython path holds no scale).
     ("LRN backward without the neighbours' terms",
-     REFERENCE.replace("return F.lrn_backward(dout, cache)",
-                       "x, scale, size, alpha, beta = cache\n    return dout * scale ** -beta"),
+     REFERENCE.replace("return F.lrn_forward(x, size, alpha, beta, k)",
+                       "return F.lrn_forward(x, size, alpha, beta, k)[0], (x, size, alpha, beta, k)").replace(
+         "return F.lrn_backward(dout, cache)",
+         "x, size, alpha, beta, k = cache\n"
+         "    sq = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2), (0, 0), (0, 0)))\n"
+         "    scale = k + alpha / size * sum(sq[:, d:d + x.shape[1]] for d in range(size))\n"
+         "    return dout * scale ** -beta"),
      "lrn_backward", "lrn_cross_terms"),
     ("residual backward without the shortcut", REFERENCE.replace("return dxb + ds, dw1", "return dxb, dw1"),
      "residual_block_backward", "residual_shortcut"),

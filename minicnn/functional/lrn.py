@@ -10,7 +10,15 @@ Convention trap: the AlexNet paper writes the sum *without* the 1/size, with
 setting is ``size=5, alpha=5e-4`` (= 1e-4 * 5), ``beta=0.75, k=2``.
 
 Shapes: x (N, C, H, W); out and dx the same.
+
+The plain version below is NumPy/CuPy-generic (the path CuPy runs).  On the CPU the Cython
+kernels in ``minicnn/_ext/lrn.pyx`` compute the same in one pass per direction: the power
+is taken once per element (by square roots for beta = 0.75) and scale ** -beta is kept for
+the backward pass, which then takes none.  They recompute the window sums from x in the
+backward pass, so -- as for conv2d -- x must not be changed between the two passes.
 """
+import numpy as np
+
 from minicnn import backend
 from minicnn.functional._validate import check_float_array, check_int, check_shape
 
@@ -38,11 +46,29 @@ def lrn_forward(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
     if not k > 0:
         raise ValueError(f"{op}: expected k > 0 (it keeps the denominator positive), received {k!r}")
     dt = x.dtype.type
+    kernels = backend.cython_kernels(xp, "lrn")
+    if kernels is not None:
+        x = np.ascontiguousarray(x)
+        n, c, h, w = x.shape
+        out = np.empty(x.shape, dtype=x.dtype)
+        scale_pow = np.empty(x.shape, dtype=x.dtype)
+        alpha, beta, k = float(alpha), float(beta), float(k)
+        kernels.forward(x.reshape(n, c, h * w), size, alpha / size, beta, k,
+                        out.reshape(n, c, h * w), scale_pow.reshape(n, c, h * w))
+        # scale is not kept (the backward pass recomputes it from x), scale ** -beta is.
+        return out, (x, None, scale_pow, size, alpha, beta, k)
+    scale = _scale(xp, x, size, alpha, k)
+    out = x * scale ** dt(-beta)
+    return out, (x, scale, None, size, dt(alpha), dt(beta), dt(k))
+
+
+def _scale(xp, x, size, alpha, k):
+    """scale = k + alpha / size * (window sum of x^2), in x's dtype (the plain path)."""
+    dt = x.dtype.type
     scale = _channel_window_sum(xp, x * x, size // 2, (size - 1) // 2)
     scale *= dt(alpha / size)
     scale += dt(k)
-    out = x * scale ** dt(-beta)
-    return out, (x, scale, size, dt(alpha), dt(beta))
+    return scale
 
 
 def lrn_backward(dout, cache):
@@ -54,11 +80,23 @@ def lrn_backward(dout, cache):
 
     Inputs: dout (N, C, H, W); cache.  Returns dx: (N, C, H, W).
     """
-    x, scale, size, alpha, beta = cache
+    x, scale, scale_pow, size, alpha, beta, k = cache
     op = "lrn_backward"
     xp = backend.get_array_module(dout=dout, x=x, op=op)
     check_float_array(op, "dout", dout, dtype=x.dtype)
     check_shape(op, "dout", dout, x.shape)
+    if scale is None:
+        # Forward ran the Cython kernel: x is a contiguous NumPy array, scale_pow its scale ** -beta.
+        kernels = backend.cython_kernels(xp, "lrn")
+        if kernels is None:   # switched off after the forward pass: recompute scale
+            scale = _scale(xp, x, size, alpha, k)
+        else:
+            n, c, h, w = x.shape
+            dx = np.empty(x.shape, dtype=x.dtype)
+            kernels.backward(np.ascontiguousarray(dout).reshape(n, c, h * w), x.reshape(n, c, h * w),
+                             scale_pow.reshape(n, c, h * w), size, alpha / size, k,
+                             2 * alpha * beta / size, dx.reshape(n, c, h * w))
+            return dx
     scale_pow = scale ** (-beta)
     t = dout * x * scale_pow / scale                   # dout_c * a_c * scale_c^(-beta-1)
     gathered = _channel_window_sum(xp, t, (size - 1) // 2, size // 2)
