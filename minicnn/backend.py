@@ -147,7 +147,8 @@ def cython_available():
 
 
 def cython_kernels(xp, name):
-    """The Cython kernel module ``name`` ('im2col', 'pool', 'batchnorm', 'activations', 'lrn') for arrays of module ``xp``, or None.
+    """The Cython kernel module ``name`` ('im2col', 'pool', 'batchnorm', 'activations', 'lrn',
+    'winograd') for arrays of module ``xp``, or None.
 
     None means: take the plain xp path.  That happens for CuPy arrays, when the
     kernels are switched off, and -- with one warning per process -- when the

@@ -1,0 +1,264 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The four Winograd F(2x2, 3x3) tile transforms written out in C.
+
+Same layouts and results as the NumPy functions of ``minicnn.functional.winograd`` (read
+that module first: it explains the algorithm), for a chunk of m images::
+
+    x, dx   (m, C, H, W)            out, dout  (m, F, OH, OW)       OH = H + 2*pad - 2
+    V, dV   (16, C, m*TH*TW)        M, dM      (16, F, m*TH*TW)     TH = ceil(OH / 2)
+
+The 16 matrices of V, M, dV, dM may lie further apart than their size (a (16, K, T) view of
+a buffer with padding between them): each tile reads or writes one value in each of the
+16, and 16 streams a multiple of 4 KB apart fall into the same set of the L1 cache, which
+holds only 8 ways -- a few hundred bytes of padding made these loops up to 3x faster.  (So those arguments
+are typed ``[:, :, :]`` and checked to be C-contiguous within each of the 16 matrices.)
+
+Each function works one (image, channel) plane at a time through a small zero-bordered
+copy of the plane, so the tile loops need no bounds checks: tiles that reach into the
+padding, or past an odd output size, read zeros there (and their extra outputs are
+dropped).  They run on the calling thread without the GIL; the conv shares chunks of
+images out over the cores itself (``conv._run``).
+"""
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+ctypedef fused floating:
+    float
+    double
+
+
+def _tiles(name, h, w, pad):
+    oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{name}: a 3x3 window does not fit a {h}x{w} input with pad={pad}")
+    return oh, ow, (oh + 1) // 2, (ow + 1) // 2
+
+
+def _check_blocks(name, arg, k, t, row_stride, item_stride, itemsize):
+    # (NumPy gives a length-1 axis any stride: only axes longer than 1 are checked.)
+    if (t > 1 and item_stride != itemsize) or (k > 1 and row_stride != t * itemsize):
+        raise ValueError(f"{name}: expected {arg} to be 16 C-contiguous (K, T) matrices, received "
+                         f"strides (..., {row_stride}, {item_stride})")
+
+
+cdef floating* _scratch(Py_ssize_t size, floating* like) except NULL:
+    cdef floating* p = <floating*> malloc(size * sizeof(floating))
+    if p == NULL:
+        raise MemoryError("winograd: no memory for a plane buffer")
+    return p
+
+
+def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, :, :] v):
+    """V = B^T d B for every (channel, tile) of a chunk.
+
+    Inputs: x (m, C, H, W) C-contiguous; pad >= 0; v (16, C, m*TH*TW), x's dtype, overwritten.
+    """
+    cdef Py_ssize_t m = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    oh, ow, th_, tw_ = _tiles("input_transform", h, w, pad)
+    cdef Py_ssize_t th = th_, tw = tw_
+    expected = (16, c, m * th * tw)
+    if (v.shape[0], v.shape[1], v.shape[2]) != expected:
+        raise ValueError(f"input_transform: expected v of shape {expected}, received "
+                         f"{(v.shape[0], v.shape[1], v.shape[2])}")
+    _check_blocks("input_transform", "v", v.shape[1], v.shape[2], v.strides[1], v.strides[2], sizeof(floating))
+    if m * c == 0:
+        return
+    cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2
+    cdef Py_ssize_t xs = v.strides[0] // sizeof(floating), rs = v.strides[1] // sizeof(floating)
+    cdef Py_ssize_t n, ci, t, s, q, i, col, k
+    cdef floating* buf = _scratch(hp * wp + 4 * wp, &v[0, 0, 0])
+    cdef floating* a = buf + hp * wp          # 4 rows of B^T d, for one tile row
+    cdef const floating* r
+    cdef floating* out
+    cdef const floating* src = &x[0, 0, 0, 0]
+    cdef floating* dst = &v[0, 0, 0]
+    with nogil:
+        memset(buf, 0, hp * wp * sizeof(floating))
+        for n in range(m):
+            for ci in range(c):
+                for i in range(h):             # the plane into the zero border (border stays 0)
+                    memcpy(buf + (i + pad) * wp + pad, src + ((n * c + ci) * h + i) * w,
+                           w * sizeof(floating))
+                for t in range(th):
+                    r = buf + 2 * t * wp
+                    for col in range(wp):      # B^T d: combine the tile row's 4 input rows
+                        a[col] = r[col] - r[2 * wp + col]
+                        a[wp + col] = r[wp + col] + r[2 * wp + col]
+                        a[2 * wp + col] = r[2 * wp + col] - r[wp + col]
+                        a[3 * wp + col] = r[wp + col] - r[3 * wp + col]
+                    out = dst + ci * rs + n * th * tw + t * tw
+                    for k in range(4):         # (B^T d) B: combine columns 2s .. 2s+3
+                        for s in range(tw):
+                            q = k * wp + 2 * s
+                            out[(4 * k) * xs + s] = a[q] - a[q + 2]
+                            out[(4 * k + 1) * xs + s] = a[q + 1] + a[q + 2]
+                            out[(4 * k + 2) * xs + s] = a[q + 2] - a[q + 1]
+                            out[(4 * k + 3) * xs + s] = a[q + 1] - a[q + 3]
+                # Rows past the image were never written, but the next plane's memcpy
+                # only rewrites the image rows: the border must still be zero.  It is:
+                # every plane has the same h, w, pad, so the same entries are rewritten.
+    free(buf)
+
+
+def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, ::1] out):
+    """Y = A^T M A for every (filter, tile), plus the bias, into NCHW.
+
+    Inputs: mm (16, F, m*TH*TW); bias (F,) array of the same dtype or None;
+    out (m, F, OH, OW) C-contiguous, overwritten.
+    """
+    cdef Py_ssize_t m = out.shape[0], f = out.shape[1], oh = out.shape[2], ow = out.shape[3]
+    cdef Py_ssize_t th = (oh + 1) // 2, tw = (ow + 1) // 2
+    expected = (16, f, m * th * tw)
+    if (mm.shape[0], mm.shape[1], mm.shape[2]) != expected:
+        raise ValueError(f"output_transform: expected mm of shape {expected}, received "
+                         f"{(mm.shape[0], mm.shape[1], mm.shape[2])}")
+    _check_blocks("output_transform", "mm", mm.shape[1], mm.shape[2], mm.strides[1], mm.strides[2], sizeof(floating))
+    cdef const floating[::1] b
+    cdef bint has_bias = bias is not None
+    if has_bias:
+        b = bias
+        if b.shape[0] != f:
+            raise ValueError(f"output_transform: expected bias of shape ({f},), received ({b.shape[0]},)")
+    if m * f * oh * ow == 0:
+        return
+    cdef Py_ssize_t xs = mm.strides[0] // sizeof(floating), ow2 = 2 * tw
+    cdef Py_ssize_t n, fi, t, s, i
+    cdef floating p0, p1, p2, p3, q0, q1, q2, q3, bv
+    cdef floating* ybuf = _scratch(2 * th * ow2, &out[0, 0, 0, 0])
+    cdef const floating* src
+    cdef floating* y
+    cdef floating* dst = &out[0, 0, 0, 0]
+    with nogil:
+        for n in range(m):
+            for fi in range(f):
+                bv = b[fi] if has_bias else 0
+                for t in range(th):
+                    src = &mm[0, fi, n * th * tw + t * tw]
+                    y = ybuf + 2 * t * ow2
+                    for s in range(tw):
+                        # A^T M: rows p = m0 + m1 + m2 and q = m1 - m2 - m3 (each 4 wide) ...
+                        p0 = src[0 * xs + s] + src[4 * xs + s] + src[8 * xs + s]
+                        p1 = src[1 * xs + s] + src[5 * xs + s] + src[9 * xs + s]
+                        p2 = src[2 * xs + s] + src[6 * xs + s] + src[10 * xs + s]
+                        p3 = src[3 * xs + s] + src[7 * xs + s] + src[11 * xs + s]
+                        q0 = src[4 * xs + s] - src[8 * xs + s] - src[12 * xs + s]
+                        q1 = src[5 * xs + s] - src[9 * xs + s] - src[13 * xs + s]
+                        q2 = src[6 * xs + s] - src[10 * xs + s] - src[14 * xs + s]
+                        q3 = src[7 * xs + s] - src[11 * xs + s] - src[15 * xs + s]
+                        # ... then (A^T M) A on the columns the same way.
+                        y[2 * s] = p0 + p1 + p2 + bv
+                        y[2 * s + 1] = p1 - p2 - p3 + bv
+                        y[ow2 + 2 * s] = q0 + q1 + q2 + bv
+                        y[ow2 + 2 * s + 1] = q1 - q2 - q3 + bv
+                for i in range(oh):            # the valid OH x OW part into out
+                    memcpy(dst + ((n * f + fi) * oh + i) * ow, ybuf + i * ow2, ow * sizeof(floating))
+    free(ybuf)
+
+
+def output_grad_transform(const floating[:, :, :, ::1] dout, floating[:, :, :] dm):
+    """dM = A dY A^T for every (filter, tile): the adjoint of output_transform.
+
+    Inputs: dout (m, F, OH, OW) C-contiguous; dm (16, F, m*TH*TW), overwritten.
+    """
+    cdef Py_ssize_t m = dout.shape[0], f = dout.shape[1], oh = dout.shape[2], ow = dout.shape[3]
+    cdef Py_ssize_t th = (oh + 1) // 2, tw = (ow + 1) // 2
+    expected = (16, f, m * th * tw)
+    if (dm.shape[0], dm.shape[1], dm.shape[2]) != expected:
+        raise ValueError(f"output_grad_transform: expected dm of shape {expected}, received "
+                         f"{(dm.shape[0], dm.shape[1], dm.shape[2])}")
+    _check_blocks("output_grad_transform", "dm", dm.shape[1], dm.shape[2], dm.strides[1], dm.strides[2], sizeof(floating))
+    if m * f * oh * ow == 0:
+        return
+    cdef Py_ssize_t xs = dm.strides[0] // sizeof(floating), ow2 = 2 * tw
+    cdef Py_ssize_t n, fi, t, s, i
+    cdef floating u0, u1, v0, v1, r0, r1, r2, r3, w0, w1, w2, w3
+    cdef floating* ybuf = _scratch(2 * th * ow2, &dm[0, 0, 0])
+    cdef const floating* src = &dout[0, 0, 0, 0]
+    cdef const floating* y
+    cdef floating* o
+    with nogil:
+        memset(ybuf, 0, 2 * th * ow2 * sizeof(floating))   # outputs past OH, OW: gradient 0
+        for n in range(m):
+            for fi in range(f):
+                for i in range(oh):
+                    memcpy(ybuf + i * ow2, src + ((n * f + fi) * oh + i) * ow, ow * sizeof(floating))
+                for t in range(th):
+                    y = ybuf + 2 * t * ow2
+                    o = &dm[0, fi, n * th * tw + t * tw]
+                    for s in range(tw):
+                        u0, u1 = y[2 * s], y[2 * s + 1]                  # dY row 0
+                        v0, v1 = y[ow2 + 2 * s], y[ow2 + 2 * s + 1]      # dY row 1
+                        # A dY: rows (u, u + v, u - v, -v), then the same on the columns.
+                        r0, r1, r2, r3 = u0, u0 + u1, u0 - u1, -u1
+                        w0, w1, w2, w3 = v0, v0 + v1, v0 - v1, -v1
+                        o[0 * xs + s] = r0
+                        o[1 * xs + s] = r1
+                        o[2 * xs + s] = r2
+                        o[3 * xs + s] = r3
+                        o[4 * xs + s] = r0 + w0
+                        o[5 * xs + s] = r1 + w1
+                        o[6 * xs + s] = r2 + w2
+                        o[7 * xs + s] = r3 + w3
+                        o[8 * xs + s] = r0 - w0
+                        o[9 * xs + s] = r1 - w1
+                        o[10 * xs + s] = r2 - w2
+                        o[11 * xs + s] = r3 - w3
+                        o[12 * xs + s] = -w0
+                        o[13 * xs + s] = -w1
+                        o[14 * xs + s] = -w2
+                        o[15 * xs + s] = -w3
+                # The rows/columns past OH, OW stay zero: every plane rewrites the same entries.
+    free(ybuf)
+
+
+def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:, :, :, ::1] dx):
+    """dx from dV: dd = B dV B^T per tile, added onto its 4x4 window (the adjoint of input_transform).
+
+    Inputs: dv (16, C, m*TH*TW); pad >= 0; dx (m, C, H, W) C-contiguous, overwritten.
+    """
+    cdef Py_ssize_t m = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
+    oh, ow, th_, tw_ = _tiles("input_grad_transform", h, w, pad)
+    cdef Py_ssize_t th = th_, tw = tw_
+    expected = (16, c, m * th * tw)
+    if (dv.shape[0], dv.shape[1], dv.shape[2]) != expected:
+        raise ValueError(f"input_grad_transform: expected dv of shape {expected}, received "
+                         f"{(dv.shape[0], dv.shape[1], dv.shape[2])}")
+    _check_blocks("input_grad_transform", "dv", dv.shape[1], dv.shape[2], dv.strides[1], dv.strides[2], sizeof(floating))
+    if m * c == 0:
+        return
+    cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2, xs = dv.strides[0] // sizeof(floating)
+    cdef Py_ssize_t n, ci, t, s, i, k
+    cdef floating a0, a1, a2, a3
+    cdef floating r[16]
+    cdef floating* buf = _scratch(hp * wp, &dx[0, 0, 0, 0])
+    cdef const floating* src
+    cdef floating* row
+    cdef floating* dst = &dx[0, 0, 0, 0]
+    with nogil:
+        for n in range(m):
+            for ci in range(c):
+                memset(buf, 0, hp * wp * sizeof(floating))
+                for t in range(th):
+                    src = &dv[0, ci, n * th * tw + t * tw]
+                    for s in range(tw):
+                        # B dV: rows (dV0, dV1 - dV2 + dV3, dV1 + dV2 - dV0, -dV3) ...
+                        for k in range(4):
+                            a0 = src[k * xs + s]
+                            a1 = src[(4 + k) * xs + s]
+                            a2 = src[(8 + k) * xs + s]
+                            a3 = src[(12 + k) * xs + s]
+                            r[k] = a0
+                            r[4 + k] = a1 - a2 + a3
+                            r[8 + k] = a1 + a2 - a0
+                            r[12 + k] = -a3
+                        # ... then (B dV) B^T on the columns, added onto the tile's window.
+                        for k in range(4):
+                            row = buf + (2 * t + k) * wp + 2 * s
+                            row[0] += r[4 * k]
+                            row[1] += r[4 * k + 1] - r[4 * k + 2] + r[4 * k + 3]
+                            row[2] += r[4 * k + 1] + r[4 * k + 2] - r[4 * k]
+                            row[3] -= r[4 * k + 3]
+                for i in range(h):
+                    memcpy(dst + ((n * c + ci) * h + i) * w, buf + (i + pad) * wp + pad,
+                           w * sizeof(floating))
+    free(buf)

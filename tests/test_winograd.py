@@ -1,0 +1,233 @@
+"""Winograd F(2x2, 3x3) convolution: the plain NumPy version against the naive conv, each
+Cython transform against its NumPy counterpart, and the CPU conv's Winograd path against
+the plain path, over hypothesis-drawn sizes (odd and even H, W; pad 0..3; one channel;
+outputs one pixel wide) in float32 and float64.
+"""
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minicnn.functional as F
+from minicnn import backend
+from minicnn.functional import conv, winograd
+from minicnn.gradcheck import compare, numeric_gradient
+
+DTYPES = [np.float32, np.float64]
+
+
+def tol(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+
+
+@st.composite
+def layers(draw, max_channels=4):
+    """(n, c, f, h, w, pad) of a 3x3 stride-1 conv whose output is at least 1x1."""
+    pad = draw(st.integers(0, 3))
+    h = max(1, 3 - 2 * pad) + draw(st.integers(0, 8))
+    w = max(1, 3 - 2 * pad) + draw(st.integers(0, 8))
+    return (draw(st.integers(1, 3)), draw(st.integers(1, max_channels)),
+            draw(st.integers(1, max_channels)), h, w, pad)
+
+
+def arrays(seed, n, c, f, h, w, dtype):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((f, c, 3, 3)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    return rng, x, wt, b
+
+
+# ----------------------------------------------------------------------------- the algebra
+
+@settings(max_examples=60, deadline=None)
+@given(layers(), st.integers(0, 2 ** 16))
+def test_plain_winograd_is_the_convolution(layer, seed):
+    """float64: the F(2x2, 3x3) forward and backward equal the definition to rounding."""
+    n, c, f, h, w, pad = layer
+    rng, x, wt, b = arrays(seed, n, c, f, h, w, np.float64)
+    ref, cache = F.conv2d_forward_naive(x, wt, b, 1, pad)
+    np.testing.assert_allclose(winograd.conv3x3_forward(x, wt, b, pad), ref, **tol(np.float64))
+    dout = rng.standard_normal(ref.shape)
+    dx, dw, _ = F.conv2d_backward_naive(dout, cache)
+    got_dx, got_dw = winograd.conv3x3_backward(dout, x, wt, pad)
+    np.testing.assert_allclose(got_dx, dx, **tol(np.float64))
+    np.testing.assert_allclose(got_dw, dw, **tol(np.float64))
+
+
+def test_transforms_known_answer():
+    """A one-tile check against the matrices written out in Lavin & Gray: the 2x2 output of
+    a 4x4 input d and filter g is A^T [(G g G^T) * (B^T d B)] A."""
+    d = np.arange(16.0).reshape(1, 1, 4, 4)
+    g = np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]]).reshape(1, 1, 3, 3)  # Sobel
+    y = winograd.conv3x3_forward(d, g, None, 0)
+    # Each output is sum of the window's left column minus its right, weighted 1-2-1: -8.
+    np.testing.assert_allclose(y, np.full((1, 1, 2, 2), -8.0))
+
+
+# ----------------------------------------------------------------------------- the kernels
+
+kernels = pytest.importorskip("minicnn._ext.winograd", reason="the Cython extension is not built")
+
+
+def gapped(shape, dtype, gap):
+    """A (16, K, T) array whose 16 matrices lie ``gap`` elements apart, filled with NaN
+    (so that any entry a kernel fails to write shows up)."""
+    k, t = shape[1:]
+    buf = np.full((16, k * t + gap), np.nan, dtype=dtype)
+    return buf[:, :k * t].reshape(16, k, t)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None)
+@given(layers(), st.integers(0, 2 ** 16), st.sampled_from([0, 3, 32]))
+def test_kernel_transforms_match_plain(dtype, layer, seed, gap):
+    m, c, f, h, w, pad = layer
+    rng, x, _, b = arrays(seed, m, c, f, h, w, dtype)
+    oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
+    th, tw = winograd.tiles_of(oh, ow)
+    t = m * th * tw
+    close = tol(dtype)
+
+    v = gapped((16, c, t), dtype, gap)
+    kernels.input_transform(x, pad, v)
+    np.testing.assert_allclose(v, winograd.transform_input(x, pad, th, tw), **close)
+
+    mm = rng.standard_normal((16, f, t)).astype(dtype)
+    expected = winograd.transform_output(mm, m, oh, ow)
+    for bias in (None, b):
+        out = np.full((m, f, oh, ow), np.nan, dtype=dtype)
+        mm_view = gapped((16, f, t), dtype, gap)
+        mm_view[...] = mm
+        kernels.output_transform(mm_view, bias, out)
+        np.testing.assert_allclose(out, expected if bias is None else expected + b.reshape(1, f, 1, 1), **close)
+
+    dout = rng.standard_normal((m, f, oh, ow)).astype(dtype)
+    dout_before = dout.copy()
+    dm = gapped((16, f, t), dtype, gap)
+    kernels.output_grad_transform(dout, dm)
+    np.testing.assert_allclose(dm, winograd.transform_output_grad(dout, th, tw), **close)
+    np.testing.assert_array_equal(dout, dout_before)
+
+    dv = gapped((16, c, t), dtype, gap)
+    dv[...] = rng.standard_normal((16, c, t)).astype(dtype)
+    dx = np.full(x.shape, np.nan, dtype=dtype)
+    kernels.input_grad_transform(dv, pad, dx)
+    np.testing.assert_allclose(dx, winograd.transform_input_grad(np.ascontiguousarray(dv), x.shape, pad), **close)
+
+
+def test_kernel_errors_name_what_was_expected():
+    x = np.zeros((2, 3, 6, 6), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"input_transform: expected v of shape \(16, 3, 18\)"):
+        kernels.input_transform(x, 1, np.zeros((16, 3, 17), dtype=np.float32))
+    with pytest.raises(ValueError, match="input_transform: expected v to be 16 C-contiguous"):
+        kernels.input_transform(x, 1, np.zeros((16, 18, 3), dtype=np.float32).swapaxes(1, 2))
+    with pytest.raises(ValueError, match="a 3x3 window does not fit a 1x6 input with pad=0"):
+        kernels.input_transform(np.zeros((1, 1, 1, 6), dtype=np.float32), 0,
+                                np.zeros((16, 1, 0), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"output_transform: expected bias of shape \(4,\)"):
+        kernels.output_transform(np.zeros((16, 4, 2), dtype=np.float32), np.zeros(3, dtype=np.float32),
+                                 np.zeros((2, 4, 2, 2), dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------- the conv path
+
+@contextlib.contextmanager
+def winograd_everywhere():
+    """Route every 3x3 stride-1 conv to Winograd, with small chunks shared over 3 threads;
+    yields the list of the Winograd functions that ran."""
+    ran = []
+    forward, backward = conv._forward_winograd, conv._backward_winograd
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+        mp.setattr(conv, "WINOGRAD_CHUNK_BYTES", 1)          # one image per chunk
+        mp.setattr(conv, "PARALLEL_MIN_MACS", 0)
+        mp.setattr(conv.workspace, "cpu_count", lambda: 3)
+        mp.setattr(conv, "_forward_winograd", lambda *a: ran.append("fwd") or forward(*a))
+        mp.setattr(conv, "_backward_winograd", lambda *a: ran.append("bwd") or backward(*a))
+        yield ran
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None)
+@given(layers(), st.integers(0, 2 ** 16), st.booleans())
+def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias):
+    n, c, f, h, w, pad = layer
+    rng, x, wt, b = arrays(seed, n, c, f, h, w, dtype)
+    b = b if bias else None
+    with backend.use_cython(False):
+        ref, ref_cache = F.conv2d_forward(x, wt, b, 1, pad)
+        dout = rng.standard_normal(ref.shape).astype(dtype)
+        ref_grads = F.conv2d_backward(dout, ref_cache)
+    dout_before = dout.copy()
+    with winograd_everywhere() as ran:
+        out, cache = F.conv2d_forward(x, wt, b, 1, pad)
+        grads = F.conv2d_backward(dout, cache)
+    assert ran == ["fwd", "bwd"]
+    assert out.dtype == dtype and all(g is None or g.dtype == dtype for g in grads)
+    np.testing.assert_array_equal(dout, dout_before)
+    np.testing.assert_allclose(out, ref, **tol(dtype))
+    for got, expected in zip(grads, ref_grads):
+        if expected is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, expected, **tol(dtype))
+
+
+def test_conv_winograd_path_gradcheck():
+    """float64 numeric gradients of the Winograd conv (odd sizes, several chunks and threads)."""
+    rng, x, wt, b = arrays(3, 3, 2, 3, 5, 4, np.float64)
+    with winograd_everywhere() as ran:
+        out, cache = F.conv2d_forward(x, wt, b, 1, 1)
+        dout = rng.standard_normal(out.shape)
+        dx, dw, db = F.conv2d_backward(dout, cache)
+        assert ran == ["fwd", "bwd"]
+        assert compare(dx, numeric_gradient(lambda v: F.conv2d_forward(v, wt, b, 1, 1)[0], x, dout)) < 1e-7
+        assert compare(dw, numeric_gradient(lambda v: F.conv2d_forward(x, v, b, 1, 1)[0], wt, dout)) < 1e-7
+        assert compare(db, numeric_gradient(lambda v: F.conv2d_forward(x, wt, v, 1, 1)[0], b, dout)) < 1e-7
+
+
+def test_conv_winograd_backward_is_bitwise_reproducible(monkeypatch):
+    """dU is summed per thread over fixed shares of the chunks: every call the same bits,
+    even when random pauses change which thread finishes first."""
+    import random
+    import time
+    pause = random.Random(0)
+    run = conv._run
+
+    def jittery_run(fn, *args, **kwargs):
+        def slow(chunks):
+            def chunks_with_pauses():
+                for n0 in chunks:
+                    time.sleep(pause.random() * 2e-3)
+                    yield n0
+            return fn(chunks_with_pauses())
+        return run(slow, *args, **kwargs)
+
+    monkeypatch.setattr(conv, "_run", jittery_run)
+    rng, x, wt, _ = arrays(0, 12, 8, 8, 6, 6, np.float32)
+    with winograd_everywhere() as ran:
+        out, cache = F.conv2d_forward(x, wt, None, 1, 1)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        first = F.conv2d_backward(dout, cache)
+        for _ in range(6):
+            again = F.conv2d_backward(dout, cache)
+            assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
+    assert ran.count("bwd") == 7
+
+
+def test_winograd_is_used_only_where_it_applies():
+    """Stride 2, groups, 1x1 or 5x5 kernels and thin layers take im2col."""
+    pytest.importorskip("minicnn._ext.im2col")
+    wide = conv.WINOGRAD_MIN_CHANNELS
+    assert conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 1, 1, 1)
+    assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 2, 1, 1)
+    assert not conv._use_winograd((8, 2 * wide, 8, 8), (2 * wide, wide, 3, 3), 1, 1, 2)
+    assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 1, 1), 1, 0, 1)
+    assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 5, 5), 1, 2, 1)
+    assert conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 1, 3, 1)
+    assert not conv._use_winograd((8, wide - 1, 8, 8), (wide, wide - 1, 3, 3), 1, 1, 1)
+    with backend.use_cython(False):
+        assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 1, 1, 1)
