@@ -14,11 +14,12 @@ the ends.
 
 Why a kernel: the plain path pads a copy of x * x, adds ``size`` shifted slices of it (a
 pass over the whole batch each), does the same again for the backward pass's gather, and
-raises scale to a power in both passes (the power is most of the time).  Here the (n, block of positions) work items are independent: for each channel the
-window sum is accumulated over the few neighbouring channel rows (still in L1), in the same
-order as the plain path's sum, then the power is taken once per element and kept for the
-backward pass, which then needs none.  Positions are innermost and contiguous, so every loop
-is over a row of up to BLOCK values and vectorises.
+raises scale to a power in both passes (the power is most of the time).  Here the
+(n, block of positions) work items are independent: for each channel the window sum is
+accumulated over the few neighbouring channel rows (still in L1), in the same order as the
+plain path's sum, then the power is taken once per element and kept for the backward pass,
+which then needs none.  Positions are innermost and contiguous, so every loop is over a row
+of up to BLOCK values and vectorises.
 
 The window sum is recomputed for every channel rather than kept as a running sum (add the
 channel entering, subtract the one leaving): that is ``size`` multiply-adds per element,
@@ -31,9 +32,13 @@ within 4 ulp of the exact power.  Every other beta calls pow.
 
 The backward pass recomputes scale from x (the same sums, bit for bit) instead of storing
 it, so -- as for conv2d and batch norm -- x must not change between the forward and the
-backward pass.  Its gather ``g_j = sum_{c: j in window(c)} t_c`` is done as a scatter:
-each ``t_c`` row is added to the rows of dx it belongs to (in increasing c, which is the
-plain path's order of summation), and a row is finished as soon as its last term is in.
+backward pass.  Its gather ``g_j = sum_{c: j in window(c)} t_c`` reads the t rows from a
+small ring (one row per channel of a window), each computed once, and sums them in
+increasing c, the plain path's order.  The sums over a window's rows take up to four rows
+per pass over the destination row (``_sq_rows``, ``_add_rows``) rather than re-reading and
+re-writing it once per channel (measured on one thread, N32 C96 27x27 size 5 float32: the
+forward pass 4.0 -> 3.0 ms; the ring instead of adding each t row into the dx rows of its
+window, the backward pass ~8.5 -> ~6.5 ms at load 1).
 
 Work items are shared out over OpenMP threads with ``prange`` (dynamic schedule: a core
 busy with another process does not hold up the layer); each thread is the only writer of
@@ -41,6 +46,7 @@ its items' outputs.
 """
 from cython.parallel cimport prange
 from libc.math cimport pow, powf, sqrt, sqrtf
+from libc.stdlib cimport free, malloc
 
 ctypedef fused floating:
     float
@@ -71,17 +77,54 @@ cdef inline floating _inv_pow(floating s, floating neg_beta, bint three_quarters
         return pow(s, neg_beta)
 
 
+cdef inline void _sq_rows(const floating* r, floating* s, Py_ssize_t L, Py_ssize_t m, Py_ssize_t cnt,
+                          bint first) noexcept nogil:
+    """s[0:m] = (s[0:m] +, unless first) r[0]^2 + ... + r[cnt - 1]^2 for 1 <= cnt <= 4 rows L
+    apart, added left to right: one pass over s for up to four channels."""
+    cdef Py_ssize_t i
+    cdef const floating* r1 = r + L
+    cdef const floating* r2
+    cdef const floating* r3
+    if cnt == 1:
+        if first:
+            for i in range(m):
+                s[i] = r[i] * r[i]
+        else:
+            for i in range(m):
+                s[i] = s[i] + r[i] * r[i]
+    elif cnt == 2:
+        if first:
+            for i in range(m):
+                s[i] = r[i] * r[i] + r1[i] * r1[i]
+        else:
+            for i in range(m):
+                s[i] = s[i] + r[i] * r[i] + r1[i] * r1[i]
+    elif cnt == 3:
+        r2 = r1 + L
+        if first:
+            for i in range(m):
+                s[i] = r[i] * r[i] + r1[i] * r1[i] + r2[i] * r2[i]
+        else:
+            for i in range(m):
+                s[i] = s[i] + r[i] * r[i] + r1[i] * r1[i] + r2[i] * r2[i]
+    else:
+        r2 = r1 + L
+        r3 = r2 + L
+        if first:
+            for i in range(m):
+                s[i] = r[i] * r[i] + r1[i] * r1[i] + r2[i] * r2[i] + r3[i] * r3[i]
+        else:
+            for i in range(m):
+                s[i] = s[i] + r[i] * r[i] + r1[i] * r1[i] + r2[i] * r2[i] + r3[i] * r3[i]
+
+
 cdef inline void _window_sq_sum(const floating* x, floating* s, Py_ssize_t lo, Py_ssize_t hi,
                                 Py_ssize_t L, Py_ssize_t m) noexcept nogil:
-    """s[0:m] = sum of x[c, 0:m]^2 for c = lo .. hi - 1 (rows L apart), summed in that order."""
-    cdef Py_ssize_t c, i
-    cdef const floating* r = x + lo * L
-    for i in range(m):
-        s[i] = r[i] * r[i]
-    for c in range(lo + 1, hi):
-        r = x + c * L
-        for i in range(m):
-            s[i] = s[i] + r[i] * r[i]
+    """s[0:m] = sum of x[c, 0:m]^2 for c = lo .. hi - 1 (rows L apart, hi > lo), summed in that
+    order (the plain path's), four rows a pass."""
+    cdef Py_ssize_t c
+    for c in range(lo, hi, 4):
+        _sq_rows(x + c * L, s, L, m, min(4, hi - c), c == lo)
 
 
 cdef void _forward_block(const floating* x, floating* out, floating* spow, Py_ssize_t C,
@@ -142,49 +185,94 @@ cdef inline void _finish_row(const floating* d, const floating* xr, const floati
         g[i] = d[i] * q[i] - coef * xr[i] * g[i]
 
 
-cdef void _backward_block(const floating* dout, const floating* x, const floating* spow,
-                          floating* dx, Py_ssize_t C, Py_ssize_t L, Py_ssize_t m, Py_ssize_t before,
-                          Py_ssize_t after, floating a, floating k, floating coef) noexcept nogil:
+cdef inline void _add_rows(floating** r, Py_ssize_t cnt, floating* g, Py_ssize_t m, bint first) noexcept nogil:
+    """g[0:m] = (g[0:m] +, unless first) r[0] + ... + r[cnt - 1] for 1 <= cnt <= 4 rows, added
+    left to right: one pass over g for up to four rows."""
+    cdef Py_ssize_t i
+    cdef floating* r0 = r[0]
+    cdef floating* r1
+    cdef floating* r2
+    cdef floating* r3
+    if cnt == 1:
+        if first:
+            for i in range(m):
+                g[i] = r0[i]
+        else:
+            for i in range(m):
+                g[i] = g[i] + r0[i]
+    elif cnt == 2:
+        r1 = r[1]
+        if first:
+            for i in range(m):
+                g[i] = r0[i] + r1[i]
+        else:
+            for i in range(m):
+                g[i] = g[i] + r0[i] + r1[i]
+    elif cnt == 3:
+        r1, r2 = r[1], r[2]
+        if first:
+            for i in range(m):
+                g[i] = r0[i] + r1[i] + r2[i]
+        else:
+            for i in range(m):
+                g[i] = g[i] + r0[i] + r1[i] + r2[i]
+    else:
+        r1, r2, r3 = r[1], r[2], r[3]
+        if first:
+            for i in range(m):
+                g[i] = r0[i] + r1[i] + r2[i] + r3[i]
+        else:
+            for i in range(m):
+                g[i] = g[i] + r0[i] + r1[i] + r2[i] + r3[i]
+
+
+cdef Py_ssize_t _backward_block(const floating* dout, const floating* x, const floating* spow,
+                                floating* dx, Py_ssize_t C, Py_ssize_t L, Py_ssize_t m,
+                                Py_ssize_t before, Py_ssize_t after, floating a, floating k,
+                                floating coef) noexcept nogil:
     """One sample's positions [0, m) (all pointers at the block's start in channel 0).
 
-    t_c = dout_c * x_c * scale_c^-beta / scale_c goes into the rows j of dx with c in the
-    gather window of j, [j - after, j + before]: j from c - before to c + after.  Row j's
-    first term is c = max(0, j - after), its last c = min(C - 1, j + before); after that
-    one it becomes dx_j = dout_j * scale_j^-beta - coef * x_j * g_j in place.
+    dx_j = dout_j * scale_j^-beta - coef * x_j * g_j, where g_j is the sum of
+    t_c = dout_c * x_c * scale_c^-beta / scale_c over the gather window c = j - after ..
+    j + before.  The t rows live in a ring of R = min(size, C) rows (the most any window
+    holds), each computed once, just before the first window that needs it.
+    Returns 1 if the ring could not be allocated (nothing written), else 0.
     """
-    cdef floating t[BLOCK]
-    cdef Py_ssize_t c, j, i, j_lo, j_hi
+    cdef Py_ssize_t R = min(before + after + 1, C), c, j, i, lo, hi, nxt = 0, cnt
+    cdef floating* ring = <floating*>malloc(R * BLOCK * sizeof(floating))
+    cdef floating* rows[4]
+    cdef floating* t
     cdef floating* g
     cdef const floating* d
     cdef const floating* xr
     cdef const floating* q
-    for c in range(C):
-        # scale_c into t, then t_c (as the plain path: ((dout * x) * scale_pow) / scale).
-        _window_sq_sum(x, t, max(0, c - before), min(C, c + after + 1), L, m)
-        d = dout + c * L
-        xr = x + c * L
-        q = spow + c * L
-        for i in range(m):
-            t[i] = d[i] * xr[i] * q[i] / (t[i] * a + k)
-        j_lo = max(0, c - before)
-        j_hi = min(C - 1, c + after)
-        for j in range(j_lo, j_hi + 1):
-            g = dx + j * L
-            if c == max(0, j - after):
-                for i in range(m):
-                    g[i] = t[i]
-            else:
-                for i in range(m):
-                    g[i] = g[i] + t[i]
-        # Rows whose last term this was: j + before == c, and at the last channel every
-        # row not finished yet.
-        if c < C - 1:
-            if c >= before:
-                _finish_row(dout + (c - before) * L, x + (c - before) * L, spow + (c - before) * L,
-                            dx + (c - before) * L, m, coef)
-        else:
-            for j in range(max(0, C - 1 - before), C):
-                _finish_row(dout + j * L, x + j * L, spow + j * L, dx + j * L, m, coef)
+    if ring == NULL:
+        return 1
+    for j in range(C):
+        lo = max(0, j - after)
+        hi = min(C, j + before + 1)
+        while nxt < hi:
+            # t_nxt: scale first, then ((dout * x) * scale_pow) / scale, as the plain path.
+            t = ring + (nxt % R) * BLOCK
+            _window_sq_sum(x, t, max(0, nxt - before), min(C, nxt + after + 1), L, m)
+            d = dout + nxt * L
+            xr = x + nxt * L
+            q = spow + nxt * L
+            for i in range(m):
+                t[i] = d[i] * xr[i] * q[i] / (t[i] * a + k)
+            nxt += 1
+        # g_j into dx's row, summed in increasing c (the plain path's order), four rows a pass.
+        g = dx + j * L
+        c = lo
+        while c < hi:
+            cnt = min(4, hi - c)
+            for i in range(cnt):
+                rows[i] = ring + ((c + i) % R) * BLOCK
+            _add_rows(rows, cnt, g, m, c == lo)
+            c += cnt
+        _finish_row(dout + j * L, x + j * L, spow + j * L, g, m, coef)
+    free(ring)
+    return 0
 
 
 def backward(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
@@ -213,10 +301,13 @@ def backward(const floating[:, :, ::1] dout, const floating[:, :, ::1] x,
     cdef const floating* pq = &scale_pow[0, 0, 0]
     cdef floating* pdx = &dx[0, 0, 0]
     nb = (L + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t failed = 0
     for it in prange(n * nb, nogil=True, schedule="dynamic", use_threads_if=n * C * L >= PARALLEL_MIN):
         b0 = (it // nb) * C * L + (it % nb) * BLOCK
-        _backward_block(pd + b0, px + b0, pq + b0, pdx + b0, C, L,
-                        min(BLOCK, L - (it % nb) * BLOCK), before, after, a, kk, cf)
+        failed += _backward_block(pd + b0, px + b0, pq + b0, pdx + b0, C, L,
+                                  min(BLOCK, L - (it % nb) * BLOCK), before, after, a, kk, cf)
+    if failed:
+        raise MemoryError("backward: no memory for the rows of a channel window")
 
 
 def _check(name, expected, arrays):
