@@ -70,6 +70,7 @@ if ROOT not in sys.path:            # run from a checkout without installing
 import minicnn.functional as F  # noqa: E402
 from minicnn import models, nn, optim  # noqa: E402
 from minicnn.functional import workspace  # noqa: E402
+from minicnn.nn.input_grad import data_layer  # noqa: E402
 
 DTYPE = np.float32
 
@@ -368,6 +369,11 @@ def train_step(name, lib, x, y):
         net = MINE[name]()
         opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         loss = nn.CrossEntropyLoss()
+        # As minicnn.train.fit does (and PyTorch, whose input needs no grad): the layer that
+        # reads the images skips their gradient.
+        first = data_layer(net, x)
+        if first is not None:
+            first.input_grad = False
 
         def step():
             opt.zero_grad()

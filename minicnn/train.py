@@ -31,6 +31,7 @@ Around it, ``fit`` adds what makes a run safe to start and to leave alone:
   previous checkpoint left in place (``TrainingDiverged``).
 * History: one dict per epoch, written to ``RUN_DIR/history.json`` and ``history.csv``.
 """
+import contextlib
 import csv
 import io
 import json
@@ -46,6 +47,7 @@ import numpy as np
 from minicnn import backend, checkpoint
 from minicnn.data.loader import BatchLoader, channel_stats
 from minicnn.functional.loss import softmax_cross_entropy
+from minicnn.nn.input_grad import skip_data_gradient
 
 CHECKPOINT_NAME = "last.npz"
 HISTORY_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5",
@@ -639,8 +641,11 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
 
     def position():
         return {"rng": epoch_start["rng"], "epoch": epoch_start["epoch"], "position": done}
+    # The first conv's gradient with respect to the images is never used: skip it while
+    # training (see minicnn.nn.input_grad); found on the first batch, restored on leaving.
+    skip_dx, skipping = contextlib.ExitStack(), False
     try:
-        with stop:
+        with stop, skip_dx:
             while epoch < epochs:
                 model.train()
                 lr = get_lr(optimizer)
@@ -655,6 +660,9 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
                     if xb.dtype != param_dtype:
                         xb = xb.astype(param_dtype)
                     xb, ybd = backend.to_backend(xb, device), backend.to_backend(yb, device)
+                    if not skipping:
+                        skip_dx.enter_context(skip_data_gradient(model, xb))
+                        skipping = True
                     scores = model(xb)
                     loss, dscores = softmax_cross_entropy(scores, ybd)
                     if not math.isfinite(loss):

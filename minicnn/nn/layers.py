@@ -60,6 +60,11 @@ class Conv2d(Module):
     Rectifiers"), the variance that keeps activations at a constant scale through
     ReLU layers; bias zeros.  (PyTorch's default is a smaller uniform init; models
     that need another scheme re-initialise ``weight.data`` with minicnn.nn.init.)
+
+    ``input_grad``: True (the default) makes backward return dL/dx.  Set it False on a
+    layer whose input is the data -- nothing upstream to train -- and backward skips dx
+    (about half the backward of a first conv) and returns None.  ``minicnn.train.fit``
+    does that for the duration of training (see ``minicnn.nn.input_grad``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
@@ -81,6 +86,7 @@ class Conv2d(Module):
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         self.weight = Parameter(init.he_normal(shape, self.in_channels // self.groups * kh * kw, rng, dtype))
         self.bias = Parameter(init.zeros((self.out_channels,), dtype)) if bias else None
+        self.input_grad = True
         self._cache = None
 
     def forward(self, x):
@@ -94,7 +100,7 @@ class Conv2d(Module):
         return out
 
     def backward(self, dout):
-        dx, dw, db = F.conv2d_backward(dout, self._get_cache())
+        dx, dw, db = F.conv2d_backward(dout, self._get_cache(), need_dx=self.input_grad)
         self._accumulate(self.weight, dw)
         self._accumulate(self.bias, db)
         return dx
@@ -108,6 +114,8 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if not self.input_grad:
+            s += ", input_grad=False"
         return s
 
 

@@ -1,0 +1,71 @@
+"""Skip the gradient with respect to the images in a training step.
+
+A training step needs dL/dparam for every layer but never dL/dx of the data batch, and in a
+network's first conv that input gradient (a GEMM and a col2im over the largest maps of the
+network) is about half the layer's backward -- ~10% of a LeNet-5 step.  PyTorch skips it
+because the input tensor does not require grad; here the layer is told: ``Conv2d.input_grad
+= False`` makes its backward return None instead of dx.
+
+Which layer reads the data is a property of the model's wiring, found by watching one
+forward pass.  It is only safe to switch off where nothing else uses that gradient: the
+layer must receive the batch itself, and every module between it and the model must be a
+Sequential, whose backward hands the first layer's dx up unchanged.  A residual block at
+the input (its shortcut also carries the data) or a custom model class is left alone.
+
+    with skip_data_gradient(model, x_batch):
+        for x, y in batches:
+            ...  model.backward(dscores)   # returns None; every param.grad as before
+"""
+import contextlib
+
+from minicnn.nn.layers import Conv2d
+from minicnn.nn.module import Sequential, forward_hook
+
+
+def data_layer(model, x):
+    """The Conv2d of ``model`` that reads ``x`` directly through a chain of Sequentials, or None.
+
+    Runs model(x[:1]) once in eval mode (BatchNorm statistics are not touched) and restores
+    the previous mode.
+    """
+    probe = x[:1]
+    receivers = []
+    was_training = [m.training for m in model.modules()]
+    model.eval()
+    try:
+        with forward_hook(lambda m, inp, out: receivers.append(m) if inp is probe else None):
+            model(probe)
+    finally:
+        for m, mode in zip(model.modules(), was_training):
+            object.__setattr__(m, "training", mode)
+    leaves = [m for m in receivers if not any(True for _ in m.children())]
+    if len(leaves) != 1 or not isinstance(leaves[0], Conv2d):
+        return None
+    layer = leaves[0]
+    # Every other module that saw the batch must be a Sequential on the path to the layer,
+    # with Sequential's own backward (which returns the first child's dx and uses it for nothing).
+    for m in receivers:
+        if m is layer:
+            continue
+        if not isinstance(m, Sequential) or type(m).backward is not Sequential.backward:
+            return None
+        if next(iter(m.children()), None) is None:
+            return None
+    return layer
+
+
+@contextlib.contextmanager
+def skip_data_gradient(model, x):
+    """While the block runs, the layer found by ``data_layer(model, x)`` skips its input
+    gradient (``model.backward`` returns None); restored on leaving.  Yields that layer, or
+    None when there is no such layer (then nothing changes)."""
+    layer = data_layer(model, x)
+    if layer is None:
+        yield None
+        return
+    old = layer.input_grad
+    layer.input_grad = False
+    try:
+        yield layer
+    finally:
+        layer.input_grad = old

@@ -1,0 +1,108 @@
+"""Skipping the input gradient of the layer that reads the data (minicnn.nn.input_grad).
+
+Skipping dx must change nothing else: the same dW and db on every conv path, the same
+training run; and it must only ever be switched on where no other module needs that dx.
+"""
+import numpy as np
+import pytest
+
+import minicnn.functional as F
+from minicnn import backend, models, nn, optim
+from minicnn.functional import conv
+from minicnn.nn.input_grad import data_layer, skip_data_gradient
+from minicnn.train import fit
+
+
+@pytest.mark.parametrize("cython", [True, False])
+@pytest.mark.parametrize("kernel,stride,pad,groups,cin,winograd", [
+    (3, 1, 1, 1, 4, False), (3, 1, 1, 1, 4, True), (5, 2, 2, 1, 3, False),
+    (1, 1, 0, 2, 4, False), (3, 2, 0, 2, 4, False)])
+def test_conv_backward_without_dx_gives_the_same_weight_gradients(cython, kernel, stride, pad, groups,
+                                                                  cin, winograd, monkeypatch):
+    if winograd:
+        monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, cin, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((4, cin // groups, kernel, kernel)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    with backend.use_cython(cython):
+        out, cache = F.conv2d_forward(x, w, b, stride, pad, groups)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        dx, dw, db = F.conv2d_backward(dout, cache)
+        none, dw2, db2 = F.conv2d_backward(dout, cache, need_dx=False)
+    assert dx is not None and none is None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+
+
+def test_conv2d_layer_input_grad_flag():
+    layer = nn.Conv2d(2, 3, 3, padding=1, rng=0)
+    x = np.random.default_rng(1).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    dout = np.ones((2, 3, 5, 5), dtype=np.float32)
+    layer(x)
+    dx = layer.backward(dout)
+    grad = layer.weight.grad.copy()
+    layer.zero_grad()
+    layer.input_grad = False
+    assert "input_grad=False" in repr(layer)
+    layer(x)
+    assert layer.backward(dout) is None
+    np.testing.assert_array_equal(layer.weight.grad, grad)
+    assert dx.shape == x.shape
+
+
+def test_data_layer_is_found_only_through_sequentials():
+    x = np.zeros((2, 3, 32, 32), dtype=np.float32)
+    lenet = models.create("lenet5", in_channels=3, rng=0)
+    assert data_layer(lenet, x) is lenet.features[0]
+    # A custom model class (its own backward), a residual block at the input, and a
+    # first layer that is not a conv: left alone.
+    assert data_layer(models.create("resnet20", rng=0), x) is None
+    block_first = nn.Sequential(nn.BasicBlock(3, 3, rng=0), nn.Flatten())
+    assert data_layer(block_first, x) is None
+    bn_first = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3, rng=0))
+    assert data_layer(bn_first, x) is None
+
+
+def test_finding_the_data_layer_leaves_the_model_as_it_was():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, rng=0), nn.BatchNorm2d(4), nn.ReLU())
+    model.train()
+    model[2].eval()                      # a mixed state must come back as it was
+    mean, var = model[1].running_mean.copy(), model[1].running_var.copy()
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    with skip_data_gradient(model, x) as layer:
+        assert layer is model[0] and layer.input_grad is False
+        assert [m.training for m in model.modules()] == [True, True, True, False]
+        np.testing.assert_array_equal(model[1].running_mean, mean)
+        np.testing.assert_array_equal(model[1].running_var, var)
+        model(x)
+        assert model.backward(np.ones((2, 4, 4, 4), dtype=np.float32)) is None
+    assert model[0].input_grad is True
+
+
+def test_fit_skips_the_data_gradient_while_training_only():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(16, 3, 32, 32), dtype=np.uint8)
+    y = rng.integers(0, 10, size=16)
+    model = models.create("lenet5", in_channels=3, rng=0)
+    first = model.features[0]
+    seen = []
+    original = first.backward
+
+    def spy(dout):
+        seen.append(first.input_grad)
+        return original(dout)
+    first.backward = spy
+    twin = models.create("lenet5", in_channels=3, rng=0)
+    fit(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), (x, y), epochs=1,
+        batch_size=8, progress=False, log=None)
+    assert seen == [False, False] and first.input_grad is True
+
+    # The same run with the gradient computed gives the same weights, bit for bit.
+    from minicnn.nn import input_grad
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(input_grad, "data_layer", lambda model, x: None)
+        fit(twin, optim.SGD(twin.parameters(), lr=0.01, momentum=0.9), (x, y), epochs=1,
+            batch_size=8, progress=False, log=None)
+    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
+        np.testing.assert_array_equal(a.data, b.data, err_msg=name)
