@@ -65,10 +65,13 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2
     cdef Py_ssize_t xs = v.strides[0] // sizeof(floating), rs = v.strides[1] // sizeof(floating)
-    cdef Py_ssize_t n, ci, t, s, q, i, col, k
-    cdef floating* buf = _scratch(hp * wp + 4 * wp, &v[0, 0, 0])
-    cdef floating* a = buf + hp * wp          # 4 rows of B^T d, for one tile row
-    cdef const floating* r
+    cdef Py_ssize_t n, ci, t, s, q, i
+    cdef floating x00, x01, x02, x03, x10, x11, x12, x13, x20, x21, x22, x23, x30, x31, x32, x33
+    cdef floating* buf = _scratch(hp * wp, &v[0, 0, 0])
+    cdef const floating* r0
+    cdef const floating* r1
+    cdef const floating* r2
+    cdef const floating* r3
     cdef floating* out
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &v[0, 0, 0]
@@ -80,20 +83,39 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
                     memcpy(buf + (i + pad) * wp + pad, src + ((n * c + ci) * h + i) * w,
                            w * sizeof(floating))
                 for t in range(th):
-                    r = buf + 2 * t * wp
-                    for col in range(wp):      # B^T d: combine the tile row's 4 input rows
-                        a[col] = r[col] - r[2 * wp + col]
-                        a[wp + col] = r[wp + col] + r[2 * wp + col]
-                        a[2 * wp + col] = r[2 * wp + col] - r[wp + col]
-                        a[3 * wp + col] = r[wp + col] - r[3 * wp + col]
+                    r0 = buf + 2 * t * wp
+                    r1 = r0 + wp
+                    r2 = r1 + wp
+                    r3 = r2 + wp
                     out = dst + ci * rs + n * th * tw + t * tw
-                    for k in range(4):         # (B^T d) B: combine columns 2s .. 2s+3
-                        for s in range(tw):
-                            q = k * wp + 2 * s
-                            out[(4 * k) * xs + s] = a[q] - a[q + 2]
-                            out[(4 * k + 1) * xs + s] = a[q + 1] + a[q + 2]
-                            out[(4 * k + 2) * xs + s] = a[q + 2] - a[q + 1]
-                            out[(4 * k + 3) * xs + s] = a[q + 1] - a[q + 3]
+                    # B^T d, one column of the tile at a time (x_k_j: row k of B^T d, column j);
+                    # a tile's columns 2 and 3 are the next tile's 0 and 1, so they carry over.
+                    x00 = r0[0] - r2[0]; x10 = r1[0] + r2[0]; x20 = r2[0] - r1[0]; x30 = r1[0] - r3[0]
+                    x01 = r0[1] - r2[1]; x11 = r1[1] + r2[1]; x21 = r2[1] - r1[1]; x31 = r1[1] - r3[1]
+                    for s in range(tw):
+                        q = 2 * s + 2
+                        x02 = r0[q] - r2[q]; x12 = r1[q] + r2[q]; x22 = r2[q] - r1[q]; x32 = r1[q] - r3[q]
+                        q = q + 1
+                        x03 = r0[q] - r2[q]; x13 = r1[q] + r2[q]; x23 = r2[q] - r1[q]; x33 = r1[q] - r3[q]
+                        # (B^T d) B: the same combination on the columns of every row.
+                        out[0 * xs + s] = x00 - x02
+                        out[1 * xs + s] = x01 + x02
+                        out[2 * xs + s] = x02 - x01
+                        out[3 * xs + s] = x01 - x03
+                        out[4 * xs + s] = x10 - x12
+                        out[5 * xs + s] = x11 + x12
+                        out[6 * xs + s] = x12 - x11
+                        out[7 * xs + s] = x11 - x13
+                        out[8 * xs + s] = x20 - x22
+                        out[9 * xs + s] = x21 + x22
+                        out[10 * xs + s] = x22 - x21
+                        out[11 * xs + s] = x21 - x23
+                        out[12 * xs + s] = x30 - x32
+                        out[13 * xs + s] = x31 + x32
+                        out[14 * xs + s] = x32 - x31
+                        out[15 * xs + s] = x31 - x33
+                        x00, x10, x20, x30 = x02, x12, x22, x32
+                        x01, x11, x21, x31 = x03, x13, x23, x33
                 # Rows past the image were never written, but the next plane's memcpy
                 # only rewrites the image rows: the border must still be zero.  It is:
                 # every plane has the same h, w, pad, so the same entries are rewritten.
@@ -227,8 +249,8 @@ def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:,
     if m * c == 0:
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2, xs = dv.strides[0] // sizeof(floating)
-    cdef Py_ssize_t n, ci, t, s, i, k
-    cdef floating a0, a1, a2, a3
+    cdef Py_ssize_t n, ci, t, s, i, k, q
+    cdef floating a0, a1, a2, a3, c02, c03, c12, c13, c22, c23, c32, c33
     cdef floating r[16]
     cdef floating* buf = _scratch(hp * wp, &dx[0, 0, 0, 0])
     cdef const floating* src
@@ -240,8 +262,12 @@ def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:,
                 memset(buf, 0, hp * wp * sizeof(floating))
                 for t in range(th):
                     src = &dv[0, ci, n * th * tw + t * tw]
+                    row = buf + 2 * t * wp
+                    # Columns 2 and 3 of a tile are columns 0 and 1 of the next: their sums
+                    # (c_k2, c_k3 of row k) carry over, and each entry of the row is written once.
+                    c02 = c03 = c12 = c13 = c22 = c23 = c32 = c33 = 0
                     for s in range(tw):
-                        # B dV: rows (dV0, dV1 - dV2 + dV3, dV1 + dV2 - dV0, -dV3) ...
+                        # B dV: row k of the tile's 4x4 is combined from the 4 rows of dV ...
                         for k in range(4):
                             a0 = src[k * xs + s]
                             a1 = src[(4 + k) * xs + s]
@@ -252,12 +278,28 @@ def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:,
                             r[8 + k] = a1 + a2 - a0
                             r[12 + k] = -a3
                         # ... then (B dV) B^T on the columns, added onto the tile's window.
-                        for k in range(4):
-                            row = buf + (2 * t + k) * wp + 2 * s
-                            row[0] += r[4 * k]
-                            row[1] += r[4 * k + 1] - r[4 * k + 2] + r[4 * k + 3]
-                            row[2] += r[4 * k + 1] + r[4 * k + 2] - r[4 * k]
-                            row[3] -= r[4 * k + 3]
+                        q = 2 * s
+                        row[q] += r[0] + c02
+                        row[q + 1] += r[1] - r[2] + r[3] + c03
+                        c02, c03 = r[1] + r[2] - r[0], -r[3]
+                        row[wp + q] += r[4] + c12
+                        row[wp + q + 1] += r[5] - r[6] + r[7] + c13
+                        c12, c13 = r[5] + r[6] - r[4], -r[7]
+                        row[2 * wp + q] += r[8] + c22
+                        row[2 * wp + q + 1] += r[9] - r[10] + r[11] + c23
+                        c22, c23 = r[9] + r[10] - r[8], -r[11]
+                        row[3 * wp + q] += r[12] + c32
+                        row[3 * wp + q + 1] += r[13] - r[14] + r[15] + c33
+                        c32, c33 = r[13] + r[14] - r[12], -r[15]
+                    q = 2 * tw
+                    row[q] += c02
+                    row[q + 1] += c03
+                    row[wp + q] += c12
+                    row[wp + q + 1] += c13
+                    row[2 * wp + q] += c22
+                    row[2 * wp + q + 1] += c23
+                    row[3 * wp + q] += c32
+                    row[3 * wp + q + 1] += c33
                 for i in range(h):
                     memcpy(dst + ((n * c + ci) * h + i) * w, buf + (i + pad) * wp + pad,
                            w * sizeof(floating))
