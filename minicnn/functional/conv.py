@@ -344,10 +344,11 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups, need_dx=True):
 # Winograd F(2x2, 3x3) (see minicnn/functional/winograd.py) for 3x3 stride-1 layers with at
 # least this many input and output channels.  Its 16 GEMMs have C as their inner dimension
 # and its tile transforms cost about as much as the GEMMs, so the 2.25x fewer multiplies only
-# pay on wide layers.  Measured (alternating runs, batch 128, 2 cores, load ~1): 64->64 8x8
-# fwd 8.1 -> 6.6-7.3 ms, bwd 15.6 -> 14.3-14.5 ms; 32->32 16x16 no faster (8.3 vs 8.4 fwd,
-# 15.8 vs 15.3 bwd), 16 channels slower.
-WINOGRAD_MIN_CHANNELS = 64
+# pay on wide layers.  Measured (alternating runs in one process, batch 128, 2 cores, load
+# ~1), im2col -> Winograd fwd / bwd ms: 64->64 8x8 4.9 -> 3.7 / 10.5 -> 8.1; 32->32 16x16
+# 8.0 -> 6.5 / 15.0 -> 13.9; VGG 128->256 56x56 (N4) 60 -> 28 / 85 -> 85; but 16->16 32x32
+# 10.5 -> 12.6 / 22.6 -> 24.1, so 16-channel layers keep im2col.
+WINOGRAD_MIN_CHANNELS = 32
 # A chunk's Winograd-domain input V (16 values per 2x2 output tile and channel) is kept about this size.
 WINOGRAD_CHUNK_BYTES = 256 << 10
 
