@@ -118,6 +118,21 @@ def test_kernel_transforms_match_plain(dtype, layer, seed, gap):
     np.testing.assert_allclose(dx, winograd.transform_input_grad(np.ascontiguousarray(dv), x.shape, pad), **close)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2 ** 16))
+def test_kernel_filter_transforms_match_plain(dtype, f, c, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((f, c, 3, 3)).astype(dtype)
+    u = np.full((16, f, c), np.nan, dtype=dtype)
+    kernels.filter_transform(w, u)
+    np.testing.assert_allclose(u, winograd.transform_filter(w), **tol(dtype))
+    du = rng.standard_normal((16, f, c)).astype(dtype)
+    dw = np.full((f, c, 3, 3), np.nan, dtype=dtype)
+    kernels.filter_grad_transform(du, dw)
+    np.testing.assert_allclose(dw, winograd.filter_grad(du, dtype), **tol(dtype))
+
+
 def test_kernel_errors_name_what_was_expected():
     x = np.zeros((2, 3, 6, 6), dtype=np.float32)
     with pytest.raises(ValueError, match=r"input_transform: expected v of shape \(16, 3, 18\)"):
@@ -127,6 +142,10 @@ def test_kernel_errors_name_what_was_expected():
     with pytest.raises(ValueError, match="a 3x3 window does not fit a 1x6 input with pad=0"):
         kernels.input_transform(np.zeros((1, 1, 1, 6), dtype=np.float32), 0,
                                 np.zeros((16, 1, 0), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"filter_transform: expected w \(F, C, 3, 3\) and u \(16, F, C\)"):
+        kernels.filter_transform(np.zeros((2, 3, 3, 3), dtype=np.float32), np.zeros((16, 3, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="filter_grad_transform: expected du"):
+        kernels.filter_grad_transform(np.zeros((16, 2, 3), dtype=np.float32), np.zeros((2, 3, 5, 5), dtype=np.float32))
     with pytest.raises(ValueError, match=r"output_transform: expected bias of shape \(4,\)"):
         kernels.output_transform(np.zeros((16, 4, 2), dtype=np.float32), np.zeros(3, dtype=np.float32),
                                  np.zeros((2, 4, 2, 2), dtype=np.float32))

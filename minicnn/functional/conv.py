@@ -388,7 +388,8 @@ def _forward_winograd(kernels, x, w, b, pad, oh, ow):
     n, c = x.shape[:2]
     f = w.shape[0]
     th, tw = winograd.tiles_of(oh, ow)
-    u = winograd.transform_filter(w)                                  # (16, F, C)
+    u = np.empty((16, f, c), dtype=x.dtype)
+    kernels.filter_transform(np.ascontiguousarray(w), u)               # U = G g G^T
     out = np.empty((n, f, oh, ow), dtype=x.dtype)
     step = _winograd_chunk(n, c, th, tw, x.itemsize)
 
@@ -419,7 +420,9 @@ def _backward_winograd(kernels, dout, x, w, pad, need_dx=True):
     n, c = x.shape[:2]
     f = w.shape[0]
     th, tw = winograd.tiles_of(*dout.shape[2:])
-    u_t = winograd.transform_filter(w).swapaxes(1, 2)                 # (16, C, F) view
+    u = np.empty((16, f, c), dtype=x.dtype)
+    kernels.filter_transform(np.ascontiguousarray(w), u)
+    u_t = u.swapaxes(1, 2)                                            # (16, C, F) view
     dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
     step = _winograd_chunk(n, max(c, f), th, tw, x.itemsize)
 
@@ -445,7 +448,9 @@ def _backward_winograd(kernels, dout, x, w, pad, need_dx=True):
     du = parts[0]
     for part in parts[1:]:
         du += part
-    return dx, winograd.filter_grad(du, x.dtype)
+    dw = np.empty(w.shape, dtype=x.dtype)
+    kernels.filter_grad_transform(du, dw)                             # dw = G^T dU G
+    return dx, dw
 
 
 def conv2d_forward_naive(x, w, b, stride=1, pad=0, groups=1):
