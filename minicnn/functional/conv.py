@@ -436,7 +436,12 @@ def _backward_winograd(kernels, dout, x, w, pad, need_dx=True):
             dm = _winograd_buffer("winograd_m", f, t, step * th * tw, x.dtype)
             kernels.output_grad_transform(dout[n0:n0 + m], dm)
             kernels.input_transform(x[n0:n0 + m], pad, v)
-            np.matmul(dm, v.swapaxes(1, 2), out=du_part)
+            # dU = dM @ V^T with V^T made contiguous first: NumPy's matmul ran these small
+            # products 2x faster from a (T, C) copy than from the transposed view (64->64 8x8,
+            # 4 images: 157 -> 58 us, plus 26 us for the copy).
+            vt = _winograd_buffer("winograd_vt", c, t, step * th * tw, x.dtype).reshape(16, t, c)
+            np.copyto(vt, v.swapaxes(1, 2))
+            np.matmul(dm, vt, out=du_part)
             du += du_part
             if not need_dx:
                 continue
