@@ -8,7 +8,10 @@ One command prints the tables (float32, median wall time of forward + backward):
 - end-to-end training throughput (forward, backward, SGD momentum step; batch 128, random
   CIFAR-shaped data) of LeNet-5 (3 input channels), CIFAR ResNet-20 and a small VGG
   (conv 64-64-pool-128-128-pool-256-pool, then a linear classifier, ReLU after every conv);
-- the float32 GEMM rate (1024^3 matmul): the ceiling of any im2col + GEMM convolution;
+- the float32 GEMM rate (1024^3 matmul): the ceiling of any im2col + GEMM convolution.  A
+  conv's GFLOP/s count a direct convolution's multiply-adds (backward = 2x forward); the
+  layers minicnn runs by Winograd (3x3 stride 1, >= 32 channels) do 2.25x fewer, so their
+  rate can pass that ceiling;
 - the memory of a training step of the same three models (see below).
 
 PyTorch is optional (not a dependency).  When ``import torch`` works its column is filled
