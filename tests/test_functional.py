@@ -129,11 +129,11 @@ def test_conv_chunk_boundaries(threads, chunk_images, g, seed):
         assert rel_error(got, want) < 1e-10
 
 
-@pytest.mark.parametrize("kernel", [1, 3])
-def test_threaded_conv_backward_is_bitwise_reproducible(kernel):
-    """dW is summed per thread: however the threads are scheduled, every call must give the
-    same bits (a resumed training run must end bit-identical to an uninterrupted one).
-    Random pauses between chunks shuffle which thread finishes first."""
+@pytest.mark.parametrize("kernel,winograd", [(1, False), (3, False), (3, True)])
+def test_threaded_conv_backward_is_bitwise_reproducible(kernel, winograd):
+    """dW (dU on the Winograd path) is summed per thread: however the threads are scheduled,
+    every call must give the same bits (a resumed training run must end bit-identical to an
+    uninterrupted one).  Random pauses between chunks shuffle which thread finishes first."""
     import random
     import time
     from minicnn.functional import conv
@@ -154,6 +154,8 @@ def test_threaded_conv_backward_is_bitwise_reproducible(kernel):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv, "CHUNK_BYTES", 1)                  # one image per chunk: 12 chunks
+        mp.setattr(conv, "WINOGRAD_CHUNK_BYTES", 1)
+        mp.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 if winograd else 10 ** 9)
         mp.setattr(conv, "PARALLEL_MIN_MACS", 0)
         mp.setattr(conv.workspace, "cpu_count", lambda: 3)
         mp.setattr(conv, "_run", jittery_run)

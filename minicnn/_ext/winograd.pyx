@@ -35,11 +35,16 @@ def _tiles(name, h, w, pad):
     return oh, ow, (oh + 1) // 2, (ow + 1) // 2
 
 
-def _check_blocks(name, arg, k, t, row_stride, item_stride, itemsize):
-    # (NumPy gives a length-1 axis any stride: only axes longer than 1 are checked.)
-    if (t > 1 and item_stride != itemsize) or (k > 1 and row_stride != t * itemsize):
+def _check_domain(name, arg, shape, strides, expected, itemsize):
+    """A Winograd-domain argument: shape ``expected`` = (16, K, T), each of its 16 (K, T)
+    matrices C-contiguous (they may lie further apart).  NumPy gives a length-1 axis any
+    stride, so only axes longer than 1 are checked."""
+    if shape != expected:
+        raise ValueError(f"{name}: expected {arg} of shape {expected}, received {shape}")
+    k, t = shape[1], shape[2]
+    if (t > 1 and strides[1] != itemsize) or (k > 1 and strides[0] != t * itemsize):
         raise ValueError(f"{name}: expected {arg} to be 16 C-contiguous (K, T) matrices, received "
-                         f"strides (..., {row_stride}, {item_stride})")
+                         f"strides (..., {strides[0]}, {strides[1]})")
 
 
 cdef floating* _scratch(Py_ssize_t size, floating* like) except NULL:
@@ -57,11 +62,8 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
     cdef Py_ssize_t m = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     oh, ow, th_, tw_ = _tiles("input_transform", h, w, pad)
     cdef Py_ssize_t th = th_, tw = tw_
-    expected = (16, c, m * th * tw)
-    if (v.shape[0], v.shape[1], v.shape[2]) != expected:
-        raise ValueError(f"input_transform: expected v of shape {expected}, received "
-                         f"{(v.shape[0], v.shape[1], v.shape[2])}")
-    _check_blocks("input_transform", "v", v.shape[1], v.shape[2], v.strides[1], v.strides[2], sizeof(floating))
+    _check_domain("input_transform", "v", (v.shape[0], v.shape[1], v.shape[2]), (v.strides[1], v.strides[2]),
+                  (16, c, m * th * tw), sizeof(floating))
     if m * c == 0:
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2
@@ -131,11 +133,8 @@ def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, 
     """
     cdef Py_ssize_t m = out.shape[0], f = out.shape[1], oh = out.shape[2], ow = out.shape[3]
     cdef Py_ssize_t th = (oh + 1) // 2, tw = (ow + 1) // 2
-    expected = (16, f, m * th * tw)
-    if (mm.shape[0], mm.shape[1], mm.shape[2]) != expected:
-        raise ValueError(f"output_transform: expected mm of shape {expected}, received "
-                         f"{(mm.shape[0], mm.shape[1], mm.shape[2])}")
-    _check_blocks("output_transform", "mm", mm.shape[1], mm.shape[2], mm.strides[1], mm.strides[2], sizeof(floating))
+    _check_domain("output_transform", "mm", (mm.shape[0], mm.shape[1], mm.shape[2]), (mm.strides[1], mm.strides[2]),
+                  (16, f, m * th * tw), sizeof(floating))
     cdef const floating[::1] b
     cdef bint has_bias = bias is not None
     if has_bias:
@@ -185,11 +184,8 @@ def output_grad_transform(const floating[:, :, :, ::1] dout, floating[:, :, :] d
     """
     cdef Py_ssize_t m = dout.shape[0], f = dout.shape[1], oh = dout.shape[2], ow = dout.shape[3]
     cdef Py_ssize_t th = (oh + 1) // 2, tw = (ow + 1) // 2
-    expected = (16, f, m * th * tw)
-    if (dm.shape[0], dm.shape[1], dm.shape[2]) != expected:
-        raise ValueError(f"output_grad_transform: expected dm of shape {expected}, received "
-                         f"{(dm.shape[0], dm.shape[1], dm.shape[2])}")
-    _check_blocks("output_grad_transform", "dm", dm.shape[1], dm.shape[2], dm.strides[1], dm.strides[2], sizeof(floating))
+    _check_domain("output_grad_transform", "dm", (dm.shape[0], dm.shape[1], dm.shape[2]), (dm.strides[1], dm.strides[2]),
+                  (16, f, m * th * tw), sizeof(floating))
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = dm.strides[0] // sizeof(floating), ow2 = 2 * tw
@@ -242,11 +238,8 @@ def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:,
     cdef Py_ssize_t m = dx.shape[0], c = dx.shape[1], h = dx.shape[2], w = dx.shape[3]
     oh, ow, th_, tw_ = _tiles("input_grad_transform", h, w, pad)
     cdef Py_ssize_t th = th_, tw = tw_
-    expected = (16, c, m * th * tw)
-    if (dv.shape[0], dv.shape[1], dv.shape[2]) != expected:
-        raise ValueError(f"input_grad_transform: expected dv of shape {expected}, received "
-                         f"{(dv.shape[0], dv.shape[1], dv.shape[2])}")
-    _check_blocks("input_grad_transform", "dv", dv.shape[1], dv.shape[2], dv.strides[1], dv.strides[2], sizeof(floating))
+    _check_domain("input_grad_transform", "dv", (dv.shape[0], dv.shape[1], dv.shape[2]), (dv.strides[1], dv.strides[2]),
+                  (16, c, m * th * tw), sizeof(floating))
     if m * c == 0:
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2, xs = dv.strides[0] // sizeof(floating)
