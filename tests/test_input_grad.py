@@ -62,6 +62,8 @@ def test_data_layer_is_found_only_through_sequentials():
     assert data_layer(block_first, x) is None
     bn_first = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3, rng=0))
     assert data_layer(bn_first, x) is None
+    shared = nn.Conv2d(3, 3, 3, padding=1, rng=0)          # used twice: its dx is needed
+    assert data_layer(nn.Sequential(shared, nn.ReLU(), shared), x) is None
 
 
 def test_finding_the_data_layer_leaves_the_model_as_it_was():

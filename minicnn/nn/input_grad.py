@@ -29,19 +29,23 @@ def data_layer(model, x):
     the previous mode.
     """
     probe = x[:1]
-    receivers = []
+    calls = []                         # (module, whether it received the batch itself)
     was_training = [m.training for m in model.modules()]
     model.eval()
     try:
-        with forward_hook(lambda m, inp, out: receivers.append(m) if inp is probe else None):
+        with forward_hook(lambda m, inp, out: calls.append((m, inp is probe))):
             model(probe)
     finally:
         for m, mode in zip(model.modules(), was_training):
             object.__setattr__(m, "training", mode)
+    receivers = [m for m, got_batch in calls if got_batch]
     leaves = [m for m in receivers if not any(True for _ in m.children())]
     if len(leaves) != 1 or not isinstance(leaves[0], Conv2d):
         return None
     layer = leaves[0]
+    # A layer used twice (shared weights) must still return dx for its other use.
+    if sum(m is layer for m, _ in calls) != 1:
+        return None
     # Every other module that saw the batch must be a Sequential on the path to the layer,
     # with Sequential's own backward (which returns the first child's dx and uses it for nothing).
     for m in receivers:
