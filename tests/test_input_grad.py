@@ -55,9 +55,25 @@ def test_data_layer_is_found_only_through_sequentials():
     x = np.zeros((2, 3, 32, 32), dtype=np.float32)
     lenet = models.create("lenet5", in_channels=3, rng=0)
     assert data_layer(lenet, x) is lenet.features[0]
-    # A custom model class (its own backward), a residual block at the input, and a
+    # The ResNets declare that their backward returns conv1's dx untouched.
+    resnet = models.create("resnet20", rng=0)
+    assert data_layer(resnet, x) is resnet.conv1
+    preact = models.create("preact_resnet18", rng=0)
+    assert data_layer(preact, x) is preact.conv1
+
+    # A custom model class that does not declare it, a residual block at the input, and a
     # first layer that is not a conv: left alone.
-    assert data_layer(models.create("resnet20", rng=0), x) is None
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1, rng=0)
+
+        def forward(self, x):
+            return self.conv(x) + x
+
+        def backward(self, dout):
+            return self.conv.backward(dout) + dout
+    assert data_layer(Custom(), x) is None
     block_first = nn.Sequential(nn.BasicBlock(3, 3, rng=0), nn.Flatten())
     assert data_layer(block_first, x) is None
     bn_first = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3, rng=0))
@@ -108,3 +124,26 @@ def test_fit_skips_the_data_gradient_while_training_only():
             batch_size=8, progress=False, log=None)
     for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preact_resnet18", "small_cnn", "lenet5"])
+def test_models_train_the_same_without_the_data_gradient(name):
+    """Where data_layer says yes, the model's backward must run with that layer returning
+    None (nothing adds to it) and give the same parameter gradients."""
+    kw = {"in_channels": 3} if name == "lenet5" else {}
+    model = models.create(name, rng=0, **kw)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    dout = np.random.default_rng(1).standard_normal((2, 10)).astype(np.float32)
+
+    def grads():
+        model.zero_grad()
+        model(x)
+        dx = model.backward(dout)
+        return dx, [p.grad.copy() for p in model.parameters()]
+    dx, full = grads()
+    with skip_data_gradient(model, x) as layer:
+        assert layer is not None
+        none, skipped = grads()
+    assert dx.shape == x.shape and none is None
+    for a, b in zip(full, skipped):
+        np.testing.assert_array_equal(a, b)

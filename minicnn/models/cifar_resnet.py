@@ -57,6 +57,10 @@ class CifarResNet(Module):
       1 - l/L (1 - p_L); 1.0 (default) = the ordinary network
     """
 
+    # backward() returns conv1's input gradient untouched, so a training step may skip it
+    # (minicnn.nn.input_grad).
+    input_layer = "conv1"
+
     def __init__(self, n, num_classes=10, shortcut="A", zero_init_residual=False,
                  survival_prob=1.0, rng=None):
         super().__init__()

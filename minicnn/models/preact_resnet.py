@@ -38,6 +38,10 @@ class PreActResNet(Module):
     - x: (N, 3, H, W) -> (N, num_classes)
     """
 
+    # backward() returns conv1's input gradient untouched, so a training step may skip it
+    # (minicnn.nn.input_grad).
+    input_layer = "conv1"
+
     def __init__(self, layers, num_classes=10, channels=(64, 128, 256, 512), rng=None):
         super().__init__()
         if len(layers) != len(channels) or any(not isinstance(n, int) or n < 1 for n in layers):

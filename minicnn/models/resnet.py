@@ -84,6 +84,10 @@ class ResNet(Module):
       a training step with probability 1 - l/L (1 - p_L); 1.0 (default) = off
     """
 
+    # backward() returns conv1's input gradient untouched, so a training step may skip it
+    # (minicnn.nn.input_grad).
+    input_layer = "conv1"
+
     def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64,
                  zero_init_residual=False, survival_prob=1.0, rng=None, **block_kw):
         super().__init__()

@@ -8,9 +8,10 @@ because the input tensor does not require grad; here the layer is told: ``Conv2d
 
 Which layer reads the data is a property of the model's wiring, found by watching one
 forward pass.  It is only safe to switch off where nothing else uses that gradient: the
-layer must receive the batch itself, and every module between it and the model must be a
-Sequential, whose backward hands the first layer's dx up unchanged.  A residual block at
-the input (its shortcut also carries the data) or a custom model class is left alone.
+layer must receive the batch itself, and every module between it and the model must hand
+its dx up unchanged -- a Sequential (its backward does), or a model class that declares it
+with ``input_layer = "conv1"`` (the ResNets).  A residual block at the input (its shortcut
+also carries the data) or any other custom model class is left alone.
 
     with skip_data_gradient(model, x_batch):
         for x, y in batches:
@@ -46,14 +47,16 @@ def data_layer(model, x):
     # A layer used twice (shared weights) must still return dx for its other use.
     if sum(m is layer for m, _ in calls) != 1:
         return None
-    # Every other module that saw the batch must be a Sequential on the path to the layer,
-    # with Sequential's own backward (which returns the first child's dx and uses it for nothing).
+    # Every other module that saw the batch must hand the layer's dx up untouched: a
+    # Sequential with Sequential's own backward, or a model that says so by naming the layer
+    # in ``input_layer`` (the ResNets: their backward ends ``return self.conv1.backward(d)``).
     for m in receivers:
         if m is layer:
             continue
+        declared = getattr(m, "input_layer", None)
+        if declared is not None and getattr(m, declared, None) is layer:
+            continue
         if not isinstance(m, Sequential) or type(m).backward is not Sequential.backward:
-            return None
-        if next(iter(m.children()), None) is None:
             return None
     return layer
 
