@@ -13,7 +13,7 @@ Shapes::
     b    (F,) or None
     out  (N, F, OH, OW),  OH = (H + 2*pad - KH) // stride + 1,  OW likewise
 
-Three versions, each checked against the first in the tests:
+Four versions, each checked against the first in the tests:
 
 * ``conv2d_forward_naive`` / ``conv2d_backward_naive`` -- a loop over output positions,
   one window at a time: slow, but it is the definition, and the tests' reference;
@@ -31,7 +31,11 @@ Three versions, each checked against the first in the tests:
   times the size of x (75 MB for a CIFAR ResNet layer at batch 128), fall out of the
   cache between im2col and the GEMM, and a fresh array that large costs a page fault per
   4 KB; and N small per-image GEMMs, each split over threads by BLAS, waste most of a
-  small machine's time in fork/join.  The docstrings of the two functions give details.
+  small machine's time in fork/join.  The docstrings of the two functions give details;
+* ``_forward_winograd`` / ``_backward_winograd`` -- 3x3 stride-1 layers with at least
+  WINOGRAD_MIN_CHANNELS channels on the CPU: Winograd's F(2x2, 3x3), 2.25x fewer
+  multiplies, chunked and threaded the same way (the algorithm, in plain NumPy, is
+  ``minicnn/functional/winograd.py``).
 
 ``conv2d_forward`` / ``conv2d_backward`` are the public pair; they pick the version.
 The cache keeps x rather than its columns, and the backward pass recomputes them
