@@ -94,6 +94,9 @@ def test_kernel_transforms_match_plain(dtype, layer, seed, gap):
     v = gapped((16, c, t), dtype, gap)
     kernels.input_transform(x, pad, v)
     np.testing.assert_allclose(v, winograd.transform_input(x, pad, th, tw), **close)
+    vt = gapped((16, t, c), dtype, gap)
+    kernels.input_transform(x, pad, vt, channels_last=True)
+    np.testing.assert_allclose(vt, winograd.transform_input(x, pad, th, tw).swapaxes(1, 2), **close)
 
     mm = rng.standard_normal((16, f, t)).astype(dtype)
     expected = winograd.transform_output(mm, m, oh, ow)
@@ -137,6 +140,8 @@ def test_kernel_errors_name_what_was_expected():
     x = np.zeros((2, 3, 6, 6), dtype=np.float32)
     with pytest.raises(ValueError, match=r"input_transform: expected v of shape \(16, 3, 18\)"):
         kernels.input_transform(x, 1, np.zeros((16, 3, 17), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"input_transform: expected v of shape \(16, 18, 3\)"):
+        kernels.input_transform(x, 1, np.zeros((16, 3, 18), dtype=np.float32), channels_last=True)
     with pytest.raises(ValueError, match="input_transform: expected v to be 16 C-contiguous"):
         kernels.input_transform(x, 1, np.zeros((16, 18, 3), dtype=np.float32).swapaxes(1, 2))
     with pytest.raises(ValueError, match="a 3x3 window does not fit a 1x6 input with pad=0"):

@@ -54,20 +54,26 @@ cdef floating* _scratch(Py_ssize_t size, floating* like) except NULL:
     return p
 
 
-def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, :, :] v):
+def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, :, :] v,
+                    bint channels_last=False):
     """V = B^T d B for every (channel, tile) of a chunk.
 
-    Inputs: x (m, C, H, W) C-contiguous; pad >= 0; v (16, C, m*TH*TW), x's dtype, overwritten.
+    Inputs: x (m, C, H, W) C-contiguous; pad >= 0; v (16, C, m*TH*TW), x's dtype, overwritten
+    -- or, with ``channels_last``, v (16, m*TH*TW, C): V's 16 matrices transposed, as the
+    backward pass's dU = dM @ V^T wants them (NumPy's matmul ran those products 2x faster
+    from a contiguous V^T than from a transposed view).
     """
     cdef Py_ssize_t m = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     oh, ow, th_, tw_ = _tiles("input_transform", h, w, pad)
     cdef Py_ssize_t th = th_, tw = tw_
     _check_domain("input_transform", "v", (v.shape[0], v.shape[1], v.shape[2]), (v.strides[1], v.strides[2]),
-                  (16, c, m * th * tw), sizeof(floating))
+                  (16, m * th * tw, c) if channels_last else (16, c, m * th * tw), sizeof(floating))
     if m * c == 0:
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2
-    cdef Py_ssize_t xs = v.strides[0] // sizeof(floating), rs = v.strides[1] // sizeof(floating)
+    cdef Py_ssize_t xs = v.strides[0] // sizeof(floating)
+    # Where V[xi, channel, tile] lies: xi * xs + channel * cs + tile * ts.
+    cdef Py_ssize_t cs = 1 if channels_last else m * th * tw, ts = c if channels_last else 1
     cdef Py_ssize_t n, ci, t, s, q, i
     cdef floating x00, x01, x02, x03, x10, x11, x12, x13, x20, x21, x22, x23, x30, x31, x32, x33
     cdef floating* buf = _scratch(hp * wp, &v[0, 0, 0])
@@ -90,7 +96,7 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
                     r1 = r0 + wp
                     r2 = r1 + wp
                     r3 = r2 + wp
-                    out = dst + ci * rs + n * th * tw + t * tw
+                    out = dst + ci * cs + (n * th * tw + t * tw) * ts
                     # B^T d, one column of the tile at a time (x_k_j: row k of B^T d, column j);
                     # a tile's columns 2 and 3 are the next tile's 0 and 1, so they carry over.
                     x00 = r0[0] - r2[0]; x10 = r1[0] + r2[0]; x20 = r2[0] - r1[0]; x30 = r1[0] - r3[0]
@@ -101,22 +107,22 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
                         q = q + 1
                         x03 = r0[q] - r2[q]; x13 = r1[q] + r2[q]; x23 = r2[q] - r1[q]; x33 = r1[q] - r3[q]
                         # (B^T d) B: the same combination on the columns of every row.
-                        out[0 * xs + s] = x00 - x02
-                        out[1 * xs + s] = x01 + x02
-                        out[2 * xs + s] = x02 - x01
-                        out[3 * xs + s] = x01 - x03
-                        out[4 * xs + s] = x10 - x12
-                        out[5 * xs + s] = x11 + x12
-                        out[6 * xs + s] = x12 - x11
-                        out[7 * xs + s] = x11 - x13
-                        out[8 * xs + s] = x20 - x22
-                        out[9 * xs + s] = x21 + x22
-                        out[10 * xs + s] = x22 - x21
-                        out[11 * xs + s] = x21 - x23
-                        out[12 * xs + s] = x30 - x32
-                        out[13 * xs + s] = x31 + x32
-                        out[14 * xs + s] = x32 - x31
-                        out[15 * xs + s] = x31 - x33
+                        out[0 * xs + s * ts] = x00 - x02
+                        out[1 * xs + s * ts] = x01 + x02
+                        out[2 * xs + s * ts] = x02 - x01
+                        out[3 * xs + s * ts] = x01 - x03
+                        out[4 * xs + s * ts] = x10 - x12
+                        out[5 * xs + s * ts] = x11 + x12
+                        out[6 * xs + s * ts] = x12 - x11
+                        out[7 * xs + s * ts] = x11 - x13
+                        out[8 * xs + s * ts] = x20 - x22
+                        out[9 * xs + s * ts] = x21 + x22
+                        out[10 * xs + s * ts] = x22 - x21
+                        out[11 * xs + s * ts] = x21 - x23
+                        out[12 * xs + s * ts] = x30 - x32
+                        out[13 * xs + s * ts] = x31 + x32
+                        out[14 * xs + s * ts] = x32 - x31
+                        out[15 * xs + s * ts] = x31 - x33
                         x00, x10, x20, x30 = x02, x12, x22, x32
                         x01, x11, x21, x31 = x03, x13, x23, x33
                 # Rows past the image were never written, but the next plane's memcpy
@@ -146,17 +152,22 @@ def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, 
     cdef Py_ssize_t xs = mm.strides[0] // sizeof(floating), ow2 = 2 * tw
     cdef Py_ssize_t n, fi, t, s, i
     cdef floating p0, p1, p2, p3, q0, q1, q2, q3, bv
+    # Even OH and OW: the tiles cover the output exactly and are written into it directly;
+    # otherwise into a plane buffer with the extra row/column, then copied.
+    cdef bint even = oh == 2 * th and ow == ow2
     cdef floating* ybuf = _scratch(2 * th * ow2, &out[0, 0, 0, 0])
     cdef const floating* src
+    cdef floating* plane
     cdef floating* y
     cdef floating* dst = &out[0, 0, 0, 0]
     with nogil:
         for n in range(m):
             for fi in range(f):
                 bv = b[fi] if has_bias else 0
+                plane = dst + (n * f + fi) * oh * ow if even else ybuf
                 for t in range(th):
                     src = &mm[0, fi, n * th * tw + t * tw]
-                    y = ybuf + 2 * t * ow2
+                    y = plane + 2 * t * ow2
                     for s in range(tw):
                         # A^T M: rows p = m0 + m1 + m2 and q = m1 - m2 - m3 (each 4 wide) ...
                         p0 = src[0 * xs + s] + src[4 * xs + s] + src[8 * xs + s]
@@ -172,8 +183,9 @@ def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, 
                         y[2 * s + 1] = p1 - p2 - p3 + bv
                         y[ow2 + 2 * s] = q0 + q1 + q2 + bv
                         y[ow2 + 2 * s + 1] = q1 - q2 - q3 + bv
-                for i in range(oh):            # the valid OH x OW part into out
-                    memcpy(dst + ((n * f + fi) * oh + i) * ow, ybuf + i * ow2, ow * sizeof(floating))
+                if not even:
+                    for i in range(oh):        # the valid OH x OW part into out
+                        memcpy(dst + ((n * f + fi) * oh + i) * ow, ybuf + i * ow2, ow * sizeof(floating))
     free(ybuf)
 
 
@@ -191,18 +203,26 @@ def output_grad_transform(const floating[:, :, :, ::1] dout, floating[:, :, :] d
     cdef Py_ssize_t xs = dm.strides[0] // sizeof(floating), ow2 = 2 * tw
     cdef Py_ssize_t n, fi, t, s, i
     cdef floating u0, u1, v0, v1, r0, r1, r2, r3, w0, w1, w2, w3
+    # Even OH and OW: the tiles read dout directly; otherwise a copy of the plane with a
+    # zero row/column added (outputs past OH, OW have gradient 0).
+    cdef bint even = oh == 2 * th and ow == ow2
     cdef floating* ybuf = _scratch(2 * th * ow2, &dm[0, 0, 0])
     cdef const floating* src = &dout[0, 0, 0, 0]
+    cdef const floating* plane
     cdef const floating* y
     cdef floating* o
     with nogil:
-        memset(ybuf, 0, 2 * th * ow2 * sizeof(floating))   # outputs past OH, OW: gradient 0
+        memset(ybuf, 0, 2 * th * ow2 * sizeof(floating))
         for n in range(m):
             for fi in range(f):
-                for i in range(oh):
-                    memcpy(ybuf + i * ow2, src + ((n * f + fi) * oh + i) * ow, ow * sizeof(floating))
+                if even:
+                    plane = src + (n * f + fi) * oh * ow
+                else:
+                    for i in range(oh):
+                        memcpy(ybuf + i * ow2, src + ((n * f + fi) * oh + i) * ow, ow * sizeof(floating))
+                    plane = ybuf
                 for t in range(th):
-                    y = ybuf + 2 * t * ow2
+                    y = plane + 2 * t * ow2
                     o = &dm[0, fi, n * th * tw + t * tw]
                     for s in range(tw):
                         u0, u1 = y[2 * s], y[2 * s + 1]                  # dY row 0

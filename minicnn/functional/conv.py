@@ -414,9 +414,9 @@ def _forward_winograd(kernels, x, w, b, pad, oh, ow):
 def _backward_winograd(kernels, dout, x, w, pad, need_dx=True):
     """Backward of _forward_winograd, chunk by chunk (see winograd.py for the algebra).
 
-    Per chunk: dM = the output gradient transformed; V recomputed from x; dU += dM @ V^T;
-    then V's buffer receives dV = U^T @ dM, which the input-gradient transform adds back
-    onto the chunk's images of dx.  dU is summed per thread over fixed shares of the
+    Per chunk: dM = the output gradient transformed; V^T recomputed from x; dU += dM @ V^T;
+    then dV = U^T @ dM, which the input-gradient transform adds back onto the chunk's
+    images of dx.  dU is summed per thread over fixed shares of the
     chunks, the shares added in thread order (the same bits on every call, see _run).
     """
     x = np.ascontiguousarray(x)
@@ -436,21 +436,19 @@ def _backward_winograd(kernels, dout, x, w, pad, need_dx=True):
         for n0 in chunks:
             m = min(step, n - n0)
             t = m * th * tw
-            v = _winograd_buffer("winograd_v", c, t, step * th * tw, x.dtype)
             dm = _winograd_buffer("winograd_m", f, t, step * th * tw, x.dtype)
             kernels.output_grad_transform(dout[n0:n0 + m], dm)
-            kernels.input_transform(x[n0:n0 + m], pad, v)
-            # dU = dM @ V^T with V^T made contiguous first: NumPy's matmul ran these small
-            # products 2x faster from a (T, C) copy than from the transposed view (64->64 8x8,
-            # 4 images: 157 -> 58 us, plus 26 us for the copy).
+            # V recomputed, transposed: NumPy's matmul ran dU = dM @ V^T 2x faster from a
+            # contiguous V^T than from a transposed view (64->64 8x8, 4 images: 157 -> 58 us).
             vt = _winograd_buffer("winograd_vt", c, t, step * th * tw, x.dtype).reshape(16, t, c)
-            np.copyto(vt, v.swapaxes(1, 2))
+            kernels.input_transform(x[n0:n0 + m], pad, vt, channels_last=True)
             np.matmul(dm, vt, out=du_part)
             du += du_part
             if not need_dx:
                 continue
-            np.matmul(u_t, dm, out=v)                                     # dV overwrites V
-            kernels.input_grad_transform(v, pad, dx[n0:n0 + m])
+            dv = _winograd_buffer("winograd_v", c, t, step * th * tw, x.dtype)
+            np.matmul(u_t, dm, out=dv)
+            kernels.input_grad_transform(dv, pad, dx[n0:n0 + m])
         return du
 
     parts = _run(images, n, step, n * f * c * th * tw * 16, fixed_shares=True)
