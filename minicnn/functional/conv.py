@@ -424,10 +424,12 @@ def _backward_winograd(kernels, dout, x, w, pad, need_dx=True):
     n, c = x.shape[:2]
     f = w.shape[0]
     th, tw = winograd.tiles_of(*dout.shape[2:])
-    u = np.empty((16, f, c), dtype=x.dtype)
-    kernels.filter_transform(np.ascontiguousarray(w), u)
-    u_t = u.swapaxes(1, 2)                                            # (16, C, F) view
-    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+    dx = u_t = None
+    if need_dx:                                  # U is needed only for dV = U^T @ dM
+        dx = np.empty(x.shape, dtype=x.dtype)
+        u = np.empty((16, f, c), dtype=x.dtype)
+        kernels.filter_transform(np.ascontiguousarray(w), u)
+        u_t = u.swapaxes(1, 2)                                        # (16, C, F) view
     step = _winograd_chunk(n, max(c, f), th, tw, x.itemsize)
 
     def images(chunks):
