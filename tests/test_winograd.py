@@ -69,7 +69,12 @@ def test_transforms_known_answer():
 
 # ----------------------------------------------------------------------------- the kernels
 
-kernels = pytest.importorskip("minicnn._ext.winograd", reason="the Cython extension is not built")
+try:
+    from minicnn._ext import winograd as kernels
+except ImportError:         # the plain tests above still run
+    kernels = None
+needs_kernels = pytest.mark.skipif(kernels is None or not backend.cython_available(),
+                                   reason="the Cython extension is not built")
 
 
 def gapped(shape, dtype, gap):
@@ -80,6 +85,7 @@ def gapped(shape, dtype, gap):
     return buf[:, :k * t].reshape(16, k, t)
 
 
+@needs_kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=40, deadline=None)
 @given(layers(), st.integers(0, 2 ** 16), st.sampled_from([0, 3, 32]))
@@ -121,6 +127,7 @@ def test_kernel_transforms_match_plain(dtype, layer, seed, gap):
     np.testing.assert_allclose(dx, winograd.transform_input_grad(np.ascontiguousarray(dv), x.shape, pad), **close)
 
 
+@needs_kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2 ** 16))
@@ -136,6 +143,7 @@ def test_kernel_filter_transforms_match_plain(dtype, f, c, seed):
     np.testing.assert_allclose(dw, winograd.filter_grad(du, dtype), **tol(dtype))
 
 
+@needs_kernels
 def test_kernel_errors_name_what_was_expected():
     x = np.zeros((2, 3, 6, 6), dtype=np.float32)
     with pytest.raises(ValueError, match=r"input_transform: expected v of shape \(16, 3, 18\)"):
@@ -174,6 +182,7 @@ def winograd_everywhere():
         yield ran
 
 
+@needs_kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=30, deadline=None)
 @given(layers(), st.integers(0, 2 ** 16), st.booleans())
@@ -200,6 +209,7 @@ def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias):
             np.testing.assert_allclose(got, expected, **tol(dtype))
 
 
+@needs_kernels
 def test_conv_winograd_path_gradcheck():
     """float64 numeric gradients of the Winograd conv (odd sizes, several chunks and threads)."""
     rng, x, wt, b = arrays(3, 3, 2, 3, 5, 4, np.float64)
@@ -213,9 +223,9 @@ def test_conv_winograd_path_gradcheck():
         assert compare(db, numeric_gradient(lambda v: F.conv2d_forward(x, wt, v, 1, 1)[0], b, dout)) < 1e-7
 
 
+@needs_kernels
 def test_winograd_is_used_only_where_it_applies():
     """Stride 2, groups, 1x1 or 5x5 kernels and thin layers take im2col."""
-    pytest.importorskip("minicnn._ext.im2col")
     wide = conv.WINOGRAD_MIN_CHANNELS
     assert conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 1, 1, 1)
     assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 2, 1, 1)
@@ -226,3 +236,26 @@ def test_winograd_is_used_only_where_it_applies():
     assert not conv._use_winograd((8, wide - 1, 8, 8), (wide, wide - 1, 3, 3), 1, 1, 1)
     with backend.use_cython(False):
         assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 1, 1, 1)
+
+
+@needs_kernels
+@pytest.mark.parametrize("pad", [0, 1, 2])
+def test_default_settings_take_winograd_and_match_plain(pad):
+    """No monkeypatching: a 32-channel 3x3 layer (odd sizes, one and two images) goes the
+    Winograd way with the shipped thresholds and agrees with the plain path."""
+    rng = np.random.default_rng(pad)
+    c = conv.WINOGRAD_MIN_CHANNELS
+    for n in (1, 2):
+        x = rng.standard_normal((n, c, 5, 7)).astype(np.float32)
+        w = rng.standard_normal((c, c, 3, 3)).astype(np.float32) * 0.1
+        b = rng.standard_normal(c).astype(np.float32)
+        assert conv._use_winograd(x.shape, w.shape, 1, pad, 1)
+        out, cache = F.conv2d_forward(x, w, b, 1, pad)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        grads = F.conv2d_backward(dout, cache)
+        with backend.use_cython(False):
+            ref, ref_cache = F.conv2d_forward(x, w, b, 1, pad)
+            ref_grads = F.conv2d_backward(dout, ref_cache)
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+        for got, expected in zip(grads, ref_grads):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
