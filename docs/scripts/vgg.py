@@ -41,3 +41,20 @@ print(f"multiply-adds: {s.total_mult_adds:,} ({_tour.human(s.total_mult_adds)}) 
       f"{100 * conv_ma / s.total_mult_adds:.1f}% in the convs")
 print(f"what minicnn actually stores in a forward (every layer's output, ReLU included, no in-place ops): "
       f"{s.total_activations:,} values = {_tour.mib(s.total_activations):.1f} MiB per image")
+
+# How minicnn runs those 3x3 convs on the CPU: Winograd's F(2x2, 3x3) (Lavin & Gray 2016).
+import numpy as np  # noqa: E402
+
+import minicnn.functional as F  # noqa: E402
+from minicnn.functional import winograd  # noqa: E402
+
+print("\nWinograd F(2x2, 3x3): a 2x2 block of outputs of a 3x3 filter from one 4x4 input tile")
+print(f"multiplies per 2x2 outputs and channel pair: direct 2*2*9 = {2 * 2 * 9}, Winograd 4*4 = {4 * 4}, "
+      f"{2 * 2 * 9 / 16:.2f}x fewer")
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2, 8, 14, 14))
+w = rng.standard_normal((16, 8, 3, 3))
+direct, _ = F.conv2d_forward_naive(x, w, None, 1, 1)
+diff = np.abs(winograd.conv3x3_forward(x, w, None, 1) - direct).max()
+print(f"float64, a 8->16 3x3 pad-1 layer on 14x14: largest difference to the direct conv {diff:.0e} "
+      f"({'within' if diff < 1e-12 else 'NOT within'} 1e-12 of the direct conv)")
