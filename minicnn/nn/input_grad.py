@@ -24,7 +24,8 @@ from minicnn.nn.module import Sequential, forward_hook
 
 
 def data_layer(model, x):
-    """The Conv2d of ``model`` that reads ``x`` directly through a chain of Sequentials, or None.
+    """The Conv2d of ``model`` that reads ``x`` directly, reached through Sequentials or a
+    model that names it in ``input_layer``; None if there is no such layer (module doc).
 
     Runs model(x[:1]) once in eval mode (BatchNorm statistics are not touched) and restores
     the previous mode.
