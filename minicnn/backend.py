@@ -130,7 +130,7 @@ def _load_kernels():
         return None
     kernels = {"im2col": im2col_kernels, "pool": pool_kernels}
     # Kernels added later: an extension built before they existed takes their plain path.
-    for name in ("batchnorm", "activations", "lrn", "winograd"):
+    for name in ("batchnorm", "activations", "lrn", "winograd", "direct"):
         try:
             kernels[name] = importlib.import_module("minicnn._ext." + name)
         except ImportError:
@@ -148,7 +148,7 @@ def cython_available():
 
 def cython_kernels(xp, name):
     """The Cython kernel module ``name`` ('im2col', 'pool', 'batchnorm', 'activations', 'lrn',
-    'winograd') for arrays of module ``xp``, or None.
+    'winograd', 'direct') for arrays of module ``xp``, or None.
 
     None means: take the plain xp path.  That happens for CuPy arrays, when the
     kernels are switched off, and -- with one warning per process -- when the

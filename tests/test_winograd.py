@@ -174,6 +174,7 @@ def winograd_everywhere():
     forward, backward = conv._forward_winograd, conv._backward_winograd
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+        mp.setattr(conv, "DIRECT_ISA", 0)                    # thin float32 layers would go direct
         mp.setattr(conv, "WINOGRAD_CHUNK_BYTES", 1)          # one image per chunk
         mp.setattr(conv, "PARALLEL_MIN_MACS", 0)
         mp.setattr(conv.workspace, "cpu_count", lambda: 3)

@@ -1,0 +1,103 @@
+/* One instantiation of the direct-convolution kernel; included by direct_conv.h once per
+ * instruction set, with these macros set:
+ *
+ *   DC_NAME(s)   the name of function s in this instantiation
+ *   DC_TARGET    the function attribute that selects the instruction set
+ *   DC_V         floats per vector register
+ *   DC_FB        filters per register block
+ *   DC_JB        vectors of output columns per register block
+ *
+ * The register block: DC_FB filters x DC_JB * DC_V output columns of one output row, held
+ * in DC_FB * DC_JB accumulator registers for the whole sum over (c, p, q).  Each step of
+ * that sum loads DC_JB vectors of one input row (shifted by q) and DC_FB filter weights
+ * (broadcast), and does DC_FB * DC_JB fused multiply-adds: every load feeds several FMAs,
+ * which is what keeps the FMA units busy (a GEMM's micro-kernel does the same).
+ */
+
+typedef float DC_NAME(vec) __attribute__((vector_size(DC_V * 4)));
+
+DC_TARGET static inline DC_NAME(vec) DC_NAME(load)(const float* p)
+{
+    DC_NAME(vec) v;
+    memcpy(&v, p, sizeof v);           /* an unaligned vector load */
+    return v;
+}
+
+/* out[f, i, j] for the DC_FB filters of block wb and all output rows, one image.
+ *   xpad: (c, hp, wp) the zero-padded image, wp >= (columns rounded up to the block) + kw - 1
+ *   wb:   (c, kh, kw, DC_FB) the block's weights, filter innermost
+ *   out:  (f_here, oh, ow) where the block's first filter goes; f_here <= DC_FB are stored */
+DC_TARGET static void DC_NAME(filter_block)(const float* xpad, long c, long hp, long wp,
+                                            const float* wb, long kh, long kw,
+                                            const float* bias, long f_here,
+                                            float* out, long oh, long ow)
+{
+    const long plane = hp * wp;
+    const long cols = DC_V * DC_JB;
+    for (long i = 0; i < oh; i++) {
+        for (long j0 = 0; j0 < ow; j0 += cols) {
+            DC_NAME(vec) acc[DC_FB][DC_JB];
+            for (int a = 0; a < DC_FB; a++) {
+                float b0 = (bias != NULL && a < f_here) ? bias[a] : 0.0f;
+                for (int t = 0; t < DC_JB; t++)
+                    acc[a][t] = (DC_NAME(vec)){0} + b0;
+            }
+            for (long cc = 0; cc < c; cc++) {
+                for (long p = 0; p < kh; p++) {
+                    const float* xr = xpad + cc * plane + (i + p) * wp + j0;
+                    const float* wr = wb + (cc * kh + p) * kw * DC_FB;
+                    for (long q = 0; q < kw; q++) {
+                        DC_NAME(vec) xv[DC_JB];
+                        for (int t = 0; t < DC_JB; t++)
+                            xv[t] = DC_NAME(load)(xr + q + t * DC_V);
+                        for (int a = 0; a < DC_FB; a++) {
+                            const float s = wr[q * DC_FB + a];
+                            for (int t = 0; t < DC_JB; t++)
+                                acc[a][t] += xv[t] * s;
+                        }
+                    }
+                }
+            }
+            for (int a = 0; a < DC_FB && a < f_here; a++) {
+                float* o = out + (a * oh + i) * ow;
+                for (int t = 0; t < DC_JB; t++) {
+                    const long j = j0 + t * DC_V;
+                    if (j + DC_V <= ow) {
+                        memcpy(o + j, &acc[a][t], sizeof acc[a][t]);
+                    } else if (j < ow) {       /* the row's last, partial vector */
+                        float tmp[DC_V];
+                        memcpy(tmp, &acc[a][t], sizeof tmp);
+                        memcpy(o + j, tmp, (size_t)(ow - j) * sizeof(float));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Images [0, n) of x (n, c, h, w) -> out (n, f, oh, ow); see minicnn_direct_conv_f32. */
+DC_TARGET static void DC_NAME(conv)(const float* x, long n, long c, long h, long w,
+                                    const float* wpk, long f, long kh, long kw,
+                                    long pad_h, long pad_w, const float* bias,
+                                    float* out, long oh, long ow, float* xpad, long wp)
+{
+    const long hp = oh + kh - 1;
+    const long fblocks = (f + DC_FB - 1) / DC_FB;
+    /* The padding never changes between images, so it is zeroed once; each image then
+     * overwrites only the interior. */
+    memset(xpad, 0, (size_t)(c * hp * wp) * sizeof(float));
+    for (long m = 0; m < n; m++) {
+        const float* xm = x + m * c * h * w;
+        for (long cc = 0; cc < c; cc++)
+            for (long r = 0; r < h; r++)
+                memcpy(xpad + (cc * hp + r + pad_h) * wp + pad_w, xm + (cc * h + r) * w,
+                       (size_t)w * sizeof(float));
+        for (long fb = 0; fb < fblocks; fb++) {
+            const long f0 = fb * DC_FB;
+            const long f_here = f - f0 < DC_FB ? f - f0 : DC_FB;
+            DC_NAME(filter_block)(xpad, c, hp, wp, wpk + fb * c * kh * kw * DC_FB, kh, kw,
+                                  bias != NULL ? bias + f0 : NULL, f_here,
+                                  out + (m * f + f0) * oh * ow, oh, ow);
+        }
+    }
+}
