@@ -1,9 +1,9 @@
-"""The direct-convolution kernel (minicnn/_ext/direct_conv.h) against the definition, for
-every instruction set this CPU can run (AVX-512 and AVX2 are both tried where AVX-512 is
-there), over hypothesis-drawn layers: non-square kernels, unequal padding, rows that are
-not a whole number of vectors, filter counts that are not a whole number of blocks, one
-image; then the conv path that uses it (forward, and the backward's dx by the flipped
-filters) against the plain path.
+"""The direct-convolution kernels (minicnn/_ext/direct_conv.h: the conv and its weight
+gradient) against the definition, for every instruction set this CPU can run (AVX-512 and
+AVX2 are both tried where AVX-512 is there), over hypothesis-drawn layers: non-square
+kernels, unequal padding, rows that are not a whole number of vectors, filter counts that
+are not a whole number of blocks, one image; then the conv path that uses them (forward,
+dW, and the backward's dx by the flipped filters) against the plain path.
 """
 import numpy as np
 import pytest
@@ -76,6 +76,51 @@ def test_kernel_resnet_layer(isa):
     b = rng.standard_normal(16).astype(np.float32)
     np.testing.assert_allclose(run_kernel(isa, x, wt, b, 1, 1), reference(x, wt, b, 1, 1),
                                rtol=1e-4, atol=1e-4)
+
+
+def reference_grad_w(x, dout, kh, kw, pad_h, pad_w):
+    """dw of the definition in float64, padding each axis by its own amount."""
+    xpad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))
+    w0 = np.zeros((dout.shape[1], x.shape[1], kh, kw))
+    _, cache = F.conv2d_forward_naive(xpad, w0, None, 1, 0)
+    return F.conv2d_backward_naive(dout.astype(np.float64), cache)[1]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@settings(max_examples=60, deadline=None)
+@given(layers(), st.integers(0, 2 ** 16))
+def test_grad_w_kernel_is_the_weight_gradient(isa, layer, seed):
+    """dw += sum over images and output positions; the kernel adds to what dw holds."""
+    n, c, f, h, w, kh, kw, pad_h, pad_w = layer
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    oh, ow = h + 2 * pad_h - kh + 1, w + 2 * pad_w - kw + 1
+    dout = rng.standard_normal((n, f, oh, ow)).astype(np.float32)
+    start = rng.standard_normal((f, c, kh, kw)).astype(np.float32)
+    dw = start.copy()
+    scratch = np.full(direct.grad_w_scratch_len(isa, n, c, f, oh, ow, kh, kw), np.nan, dtype=np.float32)
+    before = x.copy(), dout.copy()
+    direct.grad_w(x, dout, pad_h, pad_w, dw, scratch, isa)
+    np.testing.assert_allclose(dw, start + reference_grad_w(x, dout, kh, kw, pad_h, pad_w),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(dout, before[1])
+
+
+def test_grad_w_kernel_rejects_bad_arguments():
+    isa = ISAS[-1]
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    dout = np.zeros((2, 4, 8, 8), np.float32)
+    dw = np.zeros((4, 3, 3, 3), np.float32)
+    scratch = np.zeros(direct.grad_w_scratch_len(isa, 2, 3, 4, 8, 8, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="not one stride-1 conv"):
+        direct.grad_w(x, dout, 0, 0, dw, scratch, isa)                   # dout is for pad 1
+    with pytest.raises(ValueError, match="not one stride-1 conv"):
+        direct.grad_w(x, dout[:1], 1, 1, dw, scratch, isa)
+    with pytest.raises(ValueError, match="scratch"):
+        direct.grad_w(x, dout, 1, 1, dw, scratch[:10], isa)
+    with pytest.raises(RuntimeError, match="cannot run"):
+        direct.grad_w(x, dout, 1, 1, dw, scratch, direct.isa() + 1)
 
 
 def test_kernel_rejects_bad_arguments():

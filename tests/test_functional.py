@@ -129,8 +129,8 @@ def test_conv_chunk_boundaries(threads, chunk_images, g, seed):
         assert rel_error(got, want) < 1e-10
 
 
-@pytest.mark.parametrize("kernel,winograd", [(1, False), (3, False), (3, True)])
-def test_threaded_conv_backward_is_bitwise_reproducible(kernel, winograd):
+@pytest.mark.parametrize("kernel,path", [(1, "im2col"), (3, "im2col"), (3, "winograd"), (3, "direct")])
+def test_threaded_conv_backward_is_bitwise_reproducible(kernel, path):
     """dW (dU on the Winograd path) is summed per thread: however the threads are scheduled,
     every call must give the same bits (a resumed training run must end bit-identical to an
     uninterrupted one).  Random pauses between chunks shuffle which thread finishes first."""
@@ -155,7 +155,12 @@ def test_threaded_conv_backward_is_bitwise_reproducible(kernel, winograd):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv, "CHUNK_BYTES", 1)                  # one image per chunk: 12 chunks
         mp.setattr(conv, "WINOGRAD_CHUNK_BYTES", 1)
-        mp.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 if winograd else 10 ** 9)
+        mp.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 if path == "winograd" else 10 ** 9)
+        mp.setattr(conv, "DIRECT_GRAD_CHUNK_BYTES", 1)
+        if path != "direct":
+            mp.setattr(conv, "DIRECT_ISA", 0)
+        elif conv._direct_isa(x, w, 1, 1, 1) == 0:
+            pytest.skip("no direct kernel on this build or CPU")
         mp.setattr(conv, "PARALLEL_MIN_MACS", 0)
         mp.setattr(conv.workspace, "cpu_count", lambda: 3)
         mp.setattr(conv, "_run", jittery_run)

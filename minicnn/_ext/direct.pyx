@@ -21,6 +21,11 @@ cdef extern from "direct_conv.h" nogil:
                                 const float* wpk, long f, long kh, long kw,
                                 long pad_h, long pad_w, const float* bias,
                                 float* out, long oh, long ow, float* xpad)
+    long minicnn_direct_grad_w_scratch(int isa, long m, long c, long f, long oh, long ow,
+                                       long kh, long kw)
+    int minicnn_direct_grad_w_f32(int isa, const float* x, const float* dout, long m, long c,
+                                  long h, long w, long f, long kh, long kw, long pad_h, long pad_w,
+                                  long oh, long ow, float* dw, float* scratch)
 
 ISA_NAMES = {0: None, 1: "avx2", 2: "avx512"}
 
@@ -78,3 +83,32 @@ def conv(const float[:, :, :, ::1] x, const float[:, :, :, :, ::1] wpk, long f,
                                      &scratch[0])
     if rc != 0:
         raise RuntimeError(f"direct.conv: this CPU cannot run instruction set {ISA_NAMES.get(isa_level, isa_level)}")
+
+
+def grad_w_scratch_len(int isa_level, long m, long c, long f, long oh, long ow, long kh, long kw):
+    """Floats of scratch grad_w() needs for m images (their padded x and dout)."""
+    return minicnn_direct_grad_w_scratch(isa_level, m, c, f, oh, ow, kh, kw)
+
+
+def grad_w(const float[:, :, :, ::1] x, const float[:, :, :, ::1] dout, long pad_h, long pad_w,
+           float[:, :, :, ::1] dw, float[::1] scratch, int isa_level):
+    """dw += the weight gradient of the stride-1 conv over all of x's images:
+    dw[f, c, p, q] += sum_{n, i, j} dout[n, f, i, j] * xpad[n, c, i + p, j + q]."""
+    cdef long m = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef long f = dw.shape[0], kh = dw.shape[2], kw = dw.shape[3]
+    cdef long oh = dout.shape[2], ow = dout.shape[3]
+    if dw.shape[1] != c or dout.shape[0] != m or dout.shape[1] != f \
+            or oh != h + 2 * pad_h - kh + 1 or ow != w + 2 * pad_w - kw + 1 \
+            or oh < 1 or ow < 1 or pad_h < 0 or pad_w < 0:
+        raise ValueError(f"direct.grad_w: x {tuple(x.shape)}, dout {tuple(dout.shape)} and dw "
+                         f"{tuple(dw.shape)} with padding ({pad_h}, {pad_w}) are not one stride-1 conv")
+    if scratch.shape[0] < grad_w_scratch_len(isa_level, m, c, f, oh, ow, kh, kw):
+        raise ValueError("direct.grad_w: scratch too small")
+    if m == 0:
+        return
+    cdef int rc
+    with nogil:
+        rc = minicnn_direct_grad_w_f32(isa_level, &x[0, 0, 0, 0], &dout[0, 0, 0, 0], m, c, h, w, f,
+                                       kh, kw, pad_h, pad_w, oh, ow, &dw[0, 0, 0, 0], &scratch[0])
+    if rc != 0:
+        raise RuntimeError(f"direct.grad_w: this CPU cannot run instruction set {ISA_NAMES.get(isa_level, isa_level)}")

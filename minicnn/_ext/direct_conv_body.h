@@ -6,6 +6,7 @@
  *   DC_V         floats per vector register
  *   DC_FB        filters per register block
  *   DC_JB        vectors of output columns per register block
+ *   DC_GFB, DC_TAPS  (optional) filters and taps per register block of the weight gradient
  *
  * The register block: DC_FB filters x DC_JB * DC_V output columns of one output row, held
  * in DC_FB * DC_JB accumulator registers for the whole sum over (c, p, q).  Each step of
@@ -101,3 +102,64 @@ DC_TARGET static void DC_NAME(conv)(const float* x, long n, long c, long h, long
         }
     }
 }
+
+#ifdef DC_TAPS
+/* The weight gradient of images [0, m): dw[f, c, p, q] += sum_{n, i, j} dout[n, f, i, j] *
+ * xpad[n, c, i + p, j + q], the padded images and output gradients already in scratch, both
+ * with rows of wp = ow + kw - 1 (dout's zero past ow), so that one flat index k = i*wp + j walks
+ * both -- a long loop of vectors instead of rows only a couple of vectors long:
+ *   xpad: (m, c, xplane)   the (hp, wp) padded image, then zeros
+ *   dpad: (m, fr, dplane)  the (oh, wp) output gradient, then zeros; fr >= f whole blocks,
+ *                          zero past f; dplane a whole number of vectors
+ * Register block: DC_GFB filters x DC_TAPS taps (kernel positions (p, q)), each a vector of
+ * partial sums, summed across the lanes once the block has seen every image. */
+DC_TARGET static void DC_NAME(grad_w)(const float* xpad, const float* dpad, long m, long c,
+                                      long f, long fr, long xplane, long dplane, long wp,
+                                      long kh, long kw, float* dw)
+{
+    _Static_assert(8 % DC_GFB == 0, "dpad holds whole blocks of 8 filters");
+    const long taps = kh * kw;
+    const long fblocks = (f + DC_GFB - 1) / DC_GFB;
+    for (long fb = 0; fb < fblocks; fb++) {
+        const long f0 = fb * DC_GFB;
+        const long f_here = f - f0 < DC_GFB ? f - f0 : DC_GFB;
+        for (long cc = 0; cc < c; cc++) {
+            for (long t0 = 0; t0 < taps; t0 += DC_TAPS) {
+                long off[DC_TAPS];               /* where each tap's window starts in a plane */
+                for (int t = 0; t < DC_TAPS; t++) {
+                    long tap = t0 + t < taps ? t0 + t : t0;   /* past the last tap: a repeat, dropped */
+                    off[t] = (tap / kw) * wp + tap % kw;
+                }
+                DC_NAME(vec) acc[DC_GFB][DC_TAPS];
+                for (int a = 0; a < DC_GFB; a++)
+                    for (int t = 0; t < DC_TAPS; t++)
+                        acc[a][t] = (DC_NAME(vec)){0};
+                for (long n = 0; n < m; n++) {
+                    const float* xp = xpad + (n * c + cc) * xplane;
+                    const float* dp = dpad + (n * fr + f0) * dplane;
+                    for (long k = 0; k < dplane; k += DC_V) {
+                        DC_NAME(vec) d[DC_GFB];
+                        for (int a = 0; a < DC_GFB; a++)
+                            d[a] = DC_NAME(load)(dp + a * dplane + k);
+                        for (int t = 0; t < DC_TAPS; t++) {
+                            DC_NAME(vec) xv = DC_NAME(load)(xp + k + off[t]);
+                            for (int a = 0; a < DC_GFB; a++)
+                                acc[a][t] += d[a] * xv;
+                        }
+                    }
+                }
+                for (int a = 0; a < DC_GFB && a < f_here; a++) {
+                    for (int t = 0; t < DC_TAPS && t0 + t < taps; t++) {
+                        float lanes[DC_V];
+                        memcpy(lanes, &acc[a][t], sizeof lanes);
+                        float s = 0.0f;
+                        for (int v = 0; v < DC_V; v++)
+                            s += lanes[v];
+                        dw[((f0 + a) * c + cc) * taps + t0 + t] += s;
+                    }
+                }
+            }
+        }
+    }
+}
+#endif

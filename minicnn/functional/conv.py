@@ -35,7 +35,11 @@ Four versions, each checked against the first in the tests:
 * ``_forward_winograd`` / ``_backward_winograd`` -- 3x3 stride-1 layers with at least
   WINOGRAD_MIN_CHANNELS channels on the CPU: Winograd's F(2x2, 3x3), 2.25x fewer
   multiplies, chunked and threaded the same way (the algorithm, in plain NumPy, is
-  ``minicnn/functional/winograd.py``).
+  ``minicnn/functional/winograd.py``);
+* ``_forward_direct`` / ``_backward_direct`` -- stride-1 float32 layers with at most
+  DIRECT_MAX_CHANNELS channels, on CPUs with AVX2 or AVX-512: the naive loops' algebra
+  again, but a register block of filters x output positions at a time with vector FMAs
+  (``minicnn/_ext/direct_conv.h``), where im2col's GEMMs would be too thin for BLAS.
 
 ``conv2d_forward`` / ``conv2d_backward`` are the public pair; they pick the version.
 The cache keeps x rather than its columns, and the backward pass recomputes them
@@ -284,7 +288,7 @@ def _backward_batched(xp, dout, x, w, stride, pad, groups, need_dx=True):
     return col2im(dcol, x.shape, stride, pad), dw
 
 
-def _backward_chunked(kernels, dout, x, w, stride, pad, groups, need_dx=True):
+def _backward_chunked(kernels, dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
     """Backward of _forward_chunked, chunk by chunk with the same batch-inside layout.
 
     Per chunk of m images: dout_chunk is copied to (F, m*OH*OW); the columns are
@@ -292,7 +296,7 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups, need_dx=True):
     column buffer, no longer needed, receives dcol = W_g^T @ dout_g, which col2im_t adds
     back onto the chunk's images of dx.  Each worker thread sums its own dW over a fixed
     share of the chunks; the partial sums are added at the end, in thread order, so dW is
-    the same bits on every call (see _run).
+    the same bits on every call (see _run).  ``need_dw=False`` skips dW (returned as None).
     """
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
@@ -310,8 +314,9 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups, need_dx=True):
         for n0 in chunks:
             m = min(step, n - n0)
             d = dout[n0:n0 + m].reshape(m, groups, fg, p)
-            np.matmul(x[n0:n0 + m].reshape(m, groups, k, p), d.swapaxes(2, 3), out=part[:m])
-            dw_t += part[:m].sum(axis=0)
+            if need_dw:
+                np.matmul(x[n0:n0 + m].reshape(m, groups, k, p), d.swapaxes(2, 3), out=part[:m])
+                dw_t += part[:m].sum(axis=0)
             if need_dx:
                 np.matmul(w_t, d, out=dx[n0:n0 + m].reshape(m, groups, k, p))
         return dw_t
@@ -330,14 +335,15 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups, need_dx=True):
                 np.copyto(d, dout[n0:n0 + m].reshape(m, f, p).transpose(1, 0, 2))
                 d = d.reshape(groups, fg, m * p)
             col = col_buf[:c * kh * kw * m * p].reshape(c, kh, kw, m, oh, ow)
-            kernels.im2col_t(x[n0:n0 + m], kh, kw, stride, pad, col)
-            col = col.reshape(groups, k, m * p)
-            # dW^T = col_g @ dout_g^T: the same product as dout_g @ col_g^T, but BLAS runs
-            # it ~1.5x faster when F/G is small (a tall, thin result instead of a wide, flat one).
-            np.matmul(col, d.swapaxes(1, 2), out=dw_part)
-            dw_t += dw_part
+            if need_dw:
+                kernels.im2col_t(x[n0:n0 + m], kh, kw, stride, pad, col)
+                # dW^T = col_g @ dout_g^T: the same product as dout_g @ col_g^T, but BLAS runs it
+                # ~1.5x faster when F/G is small (a tall, thin result instead of a wide, flat one).
+                np.matmul(col.reshape(groups, k, m * p), d.swapaxes(1, 2), out=dw_part)
+                dw_t += dw_part
             if not need_dx:
                 continue
+            col = col.reshape(groups, k, m * p)
             np.matmul(w_t, d, out=col)                                 # dcol overwrites col
             # The _scratch variant may overwrite dcol (it zeroes the entries that fell in the
             # padding, so that "same" 3x3 layers add each tap in one pass, not row by row).
@@ -346,6 +352,8 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups, need_dx=True):
 
     is_pointwise = kh == kw == 1 and stride == 1 and pad == 0
     parts = _run(pointwise if is_pointwise else images, n, step, n * f * k * p, fixed_shares=True)
+    if not need_dw:
+        return dx, None
     dw_t = parts[0]
     for part in parts[1:]:
         dw_t += part
@@ -356,8 +364,15 @@ def _backward_chunked(kernels, dout, x, w, stride, pad, groups, need_dx=True):
 # x output columns, AVX-512 or AVX2 code picked at run time) for stride-1 float32 layers with
 # at most this many input and output channels.  There im2col's GEMMs are 16 rows tall and BLAS
 # runs them at a fraction of its peak.  Measured (one core, CIFAR ResNet 16->16 32x32, per image,
-# AVX-512): forward 79 us by im2col + GEMM, 20 us direct.
+# AVX-512): forward 79 us by im2col + GEMM, 20 us direct; dW 50 -> 30 us.  Whole layers (batch
+# 128, 2 cores, alternating runs), im2col -> direct fwd / bwd ms: that layer 5.8 -> 1.6 / 10.5 -> 4.2
+# (AVX2: 3.6 / 8.0 before the dW kernel); LeNet-5's 6->16 5x5 0.65 -> 0.37 / 1.22 -> 1.04.  Wider
+# layers gain less and keep Winograd (32->32 16x16: 2.3 -> 1.9 / 5.0 -> 4.6 with AVX-512, but
+# 2.4 -> 3.3 / 5.1 -> 6.3 with AVX2) and 8-wide rows lose (64->64 8x8: 1.4 -> 3.7 fwd).
 DIRECT_MAX_CHANNELS = 16
+# The weight-gradient kernel takes a chunk of images per call, their padded copies about this
+# many bytes (kept in the core's L2 cache while every block of filters and taps reads them).
+DIRECT_GRAD_CHUNK_BYTES = 512 << 10
 # The backward pass computes dx by the direct kernel only for layers with at least this many
 # input channels: dx's conv has them as its filters, and the kernel works on blocks of 8 filters
 # (LeNet-5's first conv, 1 -> 6: backward 1.2 ms by col2im, 1.7 ms direct).
@@ -408,22 +423,46 @@ def _forward_direct(direct, isa, x, w, b, pad_h, pad_w):
 
 
 def _backward_direct(kernels, direct, isa, dout, x, w, pad, need_dx=True):
-    """Backward of _forward_direct: dW by im2col + GEMM (_backward_chunked without dx: that
-    product is a tall one, which BLAS runs well), dx by the direct kernel:
+    """Backward of _forward_direct, both gradients by the direct kernels.
+
+    dW: ``direct.grad_w`` (a register block of filters x kernel taps, each a vector of sums
+    over output positions), a chunk of images per call, summed per thread over fixed shares
+    of the chunks and the shares added in thread order (the same bits on every call, see
+    _run).  dx: the forward kernel again,
 
         dx[n, c, y, z] = sum_{f,p,q} w[f, c, KH-1-p, KW-1-q] * dout_pad[n, f, y + p, z + q]
 
-    -- the forward conv of dout, padded by KH-1-pad (KW-1-pad), with the filters flipped in
-    both spatial axes and their in/out channels swapped.
+    -- the stride-1 conv of dout, padded by KH-1-pad (KW-1-pad), with the filters flipped in
+    both spatial axes and their in/out channels swapped.  Layers with few input channels
+    (they are dx's filters, and the kernel works in blocks of 8) take col2im for dx instead.
     """
     f, c, kh, kw = w.shape
-    if c < DIRECT_MIN_DX_CHANNELS:       # dx's "filters" are x's channels: few waste the block
-        return _backward_chunked(kernels, dout, x, w, 1, pad, 1, need_dx)
-    _, dw = _backward_chunked(kernels, dout, x, w, 1, pad, 1, need_dx=False)
-    if not need_dx:
-        return None, dw
-    w_flip = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]                 # (C, F, KH, KW)
-    return _forward_direct(direct, isa, dout, w_flip, None, kh - 1 - pad, kw - 1 - pad), dw
+    dout = np.ascontiguousarray(dout)
+    if need_dx and c < DIRECT_MIN_DX_CHANNELS:
+        dx, _ = _backward_chunked(kernels, dout, x, w, 1, pad, 1, need_dw=False)
+    elif need_dx:
+        w_flip = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]                 # (C, F, KH, KW)
+        dx = _forward_direct(direct, isa, dout, w_flip, None, kh - 1 - pad, kw - 1 - pad)
+    else:
+        dx = None
+    x = np.ascontiguousarray(x)
+    n = x.shape[0]
+    oh, ow = dout.shape[2:]
+    per_image = direct.grad_w_scratch_len(isa, 1, c, f, oh, ow, kh, kw)
+    step = max(1, min(n, DIRECT_GRAD_CHUNK_BYTES // (4 * per_image)))
+
+    def images(chunks):
+        scratch = workspace.get("direct_grad", (per_image * step,), np.float32)
+        dw = np.zeros(w.shape, dtype=np.float32)
+        for n0 in chunks:
+            direct.grad_w(x[n0:n0 + step], dout[n0:n0 + step], pad, pad, dw, scratch, isa)
+        return dw
+
+    parts = _run(images, n, step, n * f * c * kh * kw * oh * ow, fixed_shares=True)
+    dw = parts[0]
+    for part in parts[1:]:
+        dw += part
+    return dx, dw
 
 
 # Winograd F(2x2, 3x3) (see minicnn/functional/winograd.py) for 3x3 stride-1 layers with at
