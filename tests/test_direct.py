@@ -207,6 +207,13 @@ def test_direct_is_used_only_where_it_applies():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv, "DIRECT_ISA", 0)
         assert conv._direct_isa(x, w, 1, 1, 1) == 0
+    with pytest.MonkeyPatch.context() as mp:           # the environment caps the instruction set
+        for name, level in [("none", 0), ("AVX2", 1), ("avx512", 2), ("", 2)]:
+            mp.setenv("MINICNN_DIRECT_ISA", name)
+            assert conv._direct_isa(x, w, 1, 1, 1) == min(level, direct.isa())
+        mp.setenv("MINICNN_DIRECT_ISA", "sse9")
+        with pytest.raises(ValueError, match="MINICNN_DIRECT_ISA: expected one of none, avx2, avx512, received 'sse9'"):
+            F.conv2d_forward(x, w, None, 1, 1)
     with backend.use_cython(False):
         out, _ = F.conv2d_forward(x, w, None, 1, 1)       # the plain path, no kernel asked
         assert out.shape == (2, 16, 8, 8)

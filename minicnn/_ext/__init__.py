@@ -1,14 +1,17 @@
 """Optional Cython kernels for the CPU: im2col / col2im (``im2col.pyx``), max pooling
 (``pool.pyx``), spatial batch norm and its fused ReLU (``batchnorm.pyx``), ReLU and the
-residual add + ReLU (``activations.pyx``), cross-channel LRN (``lrn.pyx``), and the
-transforms of the Winograd F(2x2, 3x3) convolution (``winograd.pyx``).
+residual add + ReLU (``activations.pyx``), cross-channel LRN (``lrn.pyx``), the
+transforms of the Winograd F(2x2, 3x3) convolution (``winograd.pyx``), and a direct
+stride-1 convolution and its weight gradient for thin layers (``direct.pyx`` around the C
+of ``direct_conv.h``: AVX-512 or AVX2 code, chosen when it runs by asking the CPU).
 
 They are built by ``pip install`` when a C compiler is present (in parallel with OpenMP
 when the compiler supports it) and are called only through ``minicnn.backend.cython_kernels``
 by the ops in ``minicnn.functional``.  Each kernel computes exactly what the plain NumPy
 path next to its caller computes; ``tests/test_kernels.py``, ``test_batchnorm_kernel.py``,
-``test_relu_kernel.py``, ``test_lrn_kernel.py`` and ``test_winograd.py`` check the two against
-each other (the Winograd transforms against ``minicnn/functional/winograd.py``).
+``test_relu_kernel.py``, ``test_lrn_kernel.py``, ``test_winograd.py`` and ``test_direct.py``
+check the two against each other (the Winograd transforms against
+``minicnn/functional/winograd.py``, the direct kernels against the naive conv).
 """
 import os
 

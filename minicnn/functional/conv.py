@@ -45,6 +45,8 @@ Four versions, each checked against the first in the tests:
 The cache keeps x rather than its columns, and the backward pass recomputes them
 (as PyTorch does): one copy of each activation in memory instead of KH*KW.
 """
+import os
+
 import numpy as np
 
 from minicnn import backend
@@ -377,9 +379,25 @@ DIRECT_GRAD_CHUNK_BYTES = 512 << 10
 # input channels: dx's conv has them as its filters, and the kernel works on blocks of 8 filters
 # (LeNet-5's first conv, 1 -> 6: backward 1.2 ms by col2im, 1.7 ms direct).
 DIRECT_MIN_DX_CHANNELS = 8
-# The kernel's instruction set: None = the best this CPU has (direct.isa()); 0 = never use the
-# direct kernel; 1 = AVX2 + FMA, 2 = AVX-512 (the tests force each one they can run).
+# The kernel's instruction set: None = the best this CPU has (direct.isa()), or the cap set by
+# $MINICNN_DIRECT_ISA; 0 = never use the direct kernel; 1 = AVX2 + FMA, 2 = AVX-512 (the tests
+# force each one they can run).
 DIRECT_ISA = None
+# $MINICNN_DIRECT_ISA caps it for a process -- to see how minicnn runs on a CPU without AVX-512,
+# as ONEDNN_MAX_CPU_ISA does for oneDNN.
+DIRECT_ISA_NAMES = {"none": 0, "avx2": 1, "avx512": 2}
+
+
+def _direct_isa_cap():
+    if DIRECT_ISA is not None:
+        return DIRECT_ISA
+    name = os.environ.get("MINICNN_DIRECT_ISA", "").strip().lower()
+    if not name:
+        return 2
+    if name not in DIRECT_ISA_NAMES:
+        raise ValueError(f"MINICNN_DIRECT_ISA: expected one of {', '.join(DIRECT_ISA_NAMES)}, "
+                         f"received {name!r}")
+    return DIRECT_ISA_NAMES[name]
 
 
 def _direct_isa(x, w, stride, pad, groups):
@@ -391,8 +409,7 @@ def _direct_isa(x, w, stride, pad, groups):
     direct = backend.cython_kernels(np, "direct")
     if direct is None:
         return 0
-    best = direct.isa()
-    return best if DIRECT_ISA is None else min(DIRECT_ISA, best)
+    return min(_direct_isa_cap(), direct.isa())
 
 
 def _forward_direct(direct, isa, x, w, b, pad_h, pad_w):
