@@ -12,7 +12,7 @@ $(BIN)/activate:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall whenever the build inputs change (the Cython sources included).
-$(VENV)/.installed: $(BIN)/activate pyproject.toml setup.py $(wildcard minicnn/_ext/*.pyx)
+$(VENV)/.installed: $(BIN)/activate pyproject.toml setup.py $(wildcard minicnn/_ext/*.pyx) $(wildcard minicnn/_ext/*.h)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
