@@ -167,15 +167,16 @@ def test_kernel_errors_name_what_was_expected():
 # ----------------------------------------------------------------------------- the conv path
 
 @contextlib.contextmanager
-def winograd_everywhere():
+def winograd_everywhere(images_per_chunk=1):
     """Route every 3x3 stride-1 conv to Winograd, with small chunks shared over 3 threads;
-    yields the list of the Winograd functions that ran."""
+    yields the list of the Winograd functions that ran.  More than one image per chunk
+    leaves a shorter last chunk whenever the batch is not a multiple of it."""
     ran = []
     forward, backward = conv._forward_winograd, conv._backward_winograd
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
         mp.setattr(conv, "DIRECT_ISA", 0)                    # thin float32 layers would go direct
-        mp.setattr(conv, "WINOGRAD_CHUNK_BYTES", 1)          # one image per chunk
+        mp.setattr(conv, "_winograd_chunk", lambda n, *rest: min(n, images_per_chunk))
         mp.setattr(conv, "PARALLEL_MIN_MACS", 0)
         mp.setattr(conv.workspace, "cpu_count", lambda: 3)
         mp.setattr(conv, "_forward_winograd", lambda *a: ran.append("fwd") or forward(*a))
@@ -186,8 +187,8 @@ def winograd_everywhere():
 @needs_kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=30, deadline=None)
-@given(layers(), st.integers(0, 2 ** 16), st.booleans())
-def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias):
+@given(layers(), st.integers(0, 2 ** 16), st.booleans(), st.integers(1, 3))
+def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias, images_per_chunk):
     n, c, f, h, w, pad = layer
     rng, x, wt, b = arrays(seed, n, c, f, h, w, dtype)
     b = b if bias else None
@@ -196,7 +197,7 @@ def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias):
         dout = rng.standard_normal(ref.shape).astype(dtype)
         ref_grads = F.conv2d_backward(dout, ref_cache)
     dout_before = dout.copy()
-    with winograd_everywhere() as ran:
+    with winograd_everywhere(images_per_chunk) as ran:
         out, cache = F.conv2d_forward(x, wt, b, 1, pad)
         grads = F.conv2d_backward(dout, cache)
     assert ran == ["fwd", "bwd"]
@@ -212,9 +213,10 @@ def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias):
 
 @needs_kernels
 def test_conv_winograd_path_gradcheck():
-    """float64 numeric gradients of the Winograd conv (odd sizes, several chunks and threads)."""
-    rng, x, wt, b = arrays(3, 3, 2, 3, 5, 4, np.float64)
-    with winograd_everywhere() as ran:
+    """float64 numeric gradients of the Winograd conv (odd sizes, several chunks and threads,
+    the last chunk shorter)."""
+    rng, x, wt, b = arrays(3, 5, 2, 3, 5, 4, np.float64)
+    with winograd_everywhere(images_per_chunk=2) as ran:
         out, cache = F.conv2d_forward(x, wt, b, 1, 1)
         dout = rng.standard_normal(out.shape)
         dx, dw, db = F.conv2d_backward(dout, cache)
