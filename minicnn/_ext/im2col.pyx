@@ -169,6 +169,9 @@ cdef void _im2col_plane(const floating* src, floating* dst, Py_ssize_t tap_strid
                     if stride == 1:          # the common case: a contiguous run the compiler vectorises
                         for j in range(j_hi - j_lo):
                             out[j_lo + j] = src_row[j]
+                    elif stride == 2:        # ResNet's downsampling convs: a constant stride the
+                        for j in range(j_hi - j_lo):     # compiler vectorises too (loads + shuffles)
+                            out[j_lo + j] = src_row[2 * j]
                     else:
                         for j in range(j_hi - j_lo):
                             out[j_lo + j] = src_row[j * stride]
@@ -201,6 +204,9 @@ cdef void _col2im_plane(const floating* src, Py_ssize_t tap_stride, floating* ds
                     if stride == 1:
                         for j in range(j_hi - j_lo):
                             dst_row[j] += src_row[j]
+                    elif stride == 2:        # a constant stride, as in _im2col_plane
+                        for j in range(j_hi - j_lo):
+                            dst_row[2 * j] += src_row[j]
                     else:
                         for j in range(j_hi - j_lo):
                             dst_row[j * stride] += src_row[j]
