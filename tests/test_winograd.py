@@ -242,6 +242,20 @@ def test_winograd_is_used_only_where_it_applies():
 
 
 @needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_last_input_transform_in_channel_blocks(dtype):
+    """Large planes: the channels-last input transform copies a block of channels at a time
+    (2 MB of zero-bordered planes, at least 16 float32 / 8 float64 channels), so 20 channels
+    of 182x182 take two or three blocks, the last one shorter."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 20, 182, 181)).astype(dtype)
+    th, tw = winograd.tiles_of(182, 181)
+    vt = gapped((16, th * tw, 20), dtype, 3)
+    kernels.input_transform(x, 1, vt, channels_last=True)
+    np.testing.assert_allclose(vt, winograd.transform_input(x, 1, th, tw).swapaxes(1, 2), **tol(dtype))
+
+
+@needs_kernels
 @pytest.mark.parametrize("pad", [0, 1, 2])
 def test_default_settings_take_winograd_and_match_plain(pad):
     """No monkeypatching: a 32-channel 3x3 layer (odd sizes, one and two images) goes the
