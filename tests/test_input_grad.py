@@ -19,8 +19,12 @@ from minicnn.train import fit
     (1, 1, 0, 2, 4, False), (3, 2, 0, 2, 4, False)])
 def test_conv_backward_without_dx_gives_the_same_weight_gradients(cython, kernel, stride, pad, groups,
                                                                   cin, winograd, monkeypatch):
+    ran = []
     if winograd:
         monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+        monkeypatch.setattr(conv, "DIRECT_ISA", 0)     # thin float32 layers would go direct
+        backward = conv._backward_winograd
+        monkeypatch.setattr(conv, "_backward_winograd", lambda *a: ran.append(a[-1]) or backward(*a))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, cin, 7, 6)).astype(np.float32)
     w = rng.standard_normal((4, cin // groups, kernel, kernel)).astype(np.float32)
@@ -31,6 +35,7 @@ def test_conv_backward_without_dx_gives_the_same_weight_gradients(cython, kernel
         dx, dw, db = F.conv2d_backward(dout, cache)
         none, dw2, db2 = F.conv2d_backward(dout, cache, need_dx=False)
     assert dx is not None and none is None
+    assert ran == ([True, False] if winograd and cython else [])   # need_dx of each Winograd backward
     np.testing.assert_array_equal(dw2, dw)
     np.testing.assert_array_equal(db2, db)
 

@@ -583,11 +583,14 @@ def _backward_winograd(kernels, dout, x, w, pad, need_dx=True):
     def images(chunks):
         du_part = workspace.get("winograd_du", (16, f, c), x.dtype)
         du = np.zeros((16, f, c), dtype=x.dtype)
-        buffers = _winograd_buffers(step * th * tw, x.dtype, winograd_m=f, winograd_vt=c, winograd_v=c)
+        # dV's buffer only when dx is wanted (a training step's first layer skips it).
+        buffers = _winograd_buffers(step * th * tw, x.dtype, winograd_m=f, winograd_vt=c,
+                                    **({"winograd_v": c} if need_dx else {}))
         for n0 in chunks:
             m = min(step, n - n0)
             t = m * th * tw
-            dm, vt, dv = buffers(t)
+            views = buffers(t)                  # dM, V^T (and dV)
+            dm, vt = views[0], views[1]
             kernels.output_grad_transform(dout[n0:n0 + m], dm)
             # V recomputed, transposed: NumPy's matmul ran dU = dM @ V^T 2x faster from a
             # contiguous V^T than from a transposed view (64->64 8x8, 4 images: 157 -> 58 us).
@@ -597,6 +600,7 @@ def _backward_winograd(kernels, dout, x, w, pad, need_dx=True):
             du += du_part
             if not need_dx:
                 continue
+            dv = views[2]
             np.matmul(u_t, dm, out=dv)
             kernels.input_grad_transform(dv, pad, dx[n0:n0 + m])
         return du
