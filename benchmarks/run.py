@@ -10,7 +10,7 @@ One command prints the tables (float32, median wall time of forward + backward):
   (conv 64-64-pool-128-128-pool-256-pool, then a linear classifier, ReLU after every conv);
 - the float32 GEMM rate (1024^3 matmul): the ceiling of any im2col + GEMM convolution.  A
   conv's GFLOP/s count a direct convolution's multiply-adds (backward = 2x forward); the
-  layers minicnn runs by Winograd (3x3 stride 1, >= 32 channels) do 2.25x fewer, so their
+  layers minicnn runs by Winograd (3x3 stride 1, >= 16 channels) do 2.25x fewer, so their
   rate can pass that ceiling;
 - the memory of a training step of the same three models (see below).
 

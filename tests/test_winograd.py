@@ -257,22 +257,33 @@ def test_channels_last_input_transform_in_channel_blocks(dtype):
 
 @needs_kernels
 @pytest.mark.parametrize("pad", [0, 1, 2])
-def test_default_settings_take_winograd_and_match_plain(pad):
-    """No monkeypatching: a 32-channel 3x3 layer (odd sizes, one and two images) goes the
-    Winograd way with the shipped thresholds and agrees with the plain path."""
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_default_settings_take_winograd_and_match_plain(pad, dtype):
+    """No monkeypatching: the thinnest 3x3 layer Winograd takes with the shipped thresholds
+    (odd sizes, one and two images) goes that way and agrees with the plain path -- in
+    float64 at WINOGRAD_MIN_CHANNELS; in float32 just past DIRECT_MAX_CHANNELS, since thin
+    float32 layers go to the direct kernel first where the CPU has one."""
     rng = np.random.default_rng(pad)
     c = conv.WINOGRAD_MIN_CHANNELS
+    if dtype == np.float32:
+        c = max(c, conv.DIRECT_MAX_CHANNELS + 1)
+    ran = []
+    backward = conv._backward_winograd
     for n in (1, 2):
-        x = rng.standard_normal((n, c, 5, 7)).astype(np.float32)
-        w = rng.standard_normal((c, c, 3, 3)).astype(np.float32) * 0.1
-        b = rng.standard_normal(c).astype(np.float32)
+        x = rng.standard_normal((n, c, 5, 7)).astype(dtype)
+        w = rng.standard_normal((c, c, 3, 3)).astype(dtype) * 0.1
+        b = rng.standard_normal(c).astype(dtype)
         assert conv._use_winograd(x.shape, w.shape, 1, pad, 1)
+        assert not conv._direct_isa(x, w, 1, pad, 1)
         out, cache = F.conv2d_forward(x, w, b, 1, pad)
-        dout = rng.standard_normal(out.shape).astype(np.float32)
-        grads = F.conv2d_backward(dout, cache)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        with pytest.MonkeyPatch.context() as mp:   # a spy only: the thresholds stay as shipped
+            mp.setattr(conv, "_backward_winograd", lambda *a: ran.append(n) or backward(*a))
+            grads = F.conv2d_backward(dout, cache)
         with backend.use_cython(False):
             ref, ref_cache = F.conv2d_forward(x, w, b, 1, pad)
             ref_grads = F.conv2d_backward(dout, ref_cache)
-        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(out, ref, **tol(dtype))
         for got, expected in zip(grads, ref_grads):
-            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(got, expected, **tol(dtype))
+    assert ran == [1, 2]

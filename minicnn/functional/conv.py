@@ -485,11 +485,16 @@ def _backward_direct(kernels, direct, isa, dout, x, w, pad, need_dx=True):
 # Winograd F(2x2, 3x3) (see minicnn/functional/winograd.py) for 3x3 stride-1 layers with at
 # least this many input and output channels.  Its 16 GEMMs have C as their inner dimension
 # and its tile transforms cost about as much as the GEMMs, so the 2.25x fewer multiplies only
-# pay on wide layers.  Measured (alternating runs in one process, batch 128, 2 cores, load
-# ~1), im2col -> Winograd fwd / bwd ms: 64->64 8x8 4.9 -> 3.7 / 10.5 -> 8.1; 32->32 16x16
-# 8.0 -> 6.5 / 15.0 -> 13.9; VGG 128->256 56x56 (N4) 60 -> 28 / 85 -> 85; but 16->16 32x32
-# 10.5 -> 12.6 / 22.6 -> 24.1, so 16-channel layers keep im2col.
-WINOGRAD_MIN_CHANNELS = 32
+# pay on wide enough layers.  Measured first on a Zen3 (alternating runs in one process,
+# batch 128, 2 cores), im2col -> Winograd fwd / bwd ms: 64->64 8x8 4.9 -> 3.7 / 10.5 -> 8.1;
+# 32->32 16x16 8.0 -> 6.5 / 15.0 -> 13.9; VGG 128->256 56x56 (N4) 60 -> 28 / 85 -> 85; but
+# 16->16 32x32 10.5 -> 12.6 / 22.6 -> 24.1, so the bound was 32.  Since the Winograd path
+# stopped looking up its workspace per chunk and writes V^T by rows of tiles, 16-channel
+# layers gain too (Intel Xeon VM, float32, direct kernel off): 16->16 32x32 8.1 -> 5.9 /
+# 15.0 -> 13.1; 16->16 16x16 2.7 -> 1.8 / 4.2 -> 3.4; 24->24 16x16 3.8 -> 2.8 / 6.8 -> 5.5;
+# float64 16->16 32x32 13.7 -> 8.4 / 26 -> 21; SqueezeNet's 16->64 55x55 (N16) even.  (Thin
+# float32 layers go to the direct kernel first, where the CPU has AVX2: see _direct_isa.)
+WINOGRAD_MIN_CHANNELS = 16
 # A chunk's Winograd-domain input V (16 values per 2x2 output tile and channel) is kept about this size.
 WINOGRAD_CHUNK_BYTES = 256 << 10
 
