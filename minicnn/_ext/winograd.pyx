@@ -15,7 +15,8 @@ holds only 8 ways -- a few hundred bytes of padding made these loops up to 3x fa
 are typed ``[:, :, :]`` and checked to be C-contiguous within each of the 16 matrices.)
 
 Each function works one (image, channel) plane at a time through a small zero-bordered
-copy of the plane (the channels-last input transform: a block of planes, copied first), so the tile loops need no bounds checks: tiles that reach into the
+copy of the plane (the channels-last input transform: a block of planes, copied first),
+so the tile loops need no bounds checks: tiles that reach into the
 padding, or past an odd output size, read zeros there (and their extra outputs are
 dropped).  They run on the calling thread without the GIL; the conv shares chunks of
 images out over the cores itself (``conv._run``).
@@ -117,51 +118,39 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2
     cdef Py_ssize_t xs = v.strides[0] // sizeof(floating)
-    cdef Py_ssize_t n, ci, t, i
-    # Channels copied at a time by the channels-last path: as many planes as fit
-    # PLANES_BYTES, but at least a cache line's worth of V^T's values per (xi, tile).
-    cdef Py_ssize_t cb = min(c, max(64 // sizeof(floating), PLANES_BYTES // (hp * wp * sizeof(floating)))), c0, c1
-    cdef floating* buf = _scratch(cb * hp * wp if channels_last else hp * wp, &v[0, 0, 0])
-    cdef floating* planes = buf
+    cdef Py_ssize_t n, ci, t, i, c0, c1
+    # Where V[xi, channel, tile] lies: xi * xs + channel * cs + tile * ts.
+    cdef Py_ssize_t cs = 1 if channels_last else m * th * tw, ts = c if channels_last else 1
+    # Channels copied into zero-bordered planes at a time.  Channels first, one: a plane's
+    # tiles are contiguous in V.  Channels last, a block: plane at a time, each store went to
+    # a line of V^T the cache had evicted since the previous channel (4x slower at 32
+    # channels, 16x16 images, 2 per chunk), so the block's planes are copied first and then
+    # transformed a row of tiles at a time, every channel of the block, filling each line
+    # while it is in cache.  The block: as many planes as fit PLANES_BYTES (all channels of
+    # CIFAR-sized layers), but at least a cache line's worth of V^T's values per (xi, tile).
+    cdef Py_ssize_t cb = 1
+    if channels_last:
+        cb = min(c, max(64 // sizeof(floating), PLANES_BYTES // (hp * wp * sizeof(floating))))
+    cdef floating* planes = _scratch(cb * hp * wp, &v[0, 0, 0])
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &v[0, 0, 0]
     with nogil:
-        if not channels_last:
-            memset(buf, 0, hp * wp * sizeof(floating))
-            # V[xi, channel, tile] at xi * xs + channel * (m*TH*TW) + tile: a plane at a time.
-            for n in range(m):
-                for ci in range(c):
-                    for i in range(h):             # the plane into the zero border (border stays 0)
-                        memcpy(buf + (i + pad) * wp + pad, src + ((n * c + ci) * h + i) * w,
-                               w * sizeof(floating))
-                    for t in range(th):
-                        _input_tile_row(buf + 2 * t * wp, wp, dst + ci * m * th * tw + n * th * tw + t * tw,
-                                        tw, xs, 1)
-                    # Rows past the image were never written, but the next plane's memcpy
-                    # only rewrites the image rows: the border must still be zero.  It is:
-                    # every plane has the same h, w, pad, so the same entries are rewritten.
-        else:
-            # V^T[xi, tile, channel] at xi * xs + tile * C + channel.  Plane at a time, each
-            # store went to a line the cache had evicted since the previous channel (4x slower
-            # at 32 channels, 16x16 images, 2 per chunk).  So a block of cb channels (all of
-            # them but for large images) is copied into zero-bordered planes first, then
-            # transformed a row of tiles at a time, every channel of the block, so each
-            # line is filled while it is in cache.
-            memset(planes, 0, cb * hp * wp * sizeof(floating))
-            for n in range(m):
-                c0 = 0
-                while c0 < c:
-                    c1 = min(c, c0 + cb)
+        # The borders are zeroed once: every block rewrites the same interior entries.
+        memset(planes, 0, cb * hp * wp * sizeof(floating))
+        for n in range(m):
+            c0 = 0
+            while c0 < c:
+                c1 = min(c, c0 + cb)
+                for ci in range(c0, c1):
+                    for i in range(h):
+                        memcpy(planes + ((ci - c0) * hp + i + pad) * wp + pad,
+                               src + ((n * c + ci) * h + i) * w, w * sizeof(floating))
+                for t in range(th):
                     for ci in range(c0, c1):
-                        for i in range(h):
-                            memcpy(planes + ((ci - c0) * hp + i + pad) * wp + pad,
-                                   src + ((n * c + ci) * h + i) * w, w * sizeof(floating))
-                    for t in range(th):
-                        for ci in range(c0, c1):
-                            _input_tile_row(planes + ((ci - c0) * hp + 2 * t) * wp, wp,
-                                            dst + (n * th * tw + t * tw) * c + ci, tw, xs, c)
-                    c0 = c1
-    free(buf)
+                        _input_tile_row(planes + ((ci - c0) * hp + 2 * t) * wp, wp,
+                                        dst + ci * cs + (n * th * tw + t * tw) * ts, tw, xs, ts)
+                c0 = c1
+    free(planes)
 
 
 def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, ::1] out):
