@@ -32,6 +32,11 @@ def _is_cupy_array(a):
     return type(a).__module__.split(".")[0] == "cupy"
 
 
+def device_of(a):
+    """'numpy' or 'cupy': the backend the array ``a`` lives on (asking never imports CuPy)."""
+    return "cupy" if _is_cupy_array(a) else "numpy"
+
+
 def _import_cupy():
     """Import CuPy and make sure a CUDA device answers; one clear error otherwise."""
     try:
