@@ -33,6 +33,7 @@ import zipfile
 import numpy as np
 
 from minicnn import backend
+from minicnn.nn.probe import generator_states, set_generator_states
 
 FORMAT = 1
 _MARK = "__minicnn_checkpoint__"
@@ -134,30 +135,6 @@ def _json_array(obj):
     return np.array(json.dumps(obj, allow_nan=True))
 
 
-# ------------------------------------------------------------------ module RNGs
-def module_rng_states(model):
-    """{"<module path>.<attribute>": bit-generator state} for every Generator held by a module.
-
-    Models pass one Generator to all their children, so the same Generator is found
-    under several names; each is recorded (restoring it twice is harmless).
-    """
-    states = {}
-    for prefix, module in model.named_modules():
-        for attr, value in vars(module).items():
-            if isinstance(value, np.random.Generator):
-                states[f"{prefix}.{attr}" if prefix else attr] = value.bit_generator.state
-    return states
-
-
-def set_module_rng_states(model, states):
-    """Restore what ``module_rng_states`` recorded (names that are absent are left alone)."""
-    for prefix, module in model.named_modules():
-        for attr, value in vars(module).items():
-            key = f"{prefix}.{attr}" if prefix else attr
-            if isinstance(value, np.random.Generator) and key in states:
-                value.bit_generator.state = states[key]
-
-
 # -------------------------------------------------------------------- save/load
 def save(path, model, *, optimizer=None, schedule=None, loader_state=None, epoch=0, batch=0,
          config=None, history=None, extra=None):
@@ -180,7 +157,7 @@ def save(path, model, *, optimizer=None, schedule=None, loader_state=None, epoch
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "schedule": schedule.state_dict() if schedule is not None else None,
         "loader": loader_state,
-        "rng": module_rng_states(model),
+        "rng": generator_states(model),
         "extra": extra,
     }
     for part, state in parts.items():
@@ -239,11 +216,9 @@ class Checkpoint:
     def restore(self, model, optimizer=None, schedule=None):
         """Load weights, module RNG states and (if given) optimizer and schedule state."""
         model.load_state_dict(self.model_state)
-        set_module_rng_states(model, self.rng_states or {})
-        target = None
+        set_generator_states(model, self.rng_states or {})
         params = list(model.parameters())
-        if params and backend._is_cupy_array(params[0].data):
-            target = "cupy"
+        target = backend.device_of(params[0].data) if params else None
         if optimizer is not None:
             state = self.state("optimizer", to=target)
             if state is None:
