@@ -135,13 +135,15 @@ def test_overfit_mode_memorises_the_images():
     x, y = toy_data(24)
     model = tiny_net(0)
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    logs = []
+    logs, during = [], []
     hist = fit(model, opt, (x, y), epochs=200, batch_size=128, augment=True, overfit=20,
-               log=logs.append, progress=False)
+               log=logs.append, progress=False,
+               on_batch=lambda info: during.append((opt.weight_decay, model[5].p)))
     assert hist[-1]["train_accuracy"] == 1.0
     assert len(hist) < 200 and "reached 100%" in hist.stopped
-    assert opt.weight_decay == 0.0 and model[5].p == 0.0      # regularisation switched off
-    assert any("overfit test: 20 images" in m for m in logs)
+    assert set(during) == {(0.0, 0.0)}                          # regularisation switched off ...
+    assert opt.weight_decay == 5e-4 and model[5].p == 0.2       # ... for the run only
+    assert any("overfit test: 20 images" in m and "weight decay, dropout switched off" in m for m in logs)
 
 
 def test_warnings_for_constant_and_unnormalised_inputs():
