@@ -100,7 +100,8 @@ def report_initial_loss(model, x, y, stats=None, log=print):
     ``stats`` = (mean, std), or used as given), logged next to ln(K) with a hint when it is
     far from it.  Returns (loss, ln(K))."""
     k = min(len(x), 256)
-    loss, expected = initial_loss(model, *next(iter(eval_loader(x[:k], y[:k], k, *(stats or (None, None))))))
+    xb, yb = next(iter(eval_loader(x[:k], y[:k], k, *(stats or (None, None)))))
+    loss, expected = initial_loss(model, xb, yb)
     classes = round(math.exp(expected))
     note = ""
     if abs(loss - expected) > 0.5 * expected:

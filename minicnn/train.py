@@ -37,11 +37,12 @@ from minicnn.evaluation import (check_pair, confusion_matrix, ensemble_predict, 
                                 predict, topk_accuracy)
 from minicnn.functional.loss import softmax_cross_entropy
 from minicnn.nn.input_grad import skip_data_gradient
-from minicnn.runs import (CHECKPOINT_NAME, HISTORY_FIELDS, CtrlC, History, TrainingDiverged,  # noqa: F401
-                          checkpoint_path, epoch_line, load_history, open_run, progress_bar, save_config,
-                          save_history, show_progress)
-from minicnn.sanity import (initial_loss, input_warnings, normalization_stats, overfit_mode,  # noqa: F401
-                            overfit_verdict, report_initial_loss, safe_std, warn_about_inputs)
+from minicnn.runs import (CHECKPOINT_NAME, HISTORY_FIELDS, CtrlC, History,  # noqa: F401
+                          TrainingDiverged, checkpoint_path, epoch_line, load_history, open_run,
+                          progress_bar, save_config, save_history, show_progress)
+from minicnn.sanity import (initial_loss, input_warnings, normalization_stats,  # noqa: F401
+                            overfit_mode, overfit_verdict, report_initial_loss, safe_std,
+                            warn_about_inputs)
 
 
 def get_lr(optimizer):
@@ -103,7 +104,8 @@ class Trainer:
         scaling = dict(zip(("mean", "std"), self.stats)) if self.stats else {"normalize": False}
         self.loader = BatchLoader(x, y, check_int("Trainer", "batch_size", batch_size, 1),
                                   shuffle=True, augment=augment, rng=seed, **scaling)
-        self.run_dir, self.config, self.checkpoint_seconds = run_dir, dict(config or {}), checkpoint_seconds
+        self.run_dir, self.config = run_dir, dict(config or {})
+        self.checkpoint_seconds = checkpoint_seconds
         self.eval_batch_size, self.progress = eval_batch_size, progress
         self.on_batch, self.on_epoch, self.log = on_batch, on_epoch, log or (lambda msg: None)
         self.epoch, self.batch, self.sums, self.epochs = 0, 0, dict(_NO_SUMS), None
@@ -117,10 +119,10 @@ class Trainer:
         device and in its dtype.  Returns (loss, number of images classified right)."""
         scores = self.model(xb)
         loss, dscores = softmax_cross_entropy(scores, yb)
-        self._check_loss(loss)
+        self._check_loss(loss)                 # NaN/inf: stop before the step is applied
         self.optimizer.zero_grad()
         self.model.backward(dscores)
-        self._check_gradients(loss)
+        self._check_gradients(loss)            # likewise
         self.optimizer.step()
         return loss, int((scores.argmax(axis=1) == yb).sum())
 
@@ -157,8 +159,8 @@ class Trainer:
         self._epoch_start = self.loader.state_dict()
         self._clock = (time.perf_counter() - self.sums["seconds"],
                        time.process_time() - self.sums["cpu_seconds"])
-        bar = self.progress and progress_bar(len(self.loader), self.batch, f"epoch {self.epoch + 1}"
-                                             + (f"/{self.epochs}" if self.epochs else ""))
+        desc = f"epoch {self.epoch + 1}" + (f"/{self.epochs}" if self.epochs else "")
+        bar = progress_bar(len(self.loader), self.batch, desc) if self.progress else None
         try:
             # The gradient with respect to the images is never used: the first conv skips it.
             with skip_data_gradient(self.model, self._probe()):
@@ -167,7 +169,7 @@ class Trainer:
                     self._count(loss, correct, len(yb))
                     self._after_batch(loss, lr, bar)
         finally:
-            if bar:
+            if bar is not None:
                 bar.close()
         seen = max(self.sums["seen"], 1)
         return {"epoch": self.epoch + 1, "train_loss": self.sums["loss"] / seen,
@@ -178,7 +180,8 @@ class Trainer:
         """A batch as the model takes it: on the parameters' device, in their dtype."""
         param = next(self.model.parameters()).data
         device = backend.device_of(param)
-        return backend.to_backend(xb.astype(param.dtype, copy=False), device), backend.to_backend(yb, device)
+        xb = backend.to_backend(xb.astype(param.dtype, copy=False), device)
+        return xb, backend.to_backend(yb, device)
 
     def _probe(self):
         """One blank image for ``skip_data_gradient`` to find the layer that reads the data."""
@@ -192,7 +195,7 @@ class Trainer:
         self.batch += 1
 
     def _after_batch(self, loss, lr, bar):
-        if bar:
+        if bar is not None:
             show_progress(bar, self.sums, self._elapsed()[0])
         if self.on_batch is not None:
             self.on_batch({"epoch": self.epoch + 1, "batch": self.batch, "loss": loss, "lr": lr})
@@ -267,7 +270,9 @@ class Trainer:
     # ----------------------------------------------------- position, saving
     def state_dict(self):
         """The run's position, JSON-able: {"epoch": epochs done, "batch": batches done in the
-        epoch in progress, "loader", "sums" (that epoch's running sums), "history"}."""
+        epoch in progress, "loader", "sums" (that epoch's running sums), "history"}.  The model
+        (weights and Generators), optimizer and schedule keep their own states (``save``
+        writes all of them)."""
         sums = dict(self.sums)
         if self.batch:
             sums["seconds"], sums["cpu_seconds"] = self._elapsed()
@@ -352,30 +357,32 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
     """
     x, y = check_pair("fit: train", train)
     val = None if val is None else check_pair("fit: val", val)
-    epochs, batch_size = check_int("fit", "epochs", epochs, 1), check_int("fit", "batch_size", batch_size, 1)
+    epochs = check_int("fit", "epochs", epochs, 1)
+    batch_size = check_int("fit", "batch_size", batch_size, 1)
     log = log or (lambda msg: None)
     if overfit is not None:
         n = check_int("fit", "overfit", overfit, 1)
         x, y, augment, batch_size = x[:n], y[:n], False, min(batch_size, n)
     with overfit_mode(model, optimizer) if overfit is not None else contextlib.nullcontext() as off:
         if overfit is not None:
-            log(f"overfit test: {len(x)} images, no augmentation" + (f", {', '.join(off)} switched "
-                "off" if off else "") + f"; training until 100% train accuracy (at most {epochs} epochs)")
+            switched = f", {', '.join(off)} switched off" if off else ""
+            log(f"overfit test: {len(x)} images, no augmentation{switched}; training until 100% "
+                f"train accuracy (at most {epochs} epochs)")
         ckpt = open_run(run_dir, resume, overwrite)
         mean, std = channel_stats(x)
         warn_about_inputs(x, mean, std, normalize, log)
-        stats = (mean, safe_std(mean, std))
+        mean, std = [float(v) for v in mean], [float(v) for v in safe_std(mean, std)]
         if ckpt is not None and ckpt.config.get("mean") is not None:
-            stats = (ckpt.config["mean"], ckpt.config["std"])   # the statistics the run began with
+            mean, std = ckpt.config["mean"], ckpt.config["std"]   # the statistics the run began with
+        run_config = dict(config or {}, epochs=epochs, batch_size=batch_size, augment=bool(augment),
+                          seed=seed, normalize=bool(normalize), overfit=overfit,
+                          mean=mean if normalize else None, std=std if normalize else None,
+                          train_images=len(x), val_images=None if val is None else len(val[0]))
         trainer = Trainer(model, optimizer, (x, y), val, batch_size=batch_size, augment=augment,
-                          schedule=schedule, seed=seed, normalize=normalize and stats,
-                          run_dir=run_dir, checkpoint_seconds=checkpoint_seconds,
-                          eval_batch_size=eval_batch_size, on_batch=on_batch, on_epoch=on_epoch, log=log,
-                          progress=sys.stderr.isatty() if progress is None else progress)
-        mean, std = ([float(v) for v in s] for s in trainer.stats) if trainer.stats else (None, None)
-        trainer.config = dict(config or {}, epochs=epochs, batch_size=batch_size, augment=bool(augment),
-                              seed=seed, normalize=bool(normalize), overfit=overfit, mean=mean, std=std,
-                              train_images=len(x), val_images=None if val is None else len(val[0]))
+                          schedule=schedule, seed=seed, normalize=normalize and (mean, std),
+                          run_dir=run_dir, config=run_config, checkpoint_seconds=checkpoint_seconds,
+                          eval_batch_size=eval_batch_size, on_batch=on_batch, on_epoch=on_epoch,
+                          log=log, progress=sys.stderr.isatty() if progress is None else progress)
         history = trainer.history
         history.run_dir = run_dir
         if ckpt is not None:
@@ -390,4 +397,3 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
         trainer.fit(epochs, stop_when=None if overfit is None else lambda r: r["train_accuracy"] >= 1)
     history.stopped = "epochs" if overfit is None else overfit_verdict(history, epochs, len(x), log)
     return history
-

@@ -455,3 +455,165 @@ def test_short_real_run_on_the_shipped_sample_learns():
     assert abs(hist.initial_loss - math.log(10)) < 0.1     # small_cnn starts at ln(10)
     assert hist[-1]["train_loss"] < hist[0]["train_loss"] < hist.initial_loss
     assert hist[-1]["val_accuracy"] > 0.15                   # chance is 0.10 on 240 test images
+
+
+def test_ctrl_c_between_epochs_resumes_bit_identically(tmp_path):
+    """A Ctrl-C honoured after an epoch (here: KeyboardInterrupt from on_epoch) saves the
+    loader's position at the start of the next epoch, not the one it had finished."""
+    data = toy_data()
+    model, _, _ = run_straight(tmp_path, data)
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    m1, o1, s1 = make()
+    with pytest.raises(KeyboardInterrupt):
+        fit(m1, o1, data, epochs=2, batch_size=16, augment=True, schedule=s1, seed=5,
+            run_dir=tmp_path / "e", on_epoch=stop, log=quiet, progress=False)
+    assert (checkpoint.load(tmp_path / "e" / "last.npz").epoch,
+            checkpoint.load(tmp_path / "e" / "last.npz").batch) == (1, 0)
+    m2, o2, s2 = make(seed=4)
+    fit(m2, o2, data, epochs=2, batch_size=16, augment=True, schedule=s2, seed=5,
+        run_dir=tmp_path / "e", resume=True, log=quiet, progress=False)
+    assert_same_state(model, m2)
+
+
+# ---------------------------------------------------------------- Trainer
+def test_trainer_step_is_the_cs231n_step():
+    """Trainer.step is forward, loss, zero_grad, backward, step -- nothing else touches the weights."""
+    from minicnn.functional import softmax_cross_entropy
+    from minicnn.train import Trainer
+    x, y = toy_data(32)
+    a, opt_a, _ = make(dropout=False)
+    b, opt_b, _ = make(dropout=False)
+    trainer = Trainer(a, opt_a, (x, y), batch_size=8)
+    xb = np.random.default_rng(1).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    yb = np.arange(8) % K
+    loss, correct = trainer.step(xb, yb)
+    scores = b(xb)
+    expected, dscores = softmax_cross_entropy(scores, yb)
+    opt_b.zero_grad()
+    b.backward(dscores)
+    opt_b.step()
+    assert loss == expected and correct == int((scores.argmax(1) == yb).sum())
+    assert_same_state(a, b)
+
+
+def test_trainer_by_hand_equals_fit():
+    """train_epoch / validate / end_epoch called one by one give fit's weights and history."""
+    from minicnn.train import Trainer
+    data, val = toy_data(), toy_data(40, seed=1)
+    a, opt_a, sched_a = make()
+    hist = fit(a, opt_a, data, val=val, epochs=2, batch_size=16, augment=True, schedule=sched_a,
+               seed=5, log=quiet, progress=False)
+    b, opt_b, sched_b = make()
+    trainer = Trainer(b, opt_b, data, val=val, batch_size=16, augment=True, schedule=sched_b, seed=5)
+    for _ in range(2):
+        record = trainer.train_epoch()
+        assert record["epoch"] == trainer.epoch + 1 and trainer.batch == len(trainer.loader)
+        record.update(trainer.validate())
+        trainer.end_epoch(record)
+    assert_same_state(a, b)
+    assert trainer.epoch == 2 and trainer.batch == 0
+    for got, want in zip(trainer.history, hist):
+        assert list(got) == list(want)           # same fields, same order
+        for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5", "lr"):
+            assert got[k] == want[k], k
+    assert np.array_equal(b.normalization[0], a.normalization[0])
+
+
+def test_trainer_fit_continues_where_it_stopped():
+    from minicnn.train import Trainer
+    data = toy_data()
+    a, opt_a, sched_a = make()
+    Trainer(a, opt_a, data, batch_size=16, augment=True, schedule=sched_a, seed=5).fit(3)
+    b, opt_b, sched_b = make()
+    trainer = Trainer(b, opt_b, data, batch_size=16, augment=True, schedule=sched_b, seed=5)
+    assert len(trainer.fit(1)) == 1
+    history = trainer.fit(3)                     # epochs in all, as fit's resume counts them
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert_same_state(a, b)
+    with pytest.raises(ValueError, match="epochs"):
+        trainer.fit(0)
+
+
+def test_trainer_state_dict_round_trip_mid_epoch_is_bit_identical():
+    """state_dict() taken in the middle of an epoch is JSON-able; a new Trainer (new model,
+    optimizer, schedule given their states) that loads it ends with the uninterrupted weights."""
+    from minicnn.nn.probe import generator_states, set_generator_states
+    from minicnn.train import Trainer
+    data = toy_data()
+    straight, opt, sched = make()
+    Trainer(straight, opt, data, batch_size=16, augment=True, schedule=sched, seed=5).fit(2)
+
+    class Stop(Exception):
+        pass
+
+    def stop(info):
+        if info["epoch"] == 2 and info["batch"] == 4:
+            raise Stop
+
+    m1, o1, s1 = make()
+    first = Trainer(m1, o1, data, batch_size=16, augment=True, schedule=s1, seed=5, on_batch=stop)
+    with pytest.raises(Stop):
+        first.fit(2)
+    state = json.loads(json.dumps(first.state_dict()))
+    assert (state["epoch"], state["batch"], state["loader"]["position"]) == (1, 4, 4)
+    assert state["sums"]["seen"] == 64 and len(state["history"]) == 1
+    m2, o2, s2 = make(seed=11)
+    m2.load_state_dict(m1.state_dict())
+    set_generator_states(m2, generator_states(m1))        # dropout's draws continue too
+    o2.load_state_dict(o1.state_dict())
+    s2.load_state_dict(s1.state_dict())
+    second = Trainer(m2, o2, data, batch_size=16, augment=True, schedule=s2, seed=123)
+    second.load_state_dict(state)
+    history = second.fit(2)
+    assert_same_state(straight, m2)
+    assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_trainer_step_stops_before_a_nan_step():
+    from minicnn.train import Trainer
+    x, y = toy_data(32)
+    model, opt, _ = make()
+    trainer = Trainer(model, opt, (x, y), batch_size=8)
+    before = {k: v.copy() for k, v in model.state_dict().items() if "running" not in k}
+    xb = np.full((8, 3, 8, 8), np.nan, dtype=np.float32)
+    message = r"the loss became nan at epoch 1, batch 1 \(lr 0.05\)"
+    with pytest.raises(TrainingDiverged, match=message) as err:
+        trainer.step(xb, np.arange(8) % K)
+    assert "no checkpoint had been written yet" in str(err.value) and err.value.checkpoint is None
+    after = model.state_dict()
+    assert all(np.array_equal(v, after[k]) for k, v in before.items())   # the step was not applied
+
+
+def test_trainer_normalisation_choices():
+    from minicnn.train import Trainer
+    x, y = toy_data(32)
+    model, opt, _ = make()
+    Trainer(model, opt, (x, y), normalize=([100.0, 110.0, 120.0], [50.0, 50.0, 50.0]))
+    assert np.array_equal(model.normalization[0], [100.0, 110.0, 120.0])
+    assert model.normalization[0].dtype == np.float64
+    Trainer(model, opt, (x.astype(np.float32) / 255, y), normalize=False)
+    assert model.normalization is None
+    with pytest.raises(ValueError, match="Trainer: expected batch_size >= 1, received 0"):
+        Trainer(model, opt, (x, y), batch_size=0)
+    with pytest.raises(ValueError, match="Trainer: val: expected labels y"):
+        Trainer(model, opt, (x, y), val=(x, y[:3]))
+
+
+def test_every_public_name_is_still_importable_from_train():
+    import minicnn.train as train
+    for name in ("fit", "Trainer", "evaluate", "predict", "metrics_from_log_probs", "topk_accuracy",
+                 "confusion_matrix", "ensemble_predict", "evaluate_ensemble", "load_model",
+                 "initial_loss", "input_warnings", "save_history", "load_history", "get_lr",
+                 "checkpoint_path", "History", "TrainingDiverged", "CHECKPOINT_NAME", "HISTORY_FIELDS"):
+        assert hasattr(train, name), name
+
+
+def test_progress_bar_on_stderr(capsys):
+    x, y = toy_data(32)
+    model, opt, _ = make()
+    fit(model, opt, (x, y), epochs=1, batch_size=16, log=quiet, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/1:" in err and "/2 [" in err               # a bar over the 2 batches
