@@ -135,7 +135,7 @@ def overfit_mode(model, optimizer):
 
     Every value is put back on exit, after an exception too.
     """
-    undo, changed = [], []
+    undo, changed = [], []          # undo: (how to set it, owner, name, the value to put back)
     for holder, key in _weight_decay_holders(optimizer):
         if key is None:
             undo.append((setattr, holder, "weight_decay", holder.weight_decay))
