@@ -1,6 +1,8 @@
 """minicnn.runtime: workspace buffers, OpenBLAS control, and chunks shared out over threads
 with a fixed-order (bit-reproducible) sum of the threads' partial results."""
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -8,6 +10,12 @@ import numpy as np
 import pytest
 
 from minicnn import runtime
+
+
+def test_runtime_imports_nothing_from_the_ops():
+    """runtime sits beside backend, below functional: importing it must not pull the ops in."""
+    code = "import sys, minicnn.runtime; sys.exit('minicnn.functional' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 # ----------------------------------------------------------------------------- workspace
