@@ -72,7 +72,7 @@ if ROOT not in sys.path:            # run from a checkout without installing
 
 import minicnn.functional as F  # noqa: E402
 from minicnn import models, nn, optim  # noqa: E402
-from minicnn.functional import workspace  # noqa: E402
+from minicnn import runtime  # noqa: E402
 from minicnn.nn.input_grad import data_layer  # noqa: E402
 
 DTYPE = np.float32
@@ -448,7 +448,7 @@ def memory_probe(name, lib, batch):
     """
     import gc
     if torch is not None:
-        torch.set_num_threads(workspace.cpu_count())
+        torch.set_num_threads(runtime.cpu_count())
     x, y = train_data(batch)
     step = train_step(name, lib, x, y)
     gc.collect()
@@ -569,7 +569,7 @@ def main(argv=None):
         name, lib, batch = args._memory_probe
         print(json.dumps(memory_probe(name, lib, int(batch))))
         return
-    threads = workspace.cpu_count()
+    threads = runtime.cpu_count()
     if torch is not None:
         torch.set_num_threads(threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

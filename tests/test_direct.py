@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minicnn.functional as F
-from minicnn import backend
-from minicnn.functional import conv
+from minicnn import backend, runtime
+from minicnn.functional import conv, conv_direct
 
 try:
     from minicnn._ext import direct
@@ -151,8 +151,8 @@ def conv_layers(draw):
     pad = draw(st.integers(0, min(kh, kw) - 1))
     h = max(1, kh - 2 * pad) + draw(st.integers(0, 9))
     w = max(1, kw - 2 * pad) + draw(st.integers(0, 20))
-    c = draw(st.integers(1, conv.DIRECT_MAX_CHANNELS))
-    f = draw(st.integers(1, conv.DIRECT_MAX_CHANNELS))
+    c = draw(st.integers(1, conv_direct.MAX_CHANNELS))
+    f = draw(st.integers(1, conv_direct.MAX_CHANNELS))
     return draw(st.integers(1, 5)), c, f, h, w, kh, kw, pad
 
 
@@ -172,15 +172,15 @@ def test_conv_direct_path_matches_plain(isa, layer, seed, bias, need_dx):
     dout_before = dout.copy()
     ran = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv, "DIRECT_ISA", isa)
-        mp.setattr(conv, "PARALLEL_MIN_MACS", 0)                      # chunks over threads
-        mp.setattr(conv.workspace, "cpu_count", lambda: 3)
-        forward = conv._forward_direct
-        mp.setattr(conv, "_forward_direct", lambda *a: ran.append(a[3].shape) or forward(*a))
+        mp.setattr(conv_direct, "ISA", isa)
+        mp.setattr(runtime, "PARALLEL_MIN_MACS", 0)                   # chunks over threads
+        mp.setattr(runtime, "cpu_count", lambda: 3)
+        forward = conv_direct.forward
+        mp.setattr(conv_direct, "forward", lambda *a: ran.append(a[1].shape) or forward(*a))
         out, cache = F.conv2d_forward(x, wt, b, 1, pad)
         grads = F.conv2d_backward(dout, cache, need_dx=need_dx)
     # the forward, and the backward's dx where the layer has channels enough for it
-    dx_direct = need_dx and c >= conv.DIRECT_MIN_DX_CHANNELS
+    dx_direct = need_dx and c >= conv_direct.MIN_DX_CHANNELS
     assert ran == [wt.shape] + ([(c, f, kh, kw)] if dx_direct else [])
     assert out.dtype == np.float32 and all(g is None or g.dtype == np.float32 for g in grads)
     np.testing.assert_array_equal(dout, dout_before)
@@ -193,28 +193,32 @@ def test_conv_direct_path_matches_plain(isa, layer, seed, bias, need_dx):
 
 
 def test_direct_is_used_only_where_it_applies():
-    """float32, stride 1, no groups, <= DIRECT_MAX_CHANNELS channels, pad < kernel size."""
+    """float32, stride 1, no groups, <= conv_direct.MAX_CHANNELS channels, pad < kernel size."""
     x = np.zeros((2, 16, 8, 8), np.float32)
     w = np.zeros((16, 16, 3, 3), np.float32)
-    assert conv._direct_isa(x, w, 1, 1, 1) == direct.isa()
-    assert conv._direct_isa(x.astype(np.float64), w.astype(np.float64), 1, 1, 1) == 0
-    assert conv._direct_isa(x, w, 2, 1, 1) == 0
-    assert conv._direct_isa(x, w[:, :8], 1, 1, 2) == 0
-    assert conv._direct_isa(x, w, 1, 3, 1) == 0                  # pad > KH - 1
-    wide = conv.DIRECT_MAX_CHANNELS + 1
-    assert conv._direct_isa(np.zeros((2, wide, 8, 8), np.float32),
-                            np.zeros((16, wide, 3, 3), np.float32), 1, 1, 1) == 0
+    assert conv_direct.best_isa() == direct.isa()
+    assert conv_direct.applies(x, w, 1, 1, 1)
+    assert conv.choose_algorithm(np, x, w, 1, 1, 1) == "direct"
+    assert not conv_direct.applies(x.astype(np.float64), w.astype(np.float64), 1, 1, 1)
+    assert not conv_direct.applies(x, w, 2, 1, 1)
+    assert not conv_direct.applies(x, w[:, :8], 1, 1, 2)
+    assert not conv_direct.applies(x, w, 1, 3, 1)                  # pad > KH - 1
+    wide = conv_direct.MAX_CHANNELS + 1
+    assert not conv_direct.applies(np.zeros((2, wide, 8, 8), np.float32),
+                                   np.zeros((16, wide, 3, 3), np.float32), 1, 1, 1)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv, "DIRECT_ISA", 0)
-        assert conv._direct_isa(x, w, 1, 1, 1) == 0
+        mp.setattr(conv_direct, "ISA", 0)
+        assert not conv_direct.applies(x, w, 1, 1, 1)
+        assert conv.choose_algorithm(np, x, w, 1, 1, 1) == "winograd"
     with pytest.MonkeyPatch.context() as mp:           # the environment caps the instruction set
         for name, level in [("none", 0), ("AVX2", 1), ("avx512", 2), ("", 2)]:
             mp.setenv("MINICNN_DIRECT_ISA", name)
-            assert conv._direct_isa(x, w, 1, 1, 1) == min(level, direct.isa())
+            assert conv_direct.best_isa() == min(level, direct.isa())
         mp.setenv("MINICNN_DIRECT_ISA", "sse9")
         with pytest.raises(ValueError, match="MINICNN_DIRECT_ISA: expected one of none, avx2, avx512, received 'sse9'"):
             F.conv2d_forward(x, w, None, 1, 1)
     with backend.use_cython(False):
+        assert conv.choose_algorithm(np, x, w, 1, 1, 1) == "batched"
         out, _ = F.conv2d_forward(x, w, None, 1, 1)       # the plain path, no kernel asked
         assert out.shape == (2, 16, 8, 8)
 
@@ -224,7 +228,7 @@ def test_default_settings_take_the_direct_kernel_for_a_resnet_layer():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 16, 32, 32)).astype(np.float32)
     w = (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
-    assert conv._direct_isa(x, w, 1, 1, 1) > 0
+    assert conv.choose_algorithm(np, x, w, 1, 1, 1) == "direct"
     out, cache = F.conv2d_forward(x, w, None, 1, 1)
     dout = rng.standard_normal(out.shape).astype(np.float32)
     grads = F.conv2d_backward(dout, cache)

@@ -114,18 +114,19 @@ def test_depthwise_conv_is_per_channel():
 @settings(max_examples=10)
 @given(g=mst.conv_geometries(max_batch=7), seed=mst.seeds())
 def test_conv_chunk_boundaries(threads, chunk_images, g, seed):
-    """The CPU conv works a few images at a time (see conv.CHUNK_BYTES): with chunks of 1, 2
-    or 3 images -- N not a multiple of it, N = 1, N smaller than a chunk -- and with the
+    """The CPU conv works a few images at a time (see conv_im2col.CHUNK_BYTES): with chunks of
+    1, 2 or 3 images -- N not a multiple of it, N = 1, N smaller than a chunk -- and with the
     chunks on worker threads or not, out, dx, dw and db still match the naive loops."""
-    from minicnn.functional import conv
+    from minicnn import runtime
+    from minicnn.functional import conv_im2col
     x = mst.random_array((g["N"], g["C"], g["H"], g["W"]), seed)
     w = mst.random_array((g["F"], g["C"] // g["groups"], g["KH"], g["KW"]), seed + 7)
     b = mst.random_array((g["F"],), seed + 9)
     kw = dict(stride=g["stride"], pad=g["pad"], groups=g["groups"])
     per_image = g["C"] * g["KH"] * g["KW"] * g["OH"] * g["OW"] * x.itemsize
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv, "CHUNK_BYTES", chunk_images * per_image)
-        mp.setattr(conv, "PARALLEL_MIN_MACS", 0 if threads else 1 << 62)
+        mp.setattr(conv_im2col, "CHUNK_BYTES", chunk_images * per_image)
+        mp.setattr(runtime, "PARALLEL_MIN_MACS", 0 if threads else 1 << 62)
         out, cache = F.conv2d_forward(x, w, b, **kw)
         dout = upstream(out.shape, seed)
         grads = F.conv2d_backward(dout, cache)
@@ -142,34 +143,36 @@ def test_threaded_conv_backward_is_bitwise_reproducible(kernel, path):
     uninterrupted one).  Random pauses between chunks shuffle which thread finishes first."""
     import random
     import time
-    from minicnn.functional import conv
+    from minicnn import runtime
+    from minicnn.functional import conv, conv_direct, conv_im2col, conv_winograd
     rng = np.random.default_rng(0)
     x = rng.standard_normal((12, 8, 6, 6)).astype(np.float32)
     w = rng.standard_normal((8, 8, kernel, kernel)).astype(np.float32)
     pause = random.Random(0)
-    run = conv._run
+    share_out = runtime.share_out
 
-    def jittery_run(fn, *args, **kwargs):
+    def jittery_share_out(fn, *args, **kwargs):
         def slow(chunks):
             def chunks_with_pauses():
                 for n0 in chunks:
                     time.sleep(pause.random() * 2e-3)
                     yield n0
             return fn(chunks_with_pauses())
-        return run(slow, *args, **kwargs)
+        return share_out(slow, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv, "CHUNK_BYTES", 1)                  # one image per chunk: 12 chunks
-        mp.setattr(conv, "WINOGRAD_CHUNK_BYTES", 1)
-        mp.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1 if path == "winograd" else 10 ** 9)
-        mp.setattr(conv, "DIRECT_GRAD_CHUNK_BYTES", 1)
+        mp.setattr(conv_im2col, "CHUNK_BYTES", 1)           # one image per chunk: 12 chunks
+        mp.setattr(conv_winograd, "CHUNK_BYTES", 1)
+        mp.setattr(conv_winograd, "MIN_CHANNELS", 1 if path == "winograd" else 10 ** 9)
+        mp.setattr(conv_direct, "GRAD_CHUNK_BYTES", 1)
         if path != "direct":
-            mp.setattr(conv, "DIRECT_ISA", 0)
-        elif conv._direct_isa(x, w, 1, 1, 1) == 0:
+            mp.setattr(conv_direct, "ISA", 0)
+        elif conv_direct.best_isa() == 0:
             pytest.skip("no direct kernel on this build or CPU")
-        mp.setattr(conv, "PARALLEL_MIN_MACS", 0)
-        mp.setattr(conv.workspace, "cpu_count", lambda: 3)
-        mp.setattr(conv, "_run", jittery_run)
+        mp.setattr(runtime, "PARALLEL_MIN_MACS", 0)
+        mp.setattr(runtime, "cpu_count", lambda: 3)
+        mp.setattr(runtime, "share_out", jittery_share_out)
+        assert conv.choose_algorithm(np, x, w, 1, kernel // 2, 1) == path
         out, cache = F.conv2d_forward(x, w, None, pad=kernel // 2)
         dout = rng.standard_normal(out.shape).astype(np.float32)
         first = F.conv2d_backward(dout, cache)
@@ -183,7 +186,8 @@ def test_threaded_conv_backward_is_bitwise_reproducible(kernel, path):
 def test_pointwise_conv_chunks(groups, chunk_images, threads):
     """1x1, stride 1, unpadded convs skip im2col on the CPU (the image is its own column
     matrix); they must still match the naive loops, with any chunking, on both paths."""
-    from minicnn.functional import conv
+    from minicnn import runtime
+    from minicnn.functional import conv_im2col
     rng = np.random.default_rng(chunk_images)
     x = rng.standard_normal((5, 4, 3, 6))
     w = rng.standard_normal((6, 4 // groups, 1, 1))
@@ -192,8 +196,8 @@ def test_pointwise_conv_chunks(groups, chunk_images, threads):
     ref, ref_cache = F.conv2d_forward_naive(x, w, b, groups=groups)
     want = F.conv2d_backward_naive(dout, ref_cache)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv, "CHUNK_BYTES", chunk_images * 4 * 3 * 6 * 8)
-        mp.setattr(conv, "PARALLEL_MIN_MACS", 0 if threads else 1 << 62)
+        mp.setattr(conv_im2col, "CHUNK_BYTES", chunk_images * 4 * 3 * 6 * 8)
+        mp.setattr(runtime, "PARALLEL_MIN_MACS", 0 if threads else 1 << 62)
         for cython in (True, False):
             with backend.use_cython(cython):
                 out, cache = F.conv2d_forward(x, w, b, groups=groups)
@@ -201,6 +205,56 @@ def test_pointwise_conv_chunks(groups, chunk_images, threads):
             assert rel_error(out, ref) < 1e-12
             for g_, w_ in zip(got, want):
                 assert rel_error(g_, w_) < 1e-12
+
+
+def _direct_or_im2col():
+    from minicnn.functional import conv_direct
+    return "direct" if conv_direct.best_isa() else "im2col"
+
+
+@pytest.mark.parametrize("layer,dtype,expected", [
+    # (N, C, H, W, F, KH, KW, stride, pad, groups)
+    ((4, 3, 32, 32, 6, 5, 5, 1, 0, 1), np.float32, _direct_or_im2col),      # LeNet conv1
+    ((4, 3, 32, 32, 6, 5, 5, 1, 0, 1), np.float64, "im2col"),               # the kernel is float32
+    ((4, 16, 32, 32, 16, 3, 3, 1, 1, 1), np.float32, _direct_or_im2col),    # CIFAR ResNet, thin
+    ((4, 16, 32, 32, 16, 3, 3, 1, 1, 1), np.float64, "winograd"),
+    ((4, 64, 8, 8, 64, 3, 3, 1, 1, 1), np.float32, "winograd"),
+    ((4, 16, 32, 32, 32, 3, 3, 2, 1, 1), np.float32, "im2col"),             # stride 2
+    ((2, 256, 14, 14, 64, 1, 1, 1, 0, 1), np.float32, "im2col"),            # 1x1
+    ((2, 32, 8, 8, 32, 3, 3, 1, 1, 2), np.float32, "im2col"),               # groups
+    ((2, 32, 8, 8, 32, 3, 3, 1, 1, 32), np.float32, "im2col"),              # depthwise
+    ((2, 8, 8, 8, 8, 3, 5, 1, 1, 1), np.float32, _direct_or_im2col),       # non-square, thin
+    ((2, 24, 8, 8, 24, 3, 5, 1, 1, 1), np.float32, "im2col"),               # non-square, wide
+    ((2, 8, 8, 8, 8, 3, 3, 1, 3, 1), np.float32, "im2col"),                 # pad past the kernel
+])
+def test_conv_dispatcher_chooses_and_runs_the_algorithm(layer, dtype, expected):
+    """choose_algorithm's table with the shipped thresholds, and conv2d_forward / backward
+    really run the algorithm it names (and "batched" with the kernels off)."""
+    from minicnn.functional import conv, conv_direct, conv_im2col, conv_winograd
+    if callable(expected):
+        expected = expected()
+    n, c, h, w_, f, kh, kw, stride, pad, groups = layer
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((f, c // groups, kh, kw)).astype(dtype)
+    assert conv.choose_algorithm(np, x, w, stride, pad, groups) == expected
+    ran = []
+    with pytest.MonkeyPatch.context() as mp:
+        for name, module in [("batched", conv), ("direct", conv_direct), ("winograd", conv_winograd),
+                             ("im2col", conv_im2col)]:
+            for fn in ("forward", "backward"):
+                attr = fn + "_batched" if module is conv else fn
+                real = getattr(module, attr)
+                mp.setattr(module, attr, lambda *a, _real=real, _tag=(name, fn), **k: ran.append(_tag) or _real(*a, **k))
+        out, cache = F.conv2d_forward(x, w, None, stride, pad, groups)
+        F.conv2d_backward(np.ones_like(out), cache, need_dx=False)
+        assert ran[0] == (expected, "forward") and (expected, "backward") in ran
+        with backend.use_cython(False):
+            assert conv.choose_algorithm(np, x, w, stride, pad, groups) == "batched"
+            ran.clear()
+            out, cache = F.conv2d_forward(x, w, None, stride, pad, groups)
+            F.conv2d_backward(np.ones_like(out), cache)
+            assert ran == [("batched", "forward"), ("batched", "backward")]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -8,7 +8,7 @@ import pytest
 
 import minicnn.functional as F
 from minicnn import backend, models, nn, optim
-from minicnn.functional import conv
+from minicnn.functional import conv_direct, conv_winograd
 from minicnn.nn.input_grad import data_layer, skip_data_gradient
 from minicnn.train import fit
 
@@ -21,10 +21,10 @@ def test_conv_backward_without_dx_gives_the_same_weight_gradients(cython, kernel
                                                                   cin, winograd, monkeypatch):
     ran = []
     if winograd:
-        monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
-        monkeypatch.setattr(conv, "DIRECT_ISA", 0)     # thin float32 layers would go direct
-        backward = conv._backward_winograd
-        monkeypatch.setattr(conv, "_backward_winograd", lambda *a: ran.append(a[-1]) or backward(*a))
+        monkeypatch.setattr(conv_winograd, "MIN_CHANNELS", 1)
+        monkeypatch.setattr(conv_direct, "ISA", 0)     # thin float32 layers would go direct
+        backward = conv_winograd.backward
+        monkeypatch.setattr(conv_winograd, "backward", lambda *a: ran.append(a[-1]) or backward(*a))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, cin, 7, 6)).astype(np.float32)
     w = rng.standard_normal((4, cin // groups, kernel, kernel)).astype(np.float32)

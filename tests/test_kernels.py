@@ -465,57 +465,20 @@ def test_benchmark_textbook_ops_are_correct():
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
 
 
-# ----------------------------------------------------------------------------- workspace
-
-def test_workspace_reuses_and_bounds_its_buffers(monkeypatch):
-    """Same name and dtype -> the same memory; a request over MAX_BYTES is a fresh array
-    that is not kept; the kept bytes never exceed MAX_BYTES."""
-    from minicnn.functional import workspace
-    workspace.clear()
-    a = workspace.get("t_a", (4, 5), np.float32)
-    b = workspace.get("t_a", (2, 3), np.float32)
-    assert a.shape == (4, 5) and b.shape == (2, 3) and b.flags.c_contiguous
-    assert np.shares_memory(a, b)
-    assert not np.shares_memory(a, workspace.get("t_a", (4, 5), np.float64))
-    assert not np.shares_memory(a, workspace.get("t_b", (4, 5), np.float32))
-    monkeypatch.setattr(workspace, "MAX_BYTES", 1000)
-    big = workspace.get("t_big", (300,), np.float64)
-    assert big.shape == (300,) and not np.shares_memory(big, workspace.get("t_big", (300,), np.float64))
-    workspace.get("t_c", (200,), np.float32)
-    workspace.get("t_d", (200,), np.float32)
-    assert workspace.nbytes() <= 1000
-    workspace.clear()
-    assert workspace.nbytes() == 0
-
-
-def test_single_threaded_blas_restores_the_setting():
-    from minicnn.functional import workspace
-    api = workspace.blas_threads()
-    if api is None:
-        pytest.skip("BLAS threads cannot be controlled here (not OpenBLAS)")
-    set_threads, get_threads = api
-    before = get_threads()
-    with workspace.single_threaded_blas():
-        assert get_threads() == 1
-        with workspace.single_threaded_blas():
-            assert get_threads() == 1
-        assert get_threads() == 1
-    assert get_threads() == before
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_conv_threads_work_after_fork():
     """A forked child (a data-loader worker, say) gets its own chunk threads: the parent's
     pool threads do not exist there, and submitting to them would hang."""
-    from minicnn.functional import conv, workspace
+    from minicnn import runtime
+    from minicnn.functional import conv_im2col
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 2, 6, 6))
     w = rng.standard_normal((3, 2, 3, 3))
-    saved = conv.PARALLEL_MIN_MACS, conv.CHUNK_BYTES
-    conv.PARALLEL_MIN_MACS, conv.CHUNK_BYTES = 0, 1
+    saved = runtime.PARALLEL_MIN_MACS, conv_im2col.CHUNK_BYTES
+    runtime.PARALLEL_MIN_MACS, conv_im2col.CHUNK_BYTES = 0, 1
     try:
         expected, _ = conv2d_forward(x, w, None, pad=1)       # starts the parent's pool
-        workspace.thread_pool()
+        runtime.thread_pool()
         pid = os.fork()
         if pid == 0:                                          # child: exit code says it all
             code = 1
@@ -535,4 +498,4 @@ def test_conv_threads_work_after_fork():
             pytest.fail("conv2d_forward hung in a forked child")
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     finally:
-        conv.PARALLEL_MIN_MACS, conv.CHUNK_BYTES = saved
+        runtime.PARALLEL_MIN_MACS, conv_im2col.CHUNK_BYTES = saved

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minicnn.functional as F
-from minicnn import backend
-from minicnn.functional import conv, winograd
+from minicnn import backend, runtime
+from minicnn.functional import conv, conv_direct, conv_winograd, winograd
 from minicnn.gradcheck import compare, numeric_gradient
 
 DTYPES = [np.float32, np.float64]
@@ -172,15 +172,15 @@ def winograd_everywhere(images_per_chunk=1):
     yields the list of the Winograd functions that ran.  More than one image per chunk
     leaves a shorter last chunk whenever the batch is not a multiple of it."""
     ran = []
-    forward, backward = conv._forward_winograd, conv._backward_winograd
+    forward, backward = conv_winograd.forward, conv_winograd.backward
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
-        mp.setattr(conv, "DIRECT_ISA", 0)                    # thin float32 layers would go direct
-        mp.setattr(conv, "_winograd_chunk", lambda n, *rest: min(n, images_per_chunk))
-        mp.setattr(conv, "PARALLEL_MIN_MACS", 0)
-        mp.setattr(conv.workspace, "cpu_count", lambda: 3)
-        mp.setattr(conv, "_forward_winograd", lambda *a: ran.append("fwd") or forward(*a))
-        mp.setattr(conv, "_backward_winograd", lambda *a: ran.append("bwd") or backward(*a))
+        mp.setattr(conv_winograd, "MIN_CHANNELS", 1)
+        mp.setattr(conv_direct, "ISA", 0)                    # thin float32 layers would go direct
+        mp.setattr(conv_winograd, "chunk_size", lambda n, *rest: min(n, images_per_chunk))
+        mp.setattr(runtime, "PARALLEL_MIN_MACS", 0)
+        mp.setattr(runtime, "cpu_count", lambda: 3)
+        mp.setattr(conv_winograd, "forward", lambda *a: ran.append("fwd") or forward(*a))
+        mp.setattr(conv_winograd, "backward", lambda *a: ran.append("bwd") or backward(*a))
         yield ran
 
 
@@ -229,16 +229,21 @@ def test_conv_winograd_path_gradcheck():
 @needs_kernels
 def test_winograd_is_used_only_where_it_applies():
     """Stride 2, groups, 1x1 or 5x5 kernels and thin layers take im2col."""
-    wide = conv.WINOGRAD_MIN_CHANNELS
-    assert conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 1, 1, 1)
-    assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 2, 1, 1)
-    assert not conv._use_winograd((8, 2 * wide, 8, 8), (2 * wide, wide, 3, 3), 1, 1, 2)
-    assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 1, 1), 1, 0, 1)
-    assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 5, 5), 1, 2, 1)
-    assert conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 1, 3, 1)
-    assert not conv._use_winograd((8, wide - 1, 8, 8), (wide, wide - 1, 3, 3), 1, 1, 1)
+    wide = conv_winograd.MIN_CHANNELS
+    assert conv_winograd.applies((wide, wide, 3, 3), 1, 1)
+    assert not conv_winograd.applies((wide, wide, 3, 3), 2, 1)
+    assert not conv_winograd.applies((2 * wide, wide, 3, 3), 1, 2)
+    assert not conv_winograd.applies((wide, wide, 1, 1), 1, 1)
+    assert not conv_winograd.applies((wide, wide, 5, 5), 1, 1)
+    assert not conv_winograd.applies((wide, wide - 1, 3, 3), 1, 1)
+    assert not conv_winograd.applies((wide - 1, wide, 3, 3), 1, 1)
+    x = np.zeros((8, wide, 8, 8))                       # float64: the direct kernel is float32 only
+    w = np.zeros((wide, wide, 3, 3))
+    for pad in (0, 1, 3):
+        assert conv.choose_algorithm(np, x, w, 1, pad, 1) == "winograd"
+    assert conv.choose_algorithm(np, x, w, 2, 1, 1) == "im2col"
     with backend.use_cython(False):
-        assert not conv._use_winograd((8, wide, 8, 8), (wide, wide, 3, 3), 1, 1, 1)
+        assert conv.choose_algorithm(np, x, w, 1, 1, 1) == "batched"
 
 
 @needs_kernels
@@ -264,21 +269,20 @@ def test_default_settings_take_winograd_and_match_plain(pad, dtype):
     float64 at WINOGRAD_MIN_CHANNELS; in float32 just past DIRECT_MAX_CHANNELS, since thin
     float32 layers go to the direct kernel first where the CPU has one."""
     rng = np.random.default_rng(pad)
-    c = conv.WINOGRAD_MIN_CHANNELS
+    c = conv_winograd.MIN_CHANNELS
     if dtype == np.float32:
-        c = max(c, conv.DIRECT_MAX_CHANNELS + 1)
+        c = max(c, conv_direct.MAX_CHANNELS + 1)
     ran = []
-    backward = conv._backward_winograd
+    backward = conv_winograd.backward
     for n in (1, 2):
         x = rng.standard_normal((n, c, 5, 7)).astype(dtype)
         w = rng.standard_normal((c, c, 3, 3)).astype(dtype) * 0.1
         b = rng.standard_normal(c).astype(dtype)
-        assert conv._use_winograd(x.shape, w.shape, 1, pad, 1)
-        assert not conv._direct_isa(x, w, 1, pad, 1)
+        assert conv.choose_algorithm(np, x, w, 1, pad, 1) == "winograd"
         out, cache = F.conv2d_forward(x, w, b, 1, pad)
         dout = rng.standard_normal(out.shape).astype(dtype)
         with pytest.MonkeyPatch.context() as mp:   # a spy only: the thresholds stay as shipped
-            mp.setattr(conv, "_backward_winograd", lambda *a: ran.append(n) or backward(*a))
+            mp.setattr(conv_winograd, "backward", lambda *a: ran.append(n) or backward(*a))
             grads = F.conv2d_backward(dout, cache)
         with backend.use_cython(False):
             ref, ref_cache = F.conv2d_forward(x, w, b, 1, pad)

@@ -7,8 +7,10 @@ of ``direct_conv.h``: AVX-512 or AVX2 code, chosen when it runs by asking the CP
 
 They are built by ``pip install`` when a C compiler is present (in parallel with OpenMP
 when the compiler supports it) and are called only through ``minicnn.backend.cython_kernels``
-by the ops in ``minicnn.functional``.  Each kernel computes exactly what the plain NumPy
-path next to its caller computes; ``tests/test_kernels.py``, ``test_batchnorm_kernel.py``,
+by the ops in ``minicnn.functional``: the convolution's by ``conv_im2col.py`` (im2col_t /
+col2im_t), ``conv_winograd.py`` and ``conv_direct.py``, which ``conv.choose_algorithm``
+picks between; pooling, batch norm, ReLU and LRN by their ops.  Each kernel computes
+exactly what the plain NumPy path next to its caller computes; ``tests/test_kernels.py``, ``test_batchnorm_kernel.py``,
 ``test_relu_kernel.py``, ``test_lrn_kernel.py``, ``test_winograd.py`` and ``test_direct.py``
 check the two against each other (the Winograd transforms against
 ``minicnn/functional/winograd.py``, the direct kernels against the naive conv).

@@ -19,7 +19,7 @@ copy of the plane (the channels-last input transform: a block of planes, copied 
 so the tile loops need no bounds checks: tiles that reach into the
 padding, or past an odd output size, read zeros there (and their extra outputs are
 dropped).  They run on the calling thread without the GIL; the conv shares chunks of
-images out over the cores itself (``conv._run``).
+images out over the cores itself (``minicnn/functional/conv_winograd.py``).
 """
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset

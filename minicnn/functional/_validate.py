@@ -2,8 +2,13 @@
 
 Each check raises ``ValueError`` naming the op, what was expected and what was
 received, so a user never meets a NumPy broadcast error from deep inside an op.
+The checks of plain values (ints, numbers, probabilities) are ``minicnn.checks``; these
+are the array checks the ops share.
 """
-import operator
+from minicnn.checks import check_int
+
+# check_int is re-exported for nn/ and models/, which still import it from here.
+__all__ = ["check_float_array", "check_shape", "check_int", "pair", "output_size"]
 
 FLOAT_DTYPES = ("float32", "float64")
 _FLOAT_CHARS = ("f", "d")
@@ -34,19 +39,6 @@ def check_shape(op, name, a, shape):
     """``a.shape`` must equal ``shape``."""
     if tuple(a.shape) != tuple(shape):
         raise ValueError(f"{op}: expected {name} of shape {tuple(shape)}, received {tuple(a.shape)}")
-
-
-def check_int(op, name, v, minimum):
-    """``v`` must be an int >= ``minimum`` (bools and floats are refused)."""
-    try:
-        if isinstance(v, bool):
-            raise TypeError
-        iv = operator.index(v)
-    except TypeError:
-        raise ValueError(f"{op}: expected {name} to be an int >= {minimum}, received {v!r}") from None
-    if iv < minimum:
-        raise ValueError(f"{op}: expected {name} >= {minimum}, received {iv}")
-    return iv
 
 
 def pair(op, name, v, minimum):

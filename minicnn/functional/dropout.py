@@ -9,6 +9,7 @@ Shapes: x any; out and dx have x's shape.
 import numpy as np
 
 from minicnn import backend
+from minicnn.checks import as_generator, check_prob
 from minicnn.functional._validate import check_float_array, check_shape
 
 
@@ -30,22 +31,19 @@ def dropout_forward(x, p, training, rng):
     - x: any shape, float32/float64
     - p: probability of dropping, 0 <= p <= 1 (p = 1 drops everything)
     - training: bool; in evaluation the op is the identity
-    - rng: numpy.random.Generator (or an int seed) drawing the mask
+    - rng: numpy.random.Generator (or an int seed >= 0, or None) drawing the mask
     Returns (out, cache); out has x's shape.
     """
     op = "dropout_forward"
     xp = backend.get_array_module(x=x, op=op)
     check_float_array(op, "x", x)
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise ValueError(f"{op}: expected p, the probability of dropping, in [0, 1], received {p!r}")
+    p = check_prob(op, "p", p)           # the probability of dropping
     if not training or p == 0:
         return x.copy(), None
     if p == 1:
         mask = xp.zeros(x.shape, dtype=x.dtype)
     else:
-        if not isinstance(rng, np.random.Generator):
-            rng = np.random.default_rng(rng)
-        keep = _uniform(xp, rng, x.shape) >= p
+        keep = _uniform(xp, as_generator(rng, op=op), x.shape) >= p
         mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
     return x * mask, mask
 

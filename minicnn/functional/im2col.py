@@ -20,7 +20,7 @@ Two implementations, checked against each other in the tests:
   the same loops written out in C, padding handled inside (no padded copy), and
   run in parallel over the batch with OpenMP.
 
-The CPU convolution (``conv._forward_chunked``) calls the Cython kernels' batch-inside
+The CPU convolution (``conv_im2col.forward``) calls the Cython kernels' batch-inside
 variants ``im2col_t`` / ``col2im_t`` directly: layout (C, KH, KW, n, OH, OW) for a chunk of
 n images, so that the chunk is one GEMM per group.  ``im2col`` / ``col2im`` here keep the
 per-image layout, which the whole-batch conv (CuPy, or the kernels switched off) and the

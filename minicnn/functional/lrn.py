@@ -20,7 +20,8 @@ backward pass, so -- as for conv2d -- x must not be changed between the two pass
 import numpy as np
 
 from minicnn import backend
-from minicnn.functional._validate import check_float_array, check_int, check_shape
+from minicnn.checks import check_int
+from minicnn.functional._validate import check_float_array, check_shape
 
 
 def _channel_window_sum(xp, v, before, after):

@@ -20,7 +20,8 @@ the whole batch (NumPy/CuPy-generic, the path CuPy runs); on the CPU the Cython
 kernels in ``minicnn/_ext/pool.pyx`` compute the same out and argmax directly.
 """
 from minicnn import backend
-from minicnn.functional._validate import check_float_array, check_int, check_shape, output_size, pair
+from minicnn.checks import check_int
+from minicnn.functional._validate import check_float_array, check_shape, output_size, pair
 
 
 def _pool_geometry(op, x, size, stride, pad):

@@ -31,9 +31,9 @@ GEMM's in the last few bits (a different order of additions, and the 1/2s in G);
 tests hold them to float32 tolerance and gradient-check the float64 version.
 
 This module is the plain NumPy version, written for reading and as the reference the
-Cython kernels (``minicnn/_ext/winograd.pyx``, which run the same steps chunk by chunk on
-the CPU) are tested against.  ``conv2d_forward`` picks the Winograd path for the layers
-where it is faster (see ``conv._use_winograd``).
+Cython kernels (``minicnn/_ext/winograd.pyx``) are tested against.  On the CPU,
+``conv_winograd.py`` runs the same steps with those kernels, chunk by chunk over the cores,
+for the layers where it measured faster than im2col (``conv.choose_algorithm`` says which).
 
 Shapes::
 

@@ -1,0 +1,164 @@
+"""im2col + GEMM as the CPU runs it: a few images at a time, chunks shared out over the cores.
+
+The algebra is the textbook one of ``conv.conv2d_forward_batched`` (read that first):
+the windows of the input become the columns of a matrix and the layer is one matrix
+product per group.  What differs is how the work is cut:
+
+* a few images at a time -- a chunk whose columns fit the core's cache, in a reused
+  workspace buffer.  The whole batch's columns are KH*KW times the size of x (75 MB for
+  a CIFAR ResNet layer at batch 128), fall out of the cache between im2col and the GEMM,
+  and a fresh array that large costs a page fault per 4 KB;
+* the chunk's images side by side, so that each group is ONE wide GEMM.  N small
+  per-image GEMMs, each split over threads by BLAS, waste most of a small machine's time
+  in fork/join; BLAS runs wide products near its peak;
+* chunks are independent, so one thread per core takes them as it comes free, each with
+  its own workspace and a single-threaded GEMM (``minicnn.runtime``).
+
+The column layout is batch-inside, (C, KH, KW, m, OH, OW) for a chunk of m images: the
+(Cg*KH*KW, m*OH*OW) matrix of all m images' windows side by side, written by the Cython
+kernel ``im2col_t`` (``minicnn/_ext/im2col.pyx``).
+"""
+import numpy as np
+
+from minicnn import backend, runtime
+
+# A chunk's column matrix is kept about this size (bytes): small enough to still be in the
+# core's L2 cache when the GEMM reads it right after im2col wrote it (measured on Zen3:
+# LeNet conv1 ran ~2x faster with 0.3 MB chunks than with 2 MB ones).  Tests shrink it to
+# force many chunks on small inputs.
+CHUNK_BYTES = 512 << 10
+
+
+def chunk_size(n, k, p, itemsize):
+    """Images per chunk: as many as fit CHUNK_BYTES of columns (k rows, p per image), at least 1."""
+    return max(1, min(n, CHUNK_BYTES // max(1, k * p * itemsize)))
+
+
+def _is_pointwise(kh, kw, stride, pad):
+    # 1x1, stride 1, no padding: each image's columns are the image itself, so the GEMMs
+    # read x and write out directly, with no im2col and no transpose.
+    return kh == kw == 1 and stride == 1 and pad == 0
+
+
+def forward(x, w, b, stride, pad, groups, oh, ow):
+    """out (N, F, OH, OW) of conv2d_forward, a chunk of images per GEMM.
+
+    For a chunk of m images:
+
+        out_chunk (F/G, m*OH*OW) = W_g (F/G, Cg*KH*KW) @ col_g (Cg*KH*KW, m*OH*OW)
+
+    then the chunk's output (F, m, OH*OW) is copied into NCHW order with the bias added in
+    the same pass.  Arguments already checked by conv2d_forward.
+    """
+    kernels = backend.cython_kernels(np, "im2col")
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    f, cg, kh, kw = w.shape
+    k, p = cg * kh * kw, oh * ow
+    w_mat = w.reshape(groups, f // groups, k)
+    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    step = chunk_size(n, c * kh * kw, p, x.itemsize)
+
+    def pointwise(chunks):
+        for n0 in chunks:
+            m = min(step, n - n0)
+            dst = out[n0:n0 + m].reshape(m, groups, f // groups, p)
+            np.matmul(w_mat, x[n0:n0 + m].reshape(m, groups, cg, p), out=dst)
+            if b is not None:
+                dst += b.reshape(1, groups, f // groups, 1)
+
+    def images(chunks):
+        col_buf = runtime.workspace("conv_col", (c * kh * kw * step * p,), x.dtype)
+        out_buf = runtime.workspace("conv_out", (f * step * p,), x.dtype)
+        for n0 in chunks:
+            m = min(step, n - n0)
+            col = col_buf[:c * kh * kw * m * p].reshape(c, kh, kw, m, oh, ow)
+            kernels.im2col_t(x[n0:n0 + m], kh, kw, stride, pad, col)
+            if m == 1:
+                # One image (large layers): its GEMM output is already NCHW, so the GEMM
+                # writes straight into out, no copy.
+                dst = out[n0].reshape(groups, f // groups, p)
+                np.matmul(w_mat, col.reshape(groups, k, p), out=dst)
+                if b is not None:
+                    dst += b.reshape(groups, f // groups, 1)
+                continue
+            y = out_buf[:f * m * p].reshape(groups, f // groups, m * p)
+            np.matmul(w_mat, col.reshape(groups, k, m * p), out=y)
+            y = y.reshape(f, m, p).transpose(1, 0, 2)                    # (m, F, P) view
+            dst = out[n0:n0 + m].reshape(m, f, p)
+            if b is None:
+                np.copyto(dst, y)
+            else:
+                np.add(y, b.reshape(1, f, 1), out=dst)
+
+    runtime.run_chunks(pointwise if _is_pointwise(kh, kw, stride, pad) else images, n, step, n * f * k * p)
+    return out
+
+
+def backward(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
+    """(dx, dw) of forward, chunk by chunk with the same batch-inside layout.
+
+    Per chunk of m images: dout_chunk is copied to (F, m*OH*OW); the columns are
+    recomputed into the workspace; dW += dout_g @ col_g^T (one GEMM per group); then the
+    column buffer, no longer needed, receives dcol = W_g^T @ dout_g, which col2im_t adds
+    back onto the chunk's images of dx.  Each worker thread sums its own dW over a fixed
+    share of the chunks, added up in a fixed order (``runtime.sum_over_chunks``).
+    ``need_dx=False`` / ``need_dw=False`` skip dx / dW (returned as None).
+    """
+    kernels = backend.cython_kernels(np, "im2col")
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    f, cg, kh, kw = w.shape
+    oh, ow = dout.shape[2:]
+    k, p, fg = cg * kh * kw, oh * ow, f // groups
+    w_t = w.reshape(groups, fg, k).swapaxes(1, 2)                     # (G, K, F/G) view
+    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+    step = chunk_size(n, c * kh * kw, p, x.itemsize)
+
+    def pointwise(chunks):
+        part = runtime.workspace("conv_dw", (step, groups, k, fg), x.dtype)
+        dw_t = np.zeros((groups, k, fg), dtype=x.dtype)
+        for n0 in chunks:
+            m = min(step, n - n0)
+            d = dout[n0:n0 + m].reshape(m, groups, fg, p)
+            if need_dw:
+                np.matmul(x[n0:n0 + m].reshape(m, groups, k, p), d.swapaxes(2, 3), out=part[:m])
+                dw_t += part[:m].sum(axis=0)
+            if need_dx:
+                np.matmul(w_t, d, out=dx[n0:n0 + m].reshape(m, groups, k, p))
+        return dw_t
+
+    def images(chunks):
+        col_buf = runtime.workspace("conv_col", (c * kh * kw * step * p,), x.dtype)
+        dout_buf = runtime.workspace("conv_out", (f * step * p,), x.dtype)
+        dw_part = runtime.workspace("conv_dw", (groups, k, fg), x.dtype)
+        dw_t = np.zeros((groups, k, fg), dtype=x.dtype)
+        for n0 in chunks:
+            m = min(step, n - n0)
+            if m == 1:
+                d = dout[n0].reshape(groups, fg, p)           # already (F, OH*OW): no copy
+            else:
+                d = dout_buf[:f * m * p].reshape(f, m, p)
+                np.copyto(d, dout[n0:n0 + m].reshape(m, f, p).transpose(1, 0, 2))
+                d = d.reshape(groups, fg, m * p)
+            col = col_buf[:c * kh * kw * m * p].reshape(c, kh, kw, m, oh, ow)
+            if need_dw:
+                kernels.im2col_t(x[n0:n0 + m], kh, kw, stride, pad, col)
+                # dW^T = col_g @ dout_g^T: the same product as dout_g @ col_g^T, but BLAS runs it
+                # ~1.5x faster when F/G is small (a tall, thin result instead of a wide, flat one).
+                np.matmul(col.reshape(groups, k, m * p), d.swapaxes(1, 2), out=dw_part)
+                dw_t += dw_part
+            if not need_dx:
+                continue
+            col = col.reshape(groups, k, m * p)
+            np.matmul(w_t, d, out=col)                                 # dcol overwrites col
+            # The _scratch variant may overwrite dcol (it zeroes the entries that fell in the
+            # padding, so that "same" 3x3 layers add each tap in one pass, not row by row).
+            kernels.col2im_t_scratch(col.reshape(c, kh, kw, m, oh, ow), stride, pad, dx[n0:n0 + m])
+        return dw_t
+
+    fn = pointwise if _is_pointwise(kh, kw, stride, pad) else images
+    dw_t = runtime.sum_over_chunks(fn, n, step, n * f * k * p)
+    if not need_dw:
+        return dx, None
+    return dx, np.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(w.shape)

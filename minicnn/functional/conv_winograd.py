@@ -1,0 +1,147 @@
+"""Winograd F(2x2, 3x3) as the CPU runs it: chunks of images, shared out over the cores.
+
+The algorithm -- transform the input tiles (V) and the filters (U), 16 GEMMs
+M[xi] = U[xi] @ V[xi], transform back -- is ``minicnn/functional/winograd.py`` in plain
+NumPy (read that first).  Here the transforms are the Cython kernels of
+``minicnn/_ext/winograd.pyx``, and a batch is cut into chunks whose Winograd-domain
+buffers fit the core's cache, as the chunked im2col conv does (``conv_im2col.py``).
+"""
+import numpy as np
+
+from minicnn import backend, runtime
+from minicnn.functional import winograd
+
+# Winograd F(2x2, 3x3) for 3x3 stride-1 layers with at least this many input and output
+# channels.  Its 16 GEMMs have C as their inner dimension and its tile transforms cost about
+# as much as the GEMMs, so the 2.25x fewer multiplies only pay on wide enough layers.
+# Measured first on a Zen3 (alternating runs in one process, batch 128, 2 cores), im2col ->
+# Winograd fwd / bwd ms: 64->64 8x8 4.9 -> 3.7 / 10.5 -> 8.1; 32->32 16x16 8.0 -> 6.5 /
+# 15.0 -> 13.9; VGG 128->256 56x56 (N4) 60 -> 28 / 85 -> 85; but 16->16 32x32 10.5 -> 12.6 /
+# 22.6 -> 24.1, so the bound was 32.  Since the Winograd path stopped looking up its
+# workspace per chunk and writes V^T by rows of tiles, 16-channel layers gain too (Intel
+# Xeon VM, float32, direct kernel off): 16->16 32x32 8.1 -> 5.9 / 15.0 -> 13.1; 16->16 16x16
+# 2.7 -> 1.8 / 4.2 -> 3.4; 24->24 16x16 3.8 -> 2.8 / 6.8 -> 5.5; float64 16->16 32x32
+# 13.7 -> 8.4 / 26 -> 21; SqueezeNet's 16->64 55x55 (N16) even.  (Thin float32 layers go to
+# the direct kernel first, where the CPU has AVX2: see conv_direct.py.)
+MIN_CHANNELS = 16
+# A chunk's Winograd-domain input V (16 values per 2x2 output tile and channel) is kept about this size.
+CHUNK_BYTES = 256 << 10
+# Elements of padding between the 16 matrices of a Winograd-domain buffer: the transforms
+# touch all 16 for every tile, and 16 streams a multiple of 4 KB apart thrash the L1 cache
+# (see minicnn/_ext/winograd.pyx).
+GAP = 32
+
+
+def applies(w_shape, stride, groups):
+    """True if conv2d_forward should run this layer by Winograd (the kernels being built)."""
+    f, cg, kh, kw = w_shape
+    return (kh == kw == 3 and stride == 1 and groups == 1
+            and min(f, cg) >= MIN_CHANNELS and backend.cython_kernels(np, "winograd") is not None)
+
+
+def chunk_size(n, c, th, tw, itemsize):
+    """Images per chunk: as many as fit CHUNK_BYTES of V (16 values per tile and channel), at least 1."""
+    return max(1, min(n, CHUNK_BYTES // max(1, 16 * c * th * tw * itemsize)))
+
+
+def _domain_buffer(name, rows, t, most, dtype):
+    """A (16, rows, t) workspace view whose 16 matrices lie GAP elements apart
+    (room for up to ``most`` columns, so every chunk of a layer reuses the same memory)."""
+    stride = rows * most + GAP
+    buf = runtime.workspace(name, (16 * stride,), dtype)
+    return buf.reshape(16, stride)[:, :rows * t].reshape(16, rows, t)
+
+
+def _domain_buffers(most, dtype, **rows):
+    """buffers(t) -> one _domain_buffer view per keyword (name=rows), t columns each.
+
+    A full chunk (t == most) gets views made once: with 4-image chunks the two or three
+    workspace lookups per chunk cost ~10% of the 64->64 8x8 layer's time.
+    """
+    def views(t):
+        return tuple(_domain_buffer(name, r, t, most, dtype) for name, r in rows.items())
+    full = views(most)
+    return lambda t: full if t == most else views(t)
+
+
+def forward(x, w, b, pad, oh, ow):
+    """out (N, F, OH, OW) of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), a chunk at a time.
+
+    Per chunk of m images: V = the input tiles transformed (16, C, m*T), then the 16
+    GEMMs M[xi] = U[xi] @ V[xi] in one batched matmul, then the output transform writes
+    the chunk's NCHW output (bias added).  U, the transformed filters, is made once.
+    """
+    kernels = backend.cython_kernels(np, "winograd")
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    f = w.shape[0]
+    th, tw = winograd.tiles_of(oh, ow)
+    u = np.empty((16, f, c), dtype=x.dtype)
+    kernels.filter_transform(np.ascontiguousarray(w), u)               # U = G g G^T
+    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    step = chunk_size(n, c, th, tw, x.itemsize)
+
+    def images(chunks):
+        buffers = _domain_buffers(step * th * tw, x.dtype, winograd_v=c, winograd_m=f)
+        for n0 in chunks:
+            m = min(step, n - n0)
+            v, mm = buffers(m * th * tw)
+            kernels.input_transform(x[n0:n0 + m], pad, v)
+            np.matmul(u, v, out=mm)
+            kernels.output_transform(mm, b, out[n0:n0 + m])
+
+    runtime.run_chunks(images, n, step, n * f * c * th * tw * 16)
+    return out
+
+
+def backward(dout, x, w, pad, need_dx=True):
+    """(dx, dw) of forward, chunk by chunk (see winograd.py for the algebra).
+
+    Per chunk: dM = the output gradient transformed; V^T recomputed from x; dU += dM @ V^T;
+    then dV = U^T @ dM, which the input-gradient transform adds back onto the chunk's
+    images of dx.  dU is summed per thread over fixed shares of the chunks, added up in a
+    fixed order (``runtime.sum_over_chunks``).  ``need_dx=False`` skips dx (None).
+    """
+    kernels = backend.cython_kernels(np, "winograd")
+    x = np.ascontiguousarray(x)
+    dout = np.ascontiguousarray(dout)
+    n, c = x.shape[:2]
+    f = w.shape[0]
+    th, tw = winograd.tiles_of(*dout.shape[2:])
+    dx = u_t = None
+    if need_dx:                                  # U is needed only for dV = U^T @ dM
+        dx = np.empty(x.shape, dtype=x.dtype)
+        u = np.empty((16, f, c), dtype=x.dtype)
+        kernels.filter_transform(np.ascontiguousarray(w), u)
+        u_t = u.swapaxes(1, 2)                                        # (16, C, F) view
+    step = chunk_size(n, max(c, f), th, tw, x.itemsize)
+
+    def images(chunks):
+        du_part = runtime.workspace("winograd_du", (16, f, c), x.dtype)
+        du = np.zeros((16, f, c), dtype=x.dtype)
+        # dV's buffer only when dx is wanted (a training step's first layer skips it).
+        buffers = _domain_buffers(step * th * tw, x.dtype, winograd_m=f, winograd_vt=c,
+                                  **({"winograd_v": c} if need_dx else {}))
+        for n0 in chunks:
+            m = min(step, n - n0)
+            t = m * th * tw
+            views = buffers(t)                  # dM, V^T (and dV)
+            dm, vt = views[0], views[1]
+            kernels.output_grad_transform(dout[n0:n0 + m], dm)
+            # V recomputed, transposed: NumPy's matmul ran dU = dM @ V^T 2x faster from a
+            # contiguous V^T than from a transposed view (64->64 8x8, 4 images: 157 -> 58 us).
+            vt = vt.reshape(16, t, c)
+            kernels.input_transform(x[n0:n0 + m], pad, vt, channels_last=True)
+            np.matmul(dm, vt, out=du_part)
+            du += du_part
+            if not need_dx:
+                continue
+            dv = views[2]
+            np.matmul(u_t, dm, out=dv)
+            kernels.input_grad_transform(dv, pad, dx[n0:n0 + m])
+        return du
+
+    du = runtime.sum_over_chunks(images, n, step, n * f * c * th * tw * 16)
+    dw = np.empty(w.shape, dtype=x.dtype)
+    kernels.filter_grad_transform(du, dw)                             # dw = G^T dU G
+    return dx, dw

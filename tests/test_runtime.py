@@ -1,0 +1,148 @@
+"""minicnn.runtime: workspace buffers, OpenBLAS control, and chunks shared out over threads
+with a fixed-order (bit-reproducible) sum of the threads' partial results."""
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from minicnn import runtime
+
+
+def test_runtime_imports_nothing_from_the_ops():
+    """runtime sits beside backend, below functional: importing it must not pull the ops in."""
+    code = "import sys, minicnn.runtime; sys.exit('minicnn.functional' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# ----------------------------------------------------------------------------- workspace
+
+def test_workspace_reuses_and_bounds_its_buffers(monkeypatch):
+    """Same name and dtype -> the same memory; a request over WORKSPACE_MAX_BYTES is a fresh
+    array that is not kept; the kept bytes never exceed WORKSPACE_MAX_BYTES."""
+    runtime.clear_workspace()
+    a = runtime.workspace("t_a", (4, 5), np.float32)
+    b = runtime.workspace("t_a", (2, 3), np.float32)
+    assert a.shape == (4, 5) and b.shape == (2, 3) and b.flags.c_contiguous
+    assert np.shares_memory(a, b)
+    assert not np.shares_memory(a, runtime.workspace("t_a", (4, 5), np.float64))
+    assert not np.shares_memory(a, runtime.workspace("t_b", (4, 5), np.float32))
+    monkeypatch.setattr(runtime, "WORKSPACE_MAX_BYTES", 1000)
+    big = runtime.workspace("t_big", (300,), np.float64)
+    assert big.shape == (300,) and not np.shares_memory(big, runtime.workspace("t_big", (300,), np.float64))
+    runtime.workspace("t_c", (200,), np.float32)
+    runtime.workspace("t_d", (200,), np.float32)
+    assert runtime.workspace_nbytes() <= 1000
+    runtime.clear_workspace()
+    assert runtime.workspace_nbytes() == 0
+
+
+def test_workspace_is_per_thread():
+    runtime.clear_workspace()
+    mine = runtime.workspace("t_thread", (16,), np.float32)
+    other = []
+    t = threading.Thread(target=lambda: other.append(runtime.workspace("t_thread", (16,), np.float32)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(mine, other[0])
+    runtime.clear_workspace()
+
+
+def test_single_threaded_blas_restores_the_setting():
+    api = runtime.blas_threads()
+    if api is None:
+        pytest.skip("BLAS threads cannot be controlled here (not OpenBLAS)")
+    set_threads, get_threads = api
+    before = get_threads()
+    with runtime.single_threaded_blas():
+        assert get_threads() == 1
+        with runtime.single_threaded_blas():
+            assert get_threads() == 1
+        assert get_threads() == 1
+    assert get_threads() == before
+
+
+# ----------------------------------------------------------------------------- chunks on threads
+
+@pytest.fixture
+def three_threads(monkeypatch):
+    """Chunks really go to 3 worker threads, whatever the machine (skipped without OpenBLAS
+    control, where they always run on the calling thread)."""
+    if runtime.blas_threads() is None:
+        pytest.skip("BLAS threads cannot be controlled here: chunks run on the calling thread")
+    monkeypatch.setattr(runtime, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 3)
+
+
+def _jittery(fn, seed):
+    """fn with a random pause before each chunk, so threads finish in a different order."""
+    pause = random.Random(seed)
+
+    def slow(chunks):
+        def with_pauses():
+            for n0 in chunks:
+                time.sleep(pause.random() * 2e-3)
+                yield n0
+        return fn(with_pauses())
+    return slow
+
+
+def test_sum_over_chunks_takes_fixed_shares_in_thread_order(three_threads):
+    """Thread t takes chunks t, t + 3, t + 6, ... and the partial results are added in
+    thread order, however long each chunk takes.  (Lists add by concatenation, so the
+    total shows exactly which chunks each thread took and in which order they were summed.)"""
+    for seed in range(4):
+        total = runtime.sum_over_chunks(_jittery(lambda chunks: list(chunks), seed), 20, 2, 1)
+        assert total == [0, 6, 12, 18] + [2, 8, 14] + [4, 10, 16]
+
+
+def test_sum_over_chunks_is_bitwise_reproducible(three_threads):
+    """Float32 partial sums whose total depends on the order of additions: the same bits on
+    every call, and exactly the sum taken share by share, then shares in thread order."""
+    rng = np.random.default_rng(0)
+    terms = (rng.standard_normal((13, 64)) * 10.0 ** rng.integers(-4, 5, (13, 1))).astype(np.float32)
+    names = []
+
+    def partial(chunks):
+        names.append(threading.current_thread().name)
+        out = np.zeros(64, np.float32)
+        for n0 in chunks:
+            out += terms[n0]
+        return out
+
+    want = np.zeros(64, np.float32)
+    for t in range(3):
+        share = np.zeros(64, np.float32)
+        for n0 in range(t, 13, 3):
+            share += terms[n0]
+        want += share
+    assert not np.array_equal(want, terms.sum(axis=0, dtype=np.float32))   # the order matters here
+    for seed in range(6):
+        got = runtime.sum_over_chunks(_jittery(partial, seed), 13, 1, 1)
+        np.testing.assert_array_equal(got, want)
+    assert all(name.startswith("minicnn") for name in names)               # really on the workers
+
+
+def test_run_chunks_gives_every_chunk_to_exactly_one_thread(three_threads):
+    taken = []
+    runtime.run_chunks(_jittery(lambda chunks: taken.extend(chunks), 1), 23, 3, 1)
+    assert sorted(taken) == list(range(0, 23, 3))
+
+
+def test_small_work_stays_on_the_calling_thread(monkeypatch):
+    """Below PARALLEL_MIN_MACS (or with one core) fn runs once, here, over all the chunks."""
+    calls = []
+
+    def fn(chunks):
+        calls.append((threading.current_thread() is threading.main_thread(), list(chunks)))
+        return np.ones(2)
+
+    monkeypatch.setattr(runtime, "PARALLEL_MIN_MACS", 100)
+    np.testing.assert_array_equal(runtime.sum_over_chunks(fn, 7, 2, 99), np.ones(2))
+    monkeypatch.setattr(runtime, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 1)
+    runtime.run_chunks(fn, 7, 2, 10 ** 9)
+    assert calls == [(True, [0, 2, 4, 6])] * 2
