@@ -225,6 +225,7 @@ class ReduceLROnPlateau:
 
     def step(self, metric):
         """Record this epoch's metric (a NaN counts as no improvement); returns the lr for the next."""
+        # Not check_number: a NaN metric (a diverged epoch) is valid input here.
         if isinstance(metric, bool) or not isinstance(metric, numbers.Real):
             raise ValueError(f"ReduceLROnPlateau.step: expected the metric as a number, received "
                              f"{metric!r}")
