@@ -167,6 +167,7 @@ def cmd_train(args):
 
 # ----------------------------------------------------------------------- evaluate
 def _run_data(ckpt, data_dir, limit):
+    """The data a run was trained on (its saved --data/--data-dir/--limit), as _load_data."""
     cli = ckpt.config.get("cli", {})
     kind = cli.get("data") or ckpt.config.get("data")
     if limit is None:
