@@ -12,10 +12,11 @@ from minicnn import backend  # noqa: F401  (chooses numpy or cupy; never imports
 def __getattr__(name):
     # Submodules load on first use so that `import minicnn` stays light.
     import importlib
-    if name in ("functional", "nn", "models", "data", "optim", "train", "gradcheck", "testing", "viz"):
+    if name in ("functional", "nn", "models", "data", "optim", "schedules", "train", "gradcheck",
+                "testing", "viz"):
         return importlib.import_module(f"minicnn.{name}")
     if name == "summary":
-        # The module itself: it is callable (see the end of summary.py), so that
+        # The package itself: it is callable (see the end of summary/__init__.py), so that
         # minicnn.summary(model, shape) works before and after `import minicnn.summary`.
         return importlib.import_module("minicnn.summary")
     raise AttributeError(f"module 'minicnn' has no attribute {name!r}")

@@ -34,6 +34,7 @@ import numpy as np
 
 import minicnn.functional as F
 from minicnn import backend
+from minicnn.checks import check_int
 
 DTYPE = np.float32
 
@@ -172,24 +173,23 @@ def blas_name():
         return "unknown"
 
 
-def add_arguments(parser):
-    """The options of ``minicnn bench`` (shared by the CLI and ``main``)."""
+def main(argv=None):
+    """``minicnn bench [--repeat R] [--quick]``: parse ``argv`` and print the table; the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="minicnn bench", description="Time conv, pooling, LRN and batch norm on the shapes of "
+        "real layers (float32), Cython kernels vs the plain NumPy path, with a GEMM as the ceiling. "
+        "For comparable numbers run it on an idle machine, with OPENBLAS_CORETYPE and "
+        "OPENBLAS_L2_SIZE unset.")
     parser.add_argument("--repeat", type=int, default=5,
                         help="timed runs per measurement (median printed)")
     parser.add_argument("--quick", action="store_true",
                         help="batch size <= 2, smaller GEMM: a smoke test")
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="minicnn bench", description=__doc__.split("\n")[0])
-    add_arguments(parser)
     return run(parser.parse_args(argv))
 
 
 def run(args):
     """Print the table for parsed options ``args`` (repeat, quick); returns the exit code."""
-    if args.repeat < 1:
-        raise ValueError(f"bench: expected --repeat >= 1, received {args.repeat}")
+    check_int("bench", "--repeat", args.repeat, 1)
 
     paths = [("cython", True), ("numpy", False)] if backend.cython_available() else [("numpy", False)]
     names = [name for name, _ in paths]

@@ -20,6 +20,8 @@ op on a smooth input; around 1e-2 or more means a bug.
 import numpy as np
 
 from minicnn import backend
+from minicnn.checks import as_generator
+from minicnn.nn.probe import generator_states, set_generator_states
 
 
 def numeric_gradient(f, x, dout=None, h=1e-5):
@@ -94,16 +96,6 @@ def compare(analytic, numeric, floor=1e-8):
     return GradError(float(err[where]), tuple(int(i) for i in where), float(a[where]), float(n[where]))
 
 
-def _generators(module):
-    """Every numpy Generator held by the module tree (dropout masks, stochastic depth, ...)."""
-    found = []
-    for _, m in module.named_modules():
-        for v in vars(m).values():
-            if isinstance(v, np.random.Generator) and all(v is not g for g in found):
-                found.append(v)
-    return found
-
-
 def check_module(module, x, rng=None, h=1e-5, floor=1e-8):
     """Gradient-check a Module: its dx and every parameter's gradient against numeric ones.
 
@@ -118,15 +110,13 @@ def check_module(module, x, rng=None, h=1e-5, floor=1e-8):
     Returns a dict: ``"x"`` and each parameter name -> GradError, the worst relative
     error (a float) with ``.index`` of the entry where it occurs.
     """
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = as_generator(rng, op="check_module")
     module.to(np.float64)
     x = np.array(backend.asnumpy(x), dtype=np.float64)
-    generators = _generators(module)
-    states = [g.bit_generator.state for g in generators]
+    states = generator_states(module)
 
     def run(inp):
-        for g, s in zip(generators, states):
-            g.bit_generator.state = s
+        set_generator_states(module, states)
         return module(inp)
 
     out = run(x)
@@ -150,3 +140,73 @@ def check_module(module, x, rng=None, h=1e-5, floor=1e-8):
         data[...] = original
         report[name] = compare(analytic[name], numeric, floor)
     return report
+
+
+def _op_cases(rng):
+    """(label, module, input) for every layer built on a functional op, small and float64.
+
+    Inputs are kept away from non-differentiable points: ReLU inputs away from 0, max-pool
+    windows without near-ties (a shuffled ramp with gaps of 0.05, far above the step h).
+    """
+    from minicnn import nn
+
+    def normal(*shape):
+        return rng.standard_normal(shape)
+
+    def away_from_zero(*shape):
+        return np.sign(normal(*shape)) * (0.2 + np.abs(normal(*shape)))
+
+    def distinct(*shape):
+        return (rng.permutation(int(np.prod(shape))) * 0.05 - 1.0).reshape(shape)
+
+    return [
+        ("conv2d", nn.Conv2d(3, 4, 3, stride=1, padding=1, rng=rng), normal(2, 3, 5, 5)),
+        ("conv2d stride 2, groups 2", nn.Conv2d(4, 4, (3, 2), stride=2, padding=1, groups=2, rng=rng),
+         normal(2, 4, 6, 5)),
+        ("linear", nn.Linear(6, 5, rng=rng), normal(4, 6)),
+        ("relu", nn.ReLU(), away_from_zero(2, 3, 4, 4)),
+        ("sigmoid", nn.Sigmoid(), normal(2, 3, 4)),
+        ("max_pool2d", nn.MaxPool2d(2, stride=2), distinct(2, 2, 4, 4)),
+        ("avg_pool2d", nn.AvgPool2d(3, stride=2, padding=1), normal(2, 2, 5, 5)),
+        ("global_avg_pool", nn.GlobalAvgPool2d(), normal(2, 3, 4, 4)),
+        ("lrn", nn.LocalResponseNorm(3, alpha=1e-2, beta=0.75, k=2.0), normal(2, 5, 3, 3)),
+        ("batchnorm2d", nn.BatchNorm2d(3), normal(4, 3, 3, 3)),
+        ("batchnorm1d", nn.BatchNorm1d(5), normal(6, 5)),
+        ("dropout", nn.Dropout(0.3, rng=rng), normal(3, 8)),
+    ]
+
+
+def check_ops(rng=0, floor=1e-6):
+    """Gradient-check every op of minicnn.functional through its layer, and the loss.
+
+    Small float64 cases (see ``_op_cases``) drawn from ``rng`` (a Generator or a seed).
+    Returns a list of ``(op label, gradient name, GradError)``, one per input and
+    parameter of each op: ``minicnn gradcheck`` prints it as a table.
+    """
+    from minicnn import functional as F
+    rng = as_generator(rng, op="check_ops")
+    results = []
+    for label, module, x in _op_cases(rng):
+        for wrt, err in check_module(module, x, rng=rng, floor=floor).items():
+            results.append((label, wrt, err))
+    # The loss: d/dscores of the mean cross-entropy.
+    scores = rng.standard_normal((4, 6))
+    y = rng.integers(0, 6, size=4)
+    _, dscores = F.softmax_cross_entropy(scores, y)
+    numeric = numeric_gradient(lambda s: F.softmax_cross_entropy(s, y)[0], scores)
+    results.append(("softmax_cross_entropy", "scores", compare(dscores, numeric, floor)))
+    return results
+
+
+def format_results(results, tol=1e-5):
+    """``check_ops``' results as a table, worst first, ending with a verdict against ``tol``."""
+    rows = sorted(((label, wrt, float(err)) for label, wrt, err in results), key=lambda r: -r[2])
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'op':<{width}}  {'gradient':<10}  rel. error (float64, centred differences)"]
+    for label, wrt, err in rows:
+        flag = "" if err < tol else "   <-- above tolerance"
+        lines.append(f"{label:<{width}}  {wrt:<10}  {err:.2e}{flag}")
+    label, wrt, worst = rows[0]
+    verdict = "all gradients agree" if worst < tol else "FAILED"
+    lines.append(f"worst: {worst:.2e} ({label}, d/{wrt}); tolerance {tol:g}: {verdict}")
+    return "\n".join(lines)

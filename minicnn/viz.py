@@ -11,6 +11,7 @@ changes the backend of an interactive session, and each PNG is written atomicall
     viz.plot_filters(model_first_conv.weight.data, "filters.png")
     viz.plot_feature_maps(viz.feature_maps(model, image), "maps.png", image=image_uint8)
     viz.plot_confusion(cm, class_names, "confusion.png")
+    viz.plot_run(model, x_test, y_test, "runs/demo", history=history)   # all five, as `minicnn plot`
 
 What to look for (CS231n, "Visualizing what ConvNets learn"): first-layer filters of a
 trained network are smooth oriented edges and colour blobs -- noisy filters mean too
@@ -18,9 +19,13 @@ few epochs or too high a learning rate; training loss far below validation loss 
 overfitting; a confusion matrix shows which classes are mistaken for which (cat/dog,
 automobile/truck on CIFAR-10).
 """
+import os
+
 import numpy as np
 
 from minicnn import backend
+from minicnn.checks import check_int
+from minicnn.nn.probe import untouched
 
 
 def _figure(width, height):
@@ -105,7 +110,8 @@ def feature_maps(model, x, kinds=("ReLU",)):
 
     x: (N, C, H, W) float input as the model expects it (already normalised).
     Returns a list of (module name, array (N, C', H', W')) in forward order, 4-D outputs only.
-    Uses ``minicnn.nn.module.forward_hook``, so any model works, however it is composed.
+    Uses ``minicnn.nn.module.forward_hook``, so any model works, however it is composed;
+    the model is left as it was (modes, caches, buffers: ``nn.probe.untouched``).
     """
     from minicnn.nn.module import forward_hook
     names = {id(m): n for n, m in model.named_modules()}
@@ -115,13 +121,8 @@ def feature_maps(model, x, kinds=("ReLU",)):
         if type(module).__name__ in kinds and getattr(out, "ndim", 0) == 4:
             found.append((names.get(id(module), type(module).__name__), backend.asnumpy(out).copy()))
 
-    was_training = model.training
-    model.eval()
-    try:
-        with forward_hook(record):
-            model(x)
-    finally:
-        model.train(was_training)
+    with untouched(model, training=False), forward_hook(record):
+        model(x)
     return found
 
 
@@ -234,3 +235,50 @@ def plot_layer_table(summary, path, title=None, highlight=("Conv2d", "Linear")):
     ax.set_title(title or f"{summary.model_name}, input {shape}: {summary.total_params:,} parameters, "
                           f"{_human(summary.total_mult_adds)} multiply-adds per image", fontsize=10)
     return _save(fig, path)
+
+
+def _normalised(model, images):
+    """``images`` (uint8) as the model saw its training data: cast, and normalised with
+    ``model.normalization`` (the training statistics) when it has them."""
+    from minicnn.data.loader import BatchLoader
+    y = np.zeros(len(images), dtype=np.int64)
+    stats = getattr(model, "normalization", None)
+    if stats is None:
+        loader = BatchLoader(images, y, len(images), shuffle=False, normalize=False)
+    else:
+        loader = BatchLoader(images, y, len(images), shuffle=False, mean=stats[0], std=stats[1])
+    xb, _ = next(iter(loader))
+    return xb.astype(next(model.parameters()).data.dtype)
+
+
+def plot_run(model, x_test, y_test, out_dir, history=None, class_names=None, image=0, layers=2):
+    """Every picture of a trained model, as ``minicnn plot RUN_DIR`` draws them; writes PNGs.
+
+    curves.png (if ``history`` is given), filters.png (the first conv), feature_maps.png
+    (the first ``layers`` ReLU outputs for test image number ``image``), confusion.png
+    (on ``x_test``, ``y_test``; ``class_names`` label its axes) and layer_table.png.
+    ``model`` is a trained model as ``train.load_model`` returns it (images are
+    normalised with its ``normalization``).  Returns the list of paths written.
+    """
+    import minicnn
+    from minicnn import nn, train
+    image = check_int("plot_run", "image", image, 0)
+    if image >= len(x_test):
+        raise ValueError(f"plot_run: expected image as an index in 0..{len(x_test) - 1}, "
+                         f"received {image}")
+    written = []
+    if history:
+        written.append(plot_history(history, os.path.join(out_dir, "curves.png")))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if convs:
+        written.append(plot_filters(convs[0].weight.data, os.path.join(out_dir, "filters.png")))
+    maps = feature_maps(model, _normalised(model, x_test[image:image + 1]))
+    if maps:
+        written.append(plot_feature_maps(maps[:layers], os.path.join(out_dir, "feature_maps.png"),
+                                         image=x_test[image]))
+    probs = train.predict(model, x_test)
+    cm = train.confusion_matrix(y_test, probs.argmax(1), num_classes=probs.shape[1])
+    written.append(plot_confusion(cm, class_names, os.path.join(out_dir, "confusion.png")))
+    table = minicnn.summary(model, tuple(int(v) for v in x_test.shape[1:]))
+    written.append(plot_layer_table(table, os.path.join(out_dir, "layer_table.png")))
+    return written

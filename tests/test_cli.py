@@ -210,35 +210,21 @@ def test_cupy_backend_without_cupy_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "g" / "last.npz").exists()
 
 
-@pytest.mark.parametrize("kind, warmup, expected", [
-    ("multistep", 0, [0.1, 0.1, 0.01, 0.001]),            # milestones at 50% and 75% of 4 epochs
-    ("step", 0, [0.1, 0.01, 0.001, 0.0001]),              # every 4 // 3 = 1 epoch
-    ("cosine", 0, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05, 0.1 * (1 + np.cos(3 * np.pi / 4)) / 2]),
-    ("cosine", 1, [0.01, 0.1, 0.075, 0.025]),            # 1 warm-up epoch from 0.1 x lr, then cosine over 3
-    ("none", 0, [0.1] * 4),
-])
-def test_schedules_of_the_cli(kind, warmup, expected):
-    import argparse
-    from minicnn import nn, optim
-    args = argparse.Namespace(epochs=4, schedule=kind, warmup=warmup)
-    opt = optim.SGD(nn.Linear(2, 2, rng=0).parameters(), lr=0.1)
-    sched = cli.make_schedule(args, opt)
-    lrs = []
-    for _ in range(4):
-        lrs.append(opt.lr)
-        if sched is not None:
-            sched.step()
-    assert lrs == pytest.approx(expected)
-
-
-def test_plateau_schedule_divides_by_ten_when_accuracy_stalls():
-    import argparse
-    from minicnn import nn, optim
-    opt = optim.SGD(nn.Linear(2, 2, rng=0).parameters(), lr=0.1)
-    sched = cli.make_schedule(argparse.Namespace(epochs=10, schedule="plateau", warmup=0), opt)
-    for acc in (0.3, 0.4, 0.4, 0.4, 0.4):
-        sched.step(acc)
-    assert opt.lr == pytest.approx(0.01)
+def test_schedule_and_optimizer_flags_reach_the_run(tmp_path, capsys):
+    """--schedule/--warmup/--optimizer are optim.make_schedule/make_optimizer (tested in
+    test_optim.py); here: the run uses them, and conflicting flags are refused."""
+    out = tmp_path / "s"
+    assert cli.main(TRAIN + ["--epochs", "3", "--lr", "0.1", "--schedule", "step", "--out", str(out)]) == 0
+    lrs = [r["lr"] for r in json.loads((out / "history.json").read_text())]
+    assert lrs == pytest.approx([0.1, 0.01, 0.001])           # divided by 10 every 3 // 3 epochs
+    assert cli.main(TRAIN + ["--epochs", "1", "--optimizer", "adam", "--lr", "0.001",
+                             "--out", str(tmp_path / "a")]) == 0   # --momentum's default is not Adam's
+    capsys.readouterr()
+    code, _, err = run(TRAIN + ["--optimizer", "adam", "--momentum", "0.5", "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "adam takes no momentum" in err
+    code, _, err = run(TRAIN + ["--schedule", "plateau", "--warmup", "1", "--out", str(tmp_path / "c")], capsys)
+    assert code == 2 and "warm-up cannot be combined" in err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets",
@@ -286,3 +272,83 @@ def test_bench_quick_prints_the_table(capsys):
         assert row in out, row
     assert cli.main(["bench", "--repeat", "0"]) == 2
     assert "expected --repeat >= 1" in capsys.readouterr().err
+
+
+# A `minicnn` process in which the named packages cannot be imported, as after a plain
+# `pip install .` (no extras): `sys.modules[name] = None` makes `import name` fail with
+# ModuleNotFoundError, the error a missing package gives.
+NO_EXTRAS = """
+import sys
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None
+from minicnn.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+EXTRAS = "matplotlib,pytest"                 # the optional packages (plot, test extras)
+
+
+def cli_without(blocked, *argv, cwd):
+    return subprocess.run([sys.executable, "-c", NO_EXTRAS, blocked, *map(str, argv)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_every_command_works_without_the_extras(tmp_path):
+    """The bug of issue 16: after `pip install .` every command died importing hypothesis.
+    Here no command but `exercise check` may even need hypothesis (a dependency since)."""
+    blocked = EXTRAS + ",hypothesis"
+    r = cli_without(blocked, "models", cwd=tmp_path)
+    assert r.returncode == 0 and "61,706" in r.stdout, r.stderr
+    r = cli_without(blocked, "summary", "resnet20", "--input", "3x32x32", cwd=tmp_path)
+    from minicnn import models
+    assert r.returncode == 0, r.stderr
+    assert f"Total params:       {models.num_parameters('resnet20'):,}" in r.stdout
+    r = cli_without(blocked, *TRAIN, "--limit", "32", "--epochs", "1", "--out", "R", cwd=tmp_path)
+    assert r.returncode == 0 and "test accuracy" in r.stdout, r.stderr
+    r = cli_without(blocked, "evaluate", "R", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["images"] == 32, r.stderr
+    r = cli_without(blocked, "plot", "R", cwd=tmp_path)
+    assert r.returncode == 2 and "pip install 'minicnn[plot]'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = cli_without(blocked, "bench", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "--quick" in r.stdout, r.stderr
+    r = cli_without(blocked, "exercise", "new", "conv", "--out", "f.py", cwd=tmp_path)
+    assert r.returncode == 0 and "def conv_forward" in (tmp_path / "f.py").read_text(), r.stderr
+    r = cli_without(blocked, "exercise", "check", "f.py", cwd=tmp_path)
+    assert r.returncode == 2 and "pip install hypothesis" in r.stderr and "Traceback" not in r.stderr
+    # With hypothesis, as `pip install .` installs it now: the checker runs.
+    r = cli_without(EXTRAS, "exercise", "check", "f.py", cwd=tmp_path)
+    assert r.returncode == 0 and "not implemented" in r.stdout, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("MINICNN_INSTALL_TEST"),
+                    reason="builds a fresh venv with a plain `pip install .` (2-3 minutes, most of "
+                    "it compiling the kernels): set MINICNN_INSTALL_TEST=1 to run it")
+def test_plain_pip_install_gives_a_working_command(tmp_path):
+    """The real thing behind test_every_command_works_without_the_extras: a new venv, no extras."""
+    import shutil
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = tmp_path / "src"        # a copy: pip's in-tree build writes build/ and *.egg-info
+    shutil.copytree(repo, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "*.so", "*.c", "runs", "__pycache__", ".hypothesis"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(src)],
+                         capture_output=True, text=True, timeout=1200)
+    assert pip.returncode == 0, pip.stderr
+
+    def minicnn(*argv):
+        return subprocess.run([str(venv / "bin" / "minicnn"), *argv], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
+
+    r = minicnn("models")
+    assert r.returncode == 0 and "61,706" in r.stdout, r.stderr
+    r = minicnn(*TRAIN, "--limit", "32", "--epochs", "1", "--out", "R")
+    assert r.returncode == 0 and "test accuracy" in r.stdout, r.stderr
+    r = minicnn("evaluate", "R")
+    assert r.returncode == 0 and json.loads(r.stdout)["images"] == 32, r.stderr
+    r = minicnn("plot", "R")
+    assert r.returncode == 2 and "pip install 'minicnn[plot]'" in r.stderr
+    assert minicnn("exercise", "new", "relu", "--out", "f.py").returncode == 0
+    r = minicnn("exercise", "check", "f.py")
+    assert r.returncode == 0 and "not implemented" in r.stdout, r.stderr

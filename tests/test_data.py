@@ -259,6 +259,43 @@ def test_load_mnist_plain_and_gzipped(tmp_path):
     np.testing.assert_array_equal(y_test, a["t10k-labels-idx1-ubyte"])
 
 
+def test_load_by_name_reads_each_dataset(tmp_path):
+    cifar_dir, mnist_dir = tmp_path / "c", tmp_path / "m"
+    expected = write_cifar(cifar_dir, n=4)
+    mnist_dir.mkdir()
+    write_mnist(mnist_dir)
+    for got, want in zip(data.load("cifar10", cifar_dir), expected):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(data.load("mnist", mnist_dir), data.load_mnist(mnist_dir)):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(data.load("sample"), data.load_sample()):
+        np.testing.assert_array_equal(got, want)
+    x_train, y_train, x_test, y_test = data.load("cifar10", cifar_dir, limit=3)
+    assert len(x_train) == len(y_train) == len(x_test) == len(y_test) == 3
+    np.testing.assert_array_equal(x_train, expected[0][:3])
+    assert data.describe("cifar10", cifar_dir) == f"CIFAR-10 from {cifar_dir}"
+    assert data.describe("sample") == "the CIFAR-10 sample shipped with minicnn"
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    (("imagenet",), {}, "expected a dataset name in sample, cifar10, mnist"),
+    (("mnist",), {}, "'mnist' needs data_dir"),
+    (("cifar10",), {}, "'cifar10' needs data_dir"),
+    (("sample", "somewhere"), {}, "takes no data_dir"),
+    (("sample",), {"limit": 0}, "limit >= 1"),
+    (("sample",), {"limit": 2.5}, "limit"),
+])
+def test_load_by_name_rejects(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.load(*args, **kwargs)
+
+
+def test_class_names():
+    assert data.class_names("cifar10", 10) == data.CIFAR10_CLASSES == data.class_names("sample", 10)
+    assert data.class_names("mnist", 10) == tuple("0123456789")
+    assert data.class_names("cifar10", 3) == ("0", "1", "2")
+
+
 def test_read_idx_big_endian_types(tmp_path):
     a = (np.arange(6).reshape(2, 3) * 70000 - 100000).astype(">i4")
     (tmp_path / "f").write_bytes(bytes([0, 0, 0x0C, 2]) + np.asarray([2, 3], ">u4").tobytes()

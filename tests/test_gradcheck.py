@@ -73,3 +73,17 @@ def test_check_module_on_a_small_network(seed):
     assert {"x", "0.weight", "1.weight", "1.bias", "5.weight", "5.bias"} <= set(report)
     # Sigmoid, not ReLU: batch norm centres values on ReLU's kink, where numeric gradients lie.
     assert max(report.values()) < 1e-6, report
+
+
+def test_check_ops_covers_every_op_and_format_results_flags_the_worst():
+    from minicnn.gradcheck import check_ops, format_results
+    results = check_ops(rng=0)
+    ops = {label for label, _, _ in results}
+    assert {"conv2d", "linear", "max_pool2d", "lrn", "batchnorm2d", "dropout",
+            "softmax_cross_entropy"} <= ops
+    assert max(float(e) for _, _, e in results) < 1e-5
+    assert format_results(results).endswith("all gradients agree")
+    bad = results + [("my_op", "x", GradError(0.5, (1,), 1.0, 3.0))]
+    text = format_results(bad, tol=1e-5).splitlines()
+    assert text[1].startswith("my_op") and text[1].endswith("<-- above tolerance")
+    assert text[-1].startswith("worst: 5.00e-01 (my_op, d/x)") and text[-1].endswith("FAILED")

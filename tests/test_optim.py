@@ -246,7 +246,8 @@ def test_load_state_dict_errors():
 @pytest.mark.parametrize("build, message", [
     (lambda: optim.SGD([], lr=0.1), "non-empty"),
     (lambda: optim.SGD([param()], lr=-0.1), "lr >= 0"),
-    (lambda: optim.SGD([param()], lr=float("nan")), "finite"),
+    (lambda: optim.SGD([param()], lr=float("nan")), "received nan"),
+    (lambda: optim.SGD([param()], lr=float("inf")), r"lr < inf, received inf"),
     (lambda: optim.SGD([param()], lr=0.1, momentum=-0.5), "momentum"),
     (lambda: optim.SGD([param()], lr=0.1, nesterov=True), "nesterov"),
     (lambda: optim.SGD([np.zeros(3)], lr=0.1), r"\.data and \.grad"),
@@ -375,3 +376,72 @@ def test_step_lr_matches_its_formula(step_size, gamma, n):
 def test_schedule_rejects_bad_input(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_schedules_are_importable_from_optim_and_schedules():
+    from minicnn import schedules
+    for name in ("StepLR", "MultiStepLR", "CosineAnnealingLR", "LinearWarmup", "ReduceLROnPlateau",
+                 "make_schedule"):
+        assert getattr(optim, name) is getattr(schedules, name)
+
+
+# ------------------------------------------------------------- by name (the CLI's)
+
+@pytest.mark.parametrize("name, cls", [("sgd", optim.SGD), ("adam", optim.Adam),
+                                       ("rmsprop", optim.RMSProp)])
+def test_make_optimizer_by_name(name, cls):
+    momentum = None if name == "adam" else 0.5
+    opt = optim.make_optimizer(name, [param()], lr=0.2, momentum=momentum, weight_decay=1e-3)
+    assert type(opt) is cls and opt.lr == 0.2 and opt.weight_decay == 1e-3
+    if name != "adam":
+        assert opt.momentum == 0.5
+    assert optim.make_optimizer("sgd", [param()], 0.1, momentum=0.9, nesterov=True).nesterov
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(name="lbfgs"), "expected one of sgd, adam, rmsprop"),
+    (dict(name="adam", momentum=0.9), "adam takes no momentum"),
+    (dict(name="rmsprop", momentum=0.9, nesterov=True), "nesterov=True is SGD's"),
+])
+def test_make_optimizer_rejects(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        optim.make_optimizer(params=[param()], lr=0.1, **kwargs)
+
+
+@pytest.mark.parametrize("kind, warmup, expected", [
+    ("multistep", 0, [0.1, 0.1, 0.01, 0.001]),            # milestones at 50% and 75% of 4 epochs
+    ("step", 0, [0.1, 0.01, 0.001, 0.0001]),              # every 4 // 3 = 1 epoch
+    ("cosine", 0, [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05, 0.1 * (1 + np.cos(3 * np.pi / 4)) / 2]),
+    ("cosine", 1, [0.01, 0.1, 0.075, 0.025]),            # 1 warm-up epoch from 0.1 x lr, then cosine over 3
+    ("none", 0, [0.1] * 4),
+    ("none", 2, [0.01, 0.055, 0.1, 0.1]),                # the warm-up alone
+])
+def test_make_schedule_by_name(kind, warmup, expected):
+    opt = sgd()
+    sched = optim.make_schedule(kind, opt, epochs=4, warmup=warmup)
+    assert (sched is None) == (kind == "none" and not warmup)
+    got = []
+    for _ in range(4):
+        got.append(opt.lr)
+        if sched is not None:
+            sched.step()
+    assert got == pytest.approx(expected)
+
+
+def test_make_plateau_schedule_divides_by_ten_when_accuracy_stalls():
+    opt = sgd()
+    sched = optim.make_schedule("plateau", opt, epochs=10)
+    for acc in (0.3, 0.4, 0.4, 0.4, 0.4):
+        sched.step(acc)
+    assert opt.lr == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("exponential", 4), "expected one of cosine, step"),
+    (("plateau", 4, 1), "warm-up cannot be combined"),
+    (("cosine", 0), "epochs"),
+    (("cosine", 4, -1), "warmup"),
+])
+def test_make_schedule_rejects(args, message):
+    with pytest.raises(ValueError, match=message):
+        optim.make_schedule(args[0], sgd(), *args[1:])

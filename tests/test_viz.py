@@ -81,3 +81,20 @@ def test_cli_plot_writes_the_five_pngs(tmp_path, capsys):
     for n in names:
         assert is_png(run / n), n
     assert len(json.loads((run / "history.json").read_text())) == 2
+
+
+def test_feature_maps_leave_the_model_as_it_was():
+    """A look, not a touch: modes, a pending backward's caches and BatchNorm's statistics."""
+    from minicnn import nn
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, rng=0), nn.BatchNorm2d(4), nn.ReLU()).to(np.float64)
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6))
+    dout = np.random.default_rng(1).standard_normal((2, 4, 4, 4))
+    model(x)
+    expected = model.backward(dout)
+    model(x)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    maps = viz.feature_maps(model, x[:1] * 3)
+    assert [n for n, _ in maps] == ["2"] and maps[0][1].shape == (1, 4, 4, 4)
+    assert all(m.training for m in model.modules())
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    np.testing.assert_array_equal(model.backward(dout), expected)

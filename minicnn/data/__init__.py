@@ -3,51 +3,22 @@
     from minicnn import data
     x_train, y_train, x_test, y_test = data.load_sample()            # offline, in the package
     x_train, y_train, x_test, y_test = data.load_cifar10(data.download_cifar10("~/data"))
+    x_train, y_train, x_test, y_test = data.load("mnist", "~/mnist", limit=1000)   # by name
     loader = data.BatchLoader(x_train, y_train, 128, augment=True, rng=0)
 
 Every reader returns ``(x_train, y_train, x_test, y_test)``: images uint8 (N, C, H, W),
-labels int64 (N,).
-
-The shipped sample (``sample.npz``, made by ``tools/make_sample.py``) is real CIFAR-10
-(Alex Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009,
-https://www.cs.toronto.edu/~kriz/cifar.html): 117 training and 24 test images of each
-of the 10 classes -- 1,170 + 240 images, as many as fit in 4 MB compressed -- taken in
-file order from the first 1,000 records of each batch of the official python download.
-It is enough to watch a small network learn in minutes; real results need the full set.
+labels int64 (N,).  The shipped sample is described in sample.py.
 """
-from importlib import resources
-
-import numpy as np
-
 from minicnn.data.cifar import CLASSES, load_cifar10, load_cifar10_meta
+from minicnn.data.datasets import DATASETS, class_names, describe, load
 from minicnn.data.download import CIFAR10_MD5, CIFAR10_URL, download_cifar10
 from minicnn.data.loader import BatchLoader, channel_stats, random_crop_flip
 from minicnn.data.mnist import load_mnist, read_idx
+from minicnn.data.sample import SAMPLE_FILE, load_sample, sample_classes
 
 CIFAR10_CLASSES = CLASSES
-SAMPLE_FILE = "sample.npz"
 
-__all__ = ["CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL", "BatchLoader", "channel_stats",
-           "download_cifar10", "load_cifar10", "load_cifar10_meta", "load_mnist", "load_sample",
-           "random_crop_flip", "read_idx", "sample_classes"]
-
-
-def _sample_arrays():
-    ref = resources.files(__name__).joinpath(SAMPLE_FILE)
-    with ref.open("rb") as f, np.load(f, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-def load_sample():
-    """The CIFAR-10 subset shipped in the package -> ``(x_train, y_train, x_test, y_test)``.
-
-    Images uint8 (1170, 3, 32, 32) and (240, 3, 32, 32), labels int64 in 0..9, classes
-    balanced.  Loaded with ``allow_pickle=False``: the file holds plain arrays only.
-    """
-    z = _sample_arrays()
-    return z["x_train"], z["y_train"].astype(np.int64), z["x_test"], z["y_test"].astype(np.int64)
-
-
-def sample_classes():
-    """The class names of the shipped sample (those of CIFAR-10), a tuple of 10 str."""
-    return tuple(str(c) for c in _sample_arrays()["classes"])
+__all__ = ["CIFAR10_CLASSES", "CIFAR10_MD5", "CIFAR10_URL", "DATASETS", "BatchLoader",
+           "channel_stats", "class_names", "describe", "download_cifar10", "load", "load_cifar10",
+           "load_cifar10_meta", "load_mnist", "load_sample", "random_crop_flip", "read_idx",
+           "sample_classes"]

@@ -22,18 +22,8 @@ same batches); the arrays themselves may be NumPy or CuPy.
 """
 import numpy as np
 
-from minicnn.backend import get_array_module
-
-
-def _as_generator(rng):
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None:
-        return np.random.default_rng()
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
-        return np.random.default_rng(int(rng))
-    raise ValueError(f"BatchLoader: expected rng as a numpy Generator, an int seed >= 0 or None, "
-                     f"received {rng!r}")
+from minicnn.backend import asnumpy, get_array_module
+from minicnn.checks import as_generator, check_int
 
 
 def _jsonable(v):
@@ -78,7 +68,6 @@ def channel_stats(x, chunk=1024):
         d = x[i:i + chunk].astype(xp.float64) - mean[None, :, None, None]
         sq += (d * d).sum(axis=(0, 2, 3))
     std = xp.sqrt(sq / count)
-    from minicnn.backend import asnumpy
     return asnumpy(mean), asnumpy(std)
 
 
@@ -138,12 +127,8 @@ class BatchLoader:
                              f"x, received {getattr(y, 'shape', type(y).__name__)}")
         if y.dtype.kind not in "iu":
             raise ValueError(f"BatchLoader: expected integer labels y, received dtype {y.dtype}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f"BatchLoader: expected batch_size as an int >= 1, received "
-                             f"{batch_size!r}")
-        if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
-            raise ValueError(f"BatchLoader: expected pad as an int >= 0, received {pad!r}")
+        batch_size = check_int("BatchLoader", "batch_size", batch_size, 1)
+        pad = check_int("BatchLoader", "pad", pad, 0)
         if np.dtype(dtype).kind != "f":
             raise ValueError(f"BatchLoader: expected a float dtype, received {dtype!r}")
         if x.shape[0] == 0:
@@ -154,7 +139,7 @@ class BatchLoader:
         self.shuffle, self.augment, self.drop_last = bool(shuffle), bool(augment), bool(drop_last)
         self.pad = int(pad)
         self.dtype = np.dtype(dtype)
-        self.rng = _as_generator(rng)
+        self.rng = as_generator(rng, op="BatchLoader")
         self.normalize = bool(normalize)
         c = x.shape[1]
         if not self.normalize:
