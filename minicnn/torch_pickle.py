@@ -31,7 +31,9 @@ import os
 import pickle
 import pickletools
 import struct
+import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -81,26 +83,29 @@ def to_array(raw, dtype, size, stride=None, offset=0, byteorder="little"):
     """
     code, itemsize = DTYPES[dtype]
     size = tuple(size)
+    result = np.dtype({"bfloat16": "f4", "bool": "?"}.get(dtype, code))
+    if 0 in size:   # nothing to read; the other axes may still be absurd
+        try:
+            return np.empty(size, result)
+        except ValueError:
+            raise ValueError(f"a {dtype} tensor of size {list(size)} is too large") from None
     if stride is None:
         stride = tuple(math.prod(size[i + 1:]) for i in range(len(size)))
-    if 0 in size:
-        extent = 0
-    else:
-        extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
+    extent = offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1   # elements reached
     if extent * itemsize > len(raw):
         raise ValueError(f"a {dtype} tensor of size {list(size)}, stride {list(stride)} at offset "
                          f"{offset} needs {extent * itemsize} bytes, its storage holds {len(raw)}")
     stored = np.dtype(("<" if byteorder == "little" else ">") + code)
     base = np.frombuffer(raw, dtype=stored, count=len(raw) // itemsize)
-    view = np.lib.stride_tricks.as_strided(base[offset:] if extent else base[:0], shape=size,
+    view = np.lib.stride_tricks.as_strided(base[offset:], shape=size,
                                            strides=[s * itemsize for s in stride], writeable=False)
     if dtype == "bfloat16":   # the float32 that has these 16 bits on top
-        out = np.empty(size, np.float32)
+        out = np.empty(size, result)
         np.left_shift(view, 16, out=out.view(np.uint32), dtype=np.uint32)
         return out
     if dtype == "bool":
         return view != 0
-    return view.astype(np.dtype(code).newbyteorder("="), order="C")   # astype copies
+    return view.astype(result, order="C")   # astype copies
 
 
 # ------------------------------------------------------- what the pickle builds
@@ -269,10 +274,10 @@ class _Unpickler(pickle.Unpickler):
         full = f"{module}.{name}"
         if full not in ALLOWED:
             raise UnsafePickleError(
-                f"{self.path}: refusing to load: its pickle names the global {full}, which is not a tensor, "
-                "storage, dtype or plain container; a state dict never needs it and a hostile file "
-                "would use it to run code (nothing was run). If it is a whole pickled model, "
-                "save model.state_dict() instead")
+                f"{self.path}: refusing to load: its pickle names the global {full}, which is not "
+                "a tensor, storage, dtype or plain container; a state dict never needs it and a "
+                "hostile file would use it to run code (nothing was run). If it is a whole "
+                "pickled model, save model.state_dict() instead")
         return ALLOWED[full]
 
     def persistent_load(self, pid):
@@ -305,18 +310,36 @@ def _check_memo(path, file):
     pickler writes (it numbers them 0, 1, 2, ...): CPython's unpickler grows its memo
     table to the largest index, so ten bytes saying ``PUT 1_000_000_000`` would take 8 GB."""
     start = file.tell()
-    for n, (op, arg, _) in enumerate(pickletools.genops(file)):
-        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > n:
-            raise pickle.UnpicklingError(f"memo index {arg} at opcode {n}: not written by a pickler")
+    with warnings.catch_warnings():   # genops warns on bad escapes in protocol-0 strings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for n, (op, arg, _) in enumerate(pickletools.genops(file)):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > n:
+                raise pickle.UnpicklingError(f"memo index {arg} at opcode {n}: not written by a pickler")
     file.seek(start)
 
 
 # ----------------------------------------------------------- the two formats
+# What zipfile raises on a damaged archive besides BadZipFile: a flipped bit in a header
+# reads as an unknown compression method or version, "encrypted", a bad seek, bad deflate data.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError, EOFError,
+              ValueError)
+
+
+def read_member(path, z, member):
+    """The bytes of ``member`` (a name or ZipInfo) of the open archive ``z``, CRC-checked."""
+    try:
+        return z.read(member)
+    except ZIP_ERRORS as e:
+        name = getattr(member, "filename", member)
+        raise WeightsError(f"{path}: cannot read {name} from the archive (corrupt?): "
+                           f"{type(e).__name__}: {e}") from None
+
+
 def _read_zip(path, f):
     """(state dict of records, read(storage) -> bytes, byteorder) of a zip-format file."""
     try:
         z = zipfile.ZipFile(f)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except ZIP_ERRORS as e:
         raise WeightsError(f"{path}: not a complete zip archive (truncated or corrupt?): {e}") from None
     members = {info.filename: info for info in z.infolist()}
     pickles = [n for n in members if n.count("/") == 1 and n.endswith("/data.pkl")]
@@ -329,11 +352,11 @@ def _read_zip(path, f):
                            "save model.state_dict() with torch.save instead")
     byteorder = "little"
     if prefix + "byteorder" in members:
-        byteorder = z.read(prefix + "byteorder").decode("ascii", "replace")
+        byteorder = read_member(path, z, prefix + "byteorder").decode("ascii", "replace")
         if byteorder not in ("little", "big"):
             raise WeightsError(f"{path}: byteorder record is {byteorder!r:.40}, expected 'little' or 'big'")
     storages = {}
-    obj = _unpickle(path, io.BytesIO(z.read(pickles[0])), storages)
+    obj = _unpickle(path, io.BytesIO(read_member(path, z, pickles[0])), storages)
 
     def read(storage):
         name = f"{prefix}data/{storage.key}"
@@ -344,7 +367,7 @@ def _read_zip(path, f):
         if info.file_size != nbytes:   # checked before reading: a lying size allocates nothing
             raise WeightsError(f"{path}: storage {name} holds {info.file_size} bytes, "
                                f"its tensors' storage needs {nbytes}")
-        return z.read(info)
+        return read_member(path, z, info)
     return obj, read, byteorder
 
 

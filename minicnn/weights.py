@@ -35,7 +35,8 @@ import numpy as np
 
 from minicnn import backend
 from minicnn import checkpoint
-from minicnn.torch_pickle import DTYPES, UnsafePickleError, WeightsError, read_torch, to_array  # noqa: F401
+from minicnn.torch_pickle import (DTYPES, ZIP_ERRORS, UnsafePickleError, WeightsError,  # noqa: F401
+                                  read_torch, to_array)
 
 TORCH_EXTENSIONS = (".pth", ".pt", ".bin")
 EXTENSIONS = TORCH_EXTENSIONS + (".safetensors", ".npz")
@@ -104,7 +105,8 @@ def _safetensors_header(path, f, size):
     except (UnicodeDecodeError, ValueError) as e:
         raise WeightsError(f"{path}: the safetensors header is not valid JSON: {e}") from None
     if not isinstance(header, dict):
-        raise WeightsError(f"{path}: the safetensors header is a {type(header).__name__}, expected an object")
+        raise WeightsError(f"{path}: the safetensors header is a {type(header).__name__}, "
+                           "expected an object")
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise WeightsError(f"{path}: __metadata__ must map names to strings")
@@ -125,7 +127,7 @@ def _safetensors_entry(path, name, spec):
     what = f"{path}: tensor {name!r}"
     if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
         raise WeightsError(f"{what}: expected {{dtype, shape, data_offsets}}, received {spec!r:.100}")
-    dtype = SAFETENSORS_DTYPES.get(spec["dtype"])
+    dtype = SAFETENSORS_DTYPES.get(spec["dtype"]) if isinstance(spec["dtype"], str) else None
     if dtype is None:
         raise WeightsError(f"{what}: unsupported dtype {spec['dtype']!r:.20} "
                            f"(supported: {', '.join(SAFETENSORS_DTYPES)})")
@@ -134,7 +136,8 @@ def _safetensors_entry(path, name, spec):
         raise WeightsError(f"{what}: shape {shape!r:.100} is not a list of ints >= 0")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
             and 0 <= offsets[0] <= offsets[1]):
-        raise WeightsError(f"{what}: data_offsets {offsets!r:.100} is not [begin, end] with 0 <= begin <= end")
+        raise WeightsError(f"{what}: data_offsets {offsets!r:.100} is not [begin, end] "
+                           "with 0 <= begin <= end")
     nbytes = math.prod(shape) * DTYPES[dtype][1]
     if offsets[1] - offsets[0] != nbytes:
         raise WeightsError(f"{what}: {dtype} of shape {shape} needs {nbytes} bytes, "
@@ -150,7 +153,10 @@ def read_safetensors(path):
         state = {}
         for name, dtype, shape, begin, end in entries:
             f.seek(start + begin)
-            state[name] = to_array(f.read(end - begin), dtype, shape)
+            try:
+                state[name] = to_array(f.read(end - begin), dtype, shape)
+            except ValueError as e:
+                raise WeightsError(f"{path}: tensor {name!r}: {e}") from None
     return state, metadata
 
 
@@ -179,7 +185,7 @@ def _read_npz(path):
     try:
         with zipfile.ZipFile(path) as z:
             is_checkpoint = f"{checkpoint._MARK}.npy" in z.namelist()   # the mark checkpoint.save writes
-    except (zipfile.BadZipFile, OSError) as e:
+    except ZIP_ERRORS as e:
         raise WeightsError(f"{path}: not a complete .npz archive (truncated or corrupt?): {e}") from None
     if is_checkpoint:
         fmt = "minicnn-checkpoint"
@@ -187,12 +193,15 @@ def _read_npz(path):
             state = dict(checkpoint.load(path).model_state)
         except checkpoint.CheckpointError as e:
             raise WeightsError(str(e)) from None
+        except ZIP_ERRORS as e:   # what checkpoint.load does not catch itself
+            raise WeightsError(f"{path}: not a readable minicnn checkpoint: "
+                               f"{type(e).__name__}: {e}") from None
     else:
         fmt = "npz"
         try:
             with np.load(path, allow_pickle=False) as z:
                 state = {name: z[name] for name in z.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        except ZIP_ERRORS + (KeyError,) as e:
             raise WeightsError(f"{path}: not a readable .npz of arrays ({type(e).__name__}: {e})") from None
     for name, a in state.items():
         if a.dtype.kind not in "biufc":
@@ -242,8 +251,9 @@ def _checked_arrays(state_dict, ext):
                            f"a {type(state_dict).__name__}; pass model.state_dict()")
     arrays = {}
     for name, value in state_dict.items():
-        if not isinstance(name, str) or not name:
-            raise WeightsError(f"weights.save: state dict keys must be non-empty strings, received {name!r}")
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise WeightsError(f"weights.save: state dict keys must be non-empty strings other than "
+                               f"'__metadata__', received {name!r}")
         a = np.asarray(backend.asnumpy(value))
         supported = a.dtype.name in _SAFETENSORS_CODE if ext == ".safetensors" else a.dtype.kind in "biufc"
         if not supported:
@@ -256,7 +266,11 @@ def _checked_arrays(state_dict, ext):
 # ----------------------------------------------------------------- inspection
 def info(path):
     """What ``path`` holds: ``{"path", "format", "tensors": {name: {"shape", "dtype"}},
-    "num_tensors", "total_params"}`` (dtypes as loaded: bfloat16 shows as float32)."""
+    "num_tensors", "total_params"}``.
+
+    Dtypes are as loaded (bfloat16 shows as float32); ``total_params`` counts every value
+    in the file, buffers such as BatchNorm's running statistics included (a state dict
+    does not say which entries are parameters)."""
     fmt, state = _read(path)
     return {"path": os.fspath(path), "format": fmt,
             "tensors": {k: {"shape": tuple(v.shape), "dtype": v.dtype.name} for k, v in state.items()},
@@ -284,13 +298,14 @@ def fits(state_shapes, model_shapes):
     """
     if set(state_shapes) != set(model_shapes):
         return False
-    changed = {(model_shapes[k][0], state_shapes[k][0]) for k in model_shapes
-               if model_shapes[k] != state_shapes[k]}
-    for k in model_shapes:
-        a, b = model_shapes[k], state_shapes[k]
-        if a != b and (len(a) != len(b) or not a or a[1:] != b[1:]):
-            return False
-    return len(changed) <= 1
+    class_counts = set()   # (the model's, the state's) first axis where shapes differ
+    for key, ours in model_shapes.items():
+        theirs = state_shapes[key]
+        if ours != theirs:
+            if len(ours) != len(theirs) or not ours or ours[1:] != theirs[1:]:
+                return False
+            class_counts.add((ours[0], theirs[0]))
+    return len(class_counts) <= 1
 
 
 def match_models(state, names=None):
