@@ -24,7 +24,7 @@ turns into an owned NumPy array once the storage bytes are read and every offset
 and stride has been checked against them.  Any other name is refused before anything
 runs (``UnsafePickleError``).  torch is never imported.
 """
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 import io
 import math
 import os
@@ -435,17 +435,18 @@ def read_torch(path):
                                    "which is not supported")
             else:
                 fmt, (obj, read, byteorder) = "pytorch-legacy", _read_legacy(path, f)
-            state = pick_state_dict(path, obj)
-            arrays = {}
-            for name, rec in state.items():
-                if not isinstance(name, str):
-                    raise WeightsError(f"{path}: state dict key {name!r:.60} is not a string")
-                if not isinstance(rec, _TensorRecord):
-                    raise WeightsError(f"{path}: state dict entry {name!r} is a "
-                                       f"{type(rec).__name__}, expected a tensor")
-                if name.endswith("num_batches_tracked"):
-                    continue
-                arrays[name] = _to_array(path, name, rec, read, byteorder)
+            tensors = _tensor_records(path, pick_state_dict(path, obj))
+            # Each storage is read once, however many tensors view it, and dropped after its last.
+            users = Counter(rec.storage.key for rec in tensors.values())
+            arrays, raw = {}, {}
+            for name, rec in tensors.items():
+                key = rec.storage.key
+                if key not in raw:
+                    raw[key] = read(rec.storage)
+                arrays[name] = _to_array(path, name, rec, raw[key], byteorder)
+                users[key] -= 1
+                if not users[key]:
+                    del raw[key]
         except WeightsError:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
@@ -456,8 +457,22 @@ def read_torch(path):
     return fmt, arrays
 
 
-def _to_array(path, name, rec, read, byteorder):
-    raw = read(rec.storage)
+def _tensor_records(path, state):
+    """{name: _TensorRecord} of a state dict, num_batches_tracked left out; anything else refused."""
+    records = {}
+    for name, rec in state.items():
+        if not isinstance(name, str):
+            raise WeightsError(f"{path}: state dict key {name!r:.60} is not a string")
+        if name.endswith("num_batches_tracked"):
+            continue
+        if not isinstance(rec, _TensorRecord):
+            raise WeightsError(f"{path}: state dict entry {name!r} is a "
+                               f"{type(rec).__name__}, expected a tensor")
+        records[name] = rec
+    return records
+
+
+def _to_array(path, name, rec, raw, byteorder):
     try:
         a = to_array(raw, rec.dtype, rec.size, rec.stride, rec.offset, byteorder)
     except ValueError as e:

@@ -168,6 +168,19 @@ def test_hand_made_files_load(tmp_path):
     np.testing.assert_array_equal(state["w"], ARANGE.reshape(2, 3))
 
 
+def test_shared_storage_is_read_once(tmp_path, monkeypatch):
+    # 30 views of one storage (as a flattened-parameter checkpoint has): one read, not 30.
+    from minicnn import torch_pickle
+    pkl = pickled_dict([(f"w{i}", tensor("0", 6, (2,), offset=i % 5)) for i in range(30)])
+    path = write_zip(tmp_path / "shared.pt", pkl, {"0": ARANGE.tobytes()})
+    reads = []
+    real = torch_pickle.read_member
+    monkeypatch.setattr(torch_pickle, "read_member", lambda *a: reads.append(a[2]) or real(*a))
+    state = weights.load(path)
+    np.testing.assert_array_equal(state["w7"], ARANGE[2:4])
+    assert len([r for r in reads if "data/" in str(getattr(r, "filename", r))]) == 1
+
+
 def test_big_endian_archive(tmp_path, expected):
     # The storages of views.pt are all float32: swap their bytes and say "big".
     out = tmp_path / "big.pt"
