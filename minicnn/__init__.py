@@ -13,7 +13,8 @@ def __getattr__(name):
     # Submodules load on first use so that `import minicnn` stays light.
     import importlib
     if name in ("functional", "nn", "models", "data", "optim", "schedules", "train", "gradcheck",
-                "testing", "viz"):
+                "testing", "viz", "weights", "evaluation", "runs", "sanity", "runtime",
+                "checks", "checkpoint"):
         return importlib.import_module(f"minicnn.{name}")
     if name == "summary":
         # The package itself: it is callable (see the end of summary/__init__.py), so that
