@@ -10,6 +10,8 @@
     minicnn data download cifar10 [--dest data]
     minicnn models                                     # the zoo with parameter counts
     minicnn summary resnet50 --input 3x224x224
+    minicnn weights info resnet18.pth                  # keys, shapes, dtypes; which zoo model fits
+    minicnn weights convert resnet18.pth r18.safetensors
     minicnn gradcheck                                  # numeric vs analytic gradients of every op
     minicnn bench --quick                              # Cython kernels vs the plain NumPy path
     minicnn exercise new all --out my_layers.py        # write the layers yourself; then
@@ -256,6 +258,25 @@ def cmd_gradcheck(args):
     return 0 if max(float(err) for _, _, err in results) < args.tol else 1
 
 
+def cmd_weights(args):
+    from minicnn import weights
+    if args.action == "convert":
+        if args.out is None:
+            raise CLIError("weights convert: expected IN and OUT files, received only IN")
+        weights.save(weights.load(args.file), args.out)
+        print(f"wrote {args.out}")
+        return 0
+    about = weights.info(args.file)
+    print(f"{about['path']}: {about['format']}, {about['num_tensors']} tensors, "
+          f"{about['total_params']:,} values (buffers included)")
+    width = max((len(k) for k in about["tensors"]), default=0)
+    for key, t in about["tensors"].items():
+        print(f"  {key:<{width}}  {t['dtype']:<8} {'x'.join(map(str, t['shape'])) or 'scalar'}")
+    fits = weights.match_models(weights.load(args.file))
+    print("fits: " + (", ".join(fits) if fits else "no minicnn zoo model (keys or shapes differ)"))
+    return 0
+
+
 # ------------------------------------------------------------ bench / exercise
 # Both parse their own options (bench.main, exercises.main): their modules, and what
 # they need (hypothesis for `exercise check`), are imported only when the command runs.
@@ -366,6 +387,13 @@ def build_parser():
     s.set_defaults(func=cmd_summary)
 
     # add_help=False: `minicnn bench --help` is answered by bench's own parser (see main).
+    w = sub.add_parser("weights", help="minicnn weights info FILE | convert IN OUT: read .pth/.pt/.bin, "
+                       ".safetensors, .npz (no code in the file runs); write .safetensors or .npz")
+    w.add_argument("action", choices=("info", "convert"))
+    w.add_argument("file", help="the weights file to read")
+    w.add_argument("out", nargs="?", help="convert: the file to write (.safetensors or .npz)")
+    w.set_defaults(func=cmd_weights)
+
     b = sub.add_parser("bench", add_help=False, help="time the hot ops: Cython kernels vs the plain "
                        "NumPy path (minicnn bench --help)")
     b.set_defaults(func=cmd_bench, takes_rest=True)

@@ -283,8 +283,7 @@ _MODEL_SHAPES = {}   # zoo model name -> {key: shape}, built once per process
 def _model_shapes(name):
     if name not in _MODEL_SHAPES:
         from minicnn import models   # here, not on top: models.create(weights=...) imports this file
-        model = models.create(name)
-        _MODEL_SHAPES[name] = {k: tuple(v.shape) for k, v in model.state_dict().items()
+        _MODEL_SHAPES[name] = {k: v for k, v in models.state_shapes(name).items()
                                if not k.endswith("num_batches_tracked")}
     return _MODEL_SHAPES[name]
 
@@ -312,8 +311,8 @@ def match_models(state, names=None):
     """Zoo models (sorted names) whose state-dict keys and shapes ``state`` fits (see ``fits``).
 
     ``state`` is a state dict or a path to load.  ``names`` restricts the search (default:
-    every model).  The first full search builds every zoo model once (tens of seconds:
-    VGG's and AlexNet's classifiers dominate); later calls reuse what it learnt.
+    every model).  The models are built without drawing their weights
+    (``models.state_shapes``), each once per process.
     """
     if isinstance(state, (str, os.PathLike)):
         state = load(state)

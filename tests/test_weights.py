@@ -600,3 +600,30 @@ def test_damaged_pickles_in_valid_zips(tmp_path, name):
             weights.load(path)
         except WeightsError:
             pass
+
+
+# ------------------------------------------------------------------ the command line
+def test_cli_weights_info_and_convert(tmp_path, capsys):
+    from minicnn import cli, models
+    model = models.create("lenet5", rng=0)
+    src = tmp_path / "l5.safetensors"
+    weights.save(model.state_dict(), src)
+    assert cli.main(["weights", "info", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "safetensors, 10 tensors, 61,706 values" in out
+    assert "features.0.weight    float32  6x1x5x5" in out
+    assert out.rstrip().endswith("fits: lenet5")
+    dst = tmp_path / "l5.npz"
+    assert cli.main(["weights", "convert", str(src), str(dst)]) == 0
+    back = weights.load(dst)
+    assert list(back) == list(model.state_dict())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(back[k], v)
+
+
+def test_cli_weights_refuses_hostile_and_incomplete_calls(tmp_path, capsys):
+    from minicnn import cli
+    assert cli.main(["weights", "info", os.path.join(FIXTURES, "whole_module.pt")]) == 2
+    assert "refusing to load" in capsys.readouterr().err
+    assert cli.main(["weights", "convert", os.path.join(FIXTURES, "tiny.safetensors")]) == 2
+    assert "expected IN and OUT" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import importlib
 import pkgutil
 
 from minicnn.models.registry import (create, create_for, kwargs_for, names,  # noqa: F401
-                                     num_parameters, register, takes)
+                                     num_parameters, register, state_shapes, takes)
 
 # Every family file registers its models on import.
 for _info in pkgutil.iter_modules(__path__):

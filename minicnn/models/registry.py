@@ -114,3 +114,14 @@ def num_parameters(name, **kw):
     kw.setdefault("rng", 0)
     with _shapes_only():
         return create(name, **kw).num_parameters()
+
+
+def state_shapes(name, **kw):
+    """{state-dict key: shape} of ``create(name, **kw)``, parameters and buffers, without
+    drawing its weights (what a checkpoint must hold to load into the model)."""
+    kw.setdefault("rng", 0)
+    with _shapes_only():
+        model = create(name, **kw)
+    shapes = {k: tuple(p.data.shape) for k, p in model.named_parameters()}
+    shapes.update((k, tuple(b.shape)) for k, b in model.named_buffers())
+    return shapes
