@@ -335,7 +335,7 @@ def test_bad_arguments_raise_value_error():
 
 def test_stochastic_depth_models():
     m = models.create("resnet56", survival_prob=0.5, rng=0)
-    probs = [b.stochastic_depth.survival_prob for s in (m.layer1, m.layer2, m.layer3) for b in s]
+    probs = [b.survival_prob for s in (m.layer1, m.layer2, m.layer3) for b in s]
     assert len(probs) == 27 and probs[-1] == 0.5 and probs == sorted(probs, reverse=True)
     assert m.num_parameters() == PARAMS["resnet56"]
     x = _x((2, 3, 16, 16))
@@ -343,5 +343,5 @@ def test_stochastic_depth_models():
     m.eval()
     np.testing.assert_array_equal(m(x), m(x))  # evaluation is deterministic: nothing dropped
     r = models.create("resnet18", survival_prob=0.8, rng=0)
-    assert r.layer4[1].stochastic_depth.survival_prob == pytest.approx(0.8)
+    assert r.layer4[1].survival_prob == pytest.approx(0.8)
     _forward_backward(r, _x((2, 3, 32, 32)), 1000, min_fraction=0.2)
