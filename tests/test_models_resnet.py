@@ -323,14 +323,16 @@ def test_batchnorm_count():
 def test_bad_arguments_raise_value_error():
     with pytest.raises(ValueError, match="need a Bottleneck block"):
         models.create("resnet18", stride_in_1x1=True)
-    with pytest.raises(ValueError, match="num_classes to be an int >= 1, received 0"):
+    with pytest.raises(ValueError, match="CifarResNet: expected num_classes >= 1, received 0"):
         models.create("resnet20", num_classes=0)
     with pytest.raises(ValueError, match="expected shortcut in"):
         models.create("resnet20", shortcut="C")
     with pytest.raises(ValueError, match=r"ResNet: expected x of shape \(N, 3, H, W\)"):
         model("resnet18")(np.zeros((1, 1, 32, 32), np.float32))
-    with pytest.raises(ValueError, match="width"):
+    with pytest.raises(ValueError, match=r"WideResNet: expected width \(k\) >= 1, received 0"):
         models.create("wide_resnet", width=0)
+    with pytest.raises(ValueError, match=r"ResNet: expected layers\[2\] to be an int >= 1"):
+        ResNet(Bottleneck, [3, 4, 6.0, 3])
 
 
 def test_stochastic_depth_models():
