@@ -222,7 +222,8 @@ class DenseLayer(Module):
     - x: (N, C, H, W), the concatenation of the block input and every earlier layer's output
     - out: (N, growth_rate, H, W) -- only the *new* features; DenseBlock concatenates them
 
-    The 1x1 conv first reduces the (growing) input to ``bn_size * growth_rate`` channels.
+    The 1x1 conv first reduces the (growing) input to ``bn_size * growth_rate`` channels:
+
         norm1 -> relu1 -> conv1 1x1 -> norm2 -> relu2 -> conv2 3x3 (pad 1) [-> dropout]
 
     Attribute names are torchvision's: norm1, relu1, conv1, norm2, relu2, conv2 (convs
@@ -246,8 +247,9 @@ class DenseLayer(Module):
         self._cache = None
 
     def forward(self, x):
-        out, norm1_cache = fused.bn_relu(self.norm1, self.relu1, x)
-        out, norm2_cache = fused.bn_relu(self.norm2, self.relu2, self.conv1(out))
+        out, norm1_cache = fused.bn_relu(self.norm1, self.relu1, x)      # relu1(norm1(x))
+        out = self.conv1(out)
+        out, norm2_cache = fused.bn_relu(self.norm2, self.relu2, out)    # relu2(norm2(out))
         out = self.conv2(out)
         if self.dropout is not None:
             out = self.dropout(out)
@@ -258,7 +260,8 @@ class DenseLayer(Module):
         norm1_cache, norm2_cache = self._get_cache()
         d = dout if self.dropout is None else self.dropout.backward(dout)
         d = self.conv2.backward(d)
-        d = self.conv1.backward(fused.bn_relu_backward(self.norm2, self.relu2, d, norm2_cache))
+        d = fused.bn_relu_backward(self.norm2, self.relu2, d, norm2_cache)
+        d = self.conv1.backward(d)
         return fused.bn_relu_backward(self.norm1, self.relu1, d, norm1_cache)
 
 
@@ -363,12 +366,16 @@ class DepthwiseSeparableConv(Module):
         self._cache = None
 
     def forward(self, x):
-        out, bn1_cache = fused.bn_relu(self.bn1, self.relu1, self.depthwise(x))
-        out, bn2_cache = fused.bn_relu(self.bn2, self.relu2, self.pointwise(out))
+        out = self.depthwise(x)
+        out, bn1_cache = fused.bn_relu(self.bn1, self.relu1, out)     # relu1(bn1(out))
+        out = self.pointwise(out)
+        out, bn2_cache = fused.bn_relu(self.bn2, self.relu2, out)     # relu2(bn2(out))
         self._cache = (bn1_cache, bn2_cache)
         return out
 
     def backward(self, dout):
         bn1_cache, bn2_cache = self._get_cache()
-        d = self.pointwise.backward(fused.bn_relu_backward(self.bn2, self.relu2, dout, bn2_cache))
-        return self.depthwise.backward(fused.bn_relu_backward(self.bn1, self.relu1, d, bn1_cache))
+        d = fused.bn_relu_backward(self.bn2, self.relu2, dout, bn2_cache)
+        d = self.pointwise.backward(d)
+        d = fused.bn_relu_backward(self.bn1, self.relu1, d, bn1_cache)
+        return self.depthwise.backward(d)

@@ -63,7 +63,7 @@ class PreActBlock(Module):
 
     def forward(self, x):
         check_feature_map("PreActBlock", x, self.in_channels)
-        a, bn1_cache = fused.bn_relu(self.bn1, self.relu1, x)      # relu1(bn1(x))
+        a, bn1_cache = fused.bn_relu(self.bn1, self.relu1, x)        # relu1(bn1(x))
         if self.downsample is None:
             identity = x
         else:
