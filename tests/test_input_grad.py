@@ -3,6 +3,8 @@
 Skipping dx must change nothing else: the same dW and db on every conv path, the same
 training run; and it must only ever be switched on where no other module needs that dx.
 """
+import copy
+
 import numpy as np
 import pytest
 
@@ -152,3 +154,16 @@ def test_models_train_the_same_without_the_data_gradient(name):
     assert dx.shape == x.shape and none is None
     for a, b in zip(full, skipped):
         np.testing.assert_array_equal(a, b)
+
+
+def test_finding_the_data_layer_keeps_caches_and_generators():
+    """data_layer's probing forward runs under nn.probe.untouched: a forward the caller ran
+    before still backpropagates the same, and random modules draw the same numbers after."""
+    model = models.create("wrn16_4", dropout=0.3, rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    twin = copy.deepcopy(model)
+    out = model(x)
+    assert data_layer(model, x) is model.conv1
+    dout = np.ones_like(out)
+    np.testing.assert_array_equal(model.backward(dout), (twin(x), twin.backward(dout))[1])
+    np.testing.assert_array_equal(model(x), twin(x))     # the Dropout Generators agree

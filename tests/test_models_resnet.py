@@ -323,19 +323,21 @@ def test_batchnorm_count():
 def test_bad_arguments_raise_value_error():
     with pytest.raises(ValueError, match="need a Bottleneck block"):
         models.create("resnet18", stride_in_1x1=True)
-    with pytest.raises(ValueError, match="num_classes to be an int >= 1, received 0"):
+    with pytest.raises(ValueError, match="CifarResNet: expected num_classes >= 1, received 0"):
         models.create("resnet20", num_classes=0)
     with pytest.raises(ValueError, match="expected shortcut in"):
         models.create("resnet20", shortcut="C")
     with pytest.raises(ValueError, match=r"ResNet: expected x of shape \(N, 3, H, W\)"):
         model("resnet18")(np.zeros((1, 1, 32, 32), np.float32))
-    with pytest.raises(ValueError, match="width"):
+    with pytest.raises(ValueError, match=r"WideResNet: expected width \(k\) >= 1, received 0"):
         models.create("wide_resnet", width=0)
+    with pytest.raises(ValueError, match=r"ResNet: expected layers\[2\] to be an int >= 1"):
+        ResNet(Bottleneck, [3, 4, 6.0, 3])
 
 
 def test_stochastic_depth_models():
     m = models.create("resnet56", survival_prob=0.5, rng=0)
-    probs = [b.stochastic_depth.survival_prob for s in (m.layer1, m.layer2, m.layer3) for b in s]
+    probs = [b.survival_prob for s in (m.layer1, m.layer2, m.layer3) for b in s]
     assert len(probs) == 27 and probs[-1] == 0.5 and probs == sorted(probs, reverse=True)
     assert m.num_parameters() == PARAMS["resnet56"]
     x = _x((2, 3, 16, 16))
@@ -343,5 +345,5 @@ def test_stochastic_depth_models():
     m.eval()
     np.testing.assert_array_equal(m(x), m(x))  # evaluation is deterministic: nothing dropped
     r = models.create("resnet18", survival_prob=0.8, rng=0)
-    assert r.layer4[1].stochastic_depth.survival_prob == pytest.approx(0.8)
+    assert r.layer4[1].survival_prob == pytest.approx(0.8)
     _forward_backward(r, _x((2, 3, 32, 32)), 1000, min_fraction=0.2)

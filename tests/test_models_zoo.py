@@ -116,8 +116,10 @@ def test_teaching_widths(cheap_init):
     assert models.create("mobilenet_v1", width=0.5, rng=0).classifier.in_features == 512
     with pytest.raises(ValueError, match="multiple of 32"):
         models.create("vgg11", input_size=100)
-    with pytest.raises(ValueError, match="width"):
+    with pytest.raises(ValueError, match="VGG: expected width .*> 0, received 0"):
         models.create("vgg11", width=0)
+    with pytest.raises(ValueError, match="AlexNet: expected width"):
+        models.create("alexnet", width=True)
 
 
 # ---------------------------------------------------------------- forward + backward

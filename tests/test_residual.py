@@ -368,14 +368,14 @@ def test_block_stochastic_depth_train_paths(keep, make):
     p = 0.5
     seed = _seed_with_first_draw(keep, p)
     block = make(p, 0)
-    block.stochastic_depth.rng = np.random.default_rng(seed)  # init drew from the model's rng
+    block.rng = np.random.default_rng(seed)  # init drew from the model's rng
     x = _x((2, block.in_channels, 5, 5), 7)
     block.to(np.float64)
     out = block(x)
     if not keep:
-        block.stochastic_depth.rng = np.random.default_rng(seed)
+        block.rng = np.random.default_rng(seed)
         np.testing.assert_array_equal(out, np.maximum(block.downsample(x), 0))
-    block.stochastic_depth.rng = np.random.default_rng(seed)
+    block.rng = np.random.default_rng(seed)
     assert_grads(block, x, 1)
     if not keep:  # no gradient reached the branch's layers
         assert not block.conv1.weight.grad.any() and not block.bn1.weight.grad.any()
@@ -389,7 +389,7 @@ def test_block_stochastic_depth_eval_and_models():
     assert list(block.state_dict()) == list(BasicBlock(3, 3, rng=0).state_dict())
     with pytest.raises(ValueError, match="stochastic depth needs a shortcut"):
         BasicBlock(3, 3, shortcut="none", survival_prob=0.5)
-    with pytest.raises(ValueError, match="survival_prob in"):
+    with pytest.raises(ValueError, match="Bottleneck: expected survival_prob .*<= 1, received 1.5"):
         Bottleneck(8, 2, survival_prob=1.5)
     assert linear_decay(54, 54, 0.5) == 0.5 and linear_decay(27, 54, 0.5) == 0.75
 
@@ -429,9 +429,32 @@ def test_bad_inputs_raise_value_error():
         ZeroPadShortcut(4, 2, 2)
     with pytest.raises(ValueError, match="Bottleneck.*stride"):
         Bottleneck(4, 2, stride=0)
-    with pytest.raises(ValueError, match="survival_prob in"):
+    with pytest.raises(ValueError, match="StochasticDepth: expected survival_prob .*> 0"):
         StochasticDepth(nn.Identity(), survival_prob=0.0)
     with pytest.raises(ValueError, match="expected a branch output of shape"):
         StochasticDepth(nn.Conv2d(3, 4, 1), 1.0).eval()(np.zeros((2, 3, 2, 2), np.float32))
     with pytest.raises(ValueError, match="PreActBlock.*shortcut"):
         PreActBlock(3, 4, shortcut="none")
+
+
+def test_block_stochastic_depth_draws_once_per_training_forward():
+    # One draw from the block's Generator per training forward; none in evaluation, and none
+    # at all without stochastic depth (so switching it off keeps every other draw in place).
+    x = _x((2, 3, 4, 4), 0).astype(np.float32)
+    block = BasicBlock(3, 3, survival_prob=0.5, rng=0)
+    state = block.rng.bit_generator.state
+    block(x)
+    assert block.rng.bit_generator.state != state
+    block.eval()
+    state = block.rng.bit_generator.state
+    block(x)
+    assert block.rng.bit_generator.state == state
+    plain = Bottleneck(3, 2, rng=0)
+    state = plain.rng.bit_generator.state
+    plain(x)
+    assert plain.rng.bit_generator.state == state
+    block.rng = g = np.random.default_rng(1)
+    expected = np.random.default_rng(1)
+    expected.random()
+    block.train()(x)
+    assert g.bit_generator.state == expected.bit_generator.state   # exactly one draw

@@ -9,7 +9,7 @@ import minicnn.models as models
 from minicnn.nn.blocks import DepthwiseSeparableConv, Fire
 from minicnn.nn.layers import Conv2d
 from minicnn.nn.module import Sequential
-from minicnn.nn.residual import linear_decay
+from minicnn.nn.stochastic_depth import linear_decay
 
 
 def line(name, shape, note=""):

@@ -1,14 +1,14 @@
 """Small helpers shared by the model families (a private file: the registry skips it)."""
+from minicnn.checks import check_positive
 from minicnn.functional._validate import check_float_array
 from minicnn.nn.layers import Linear
 
 
-def scaled(channels, width):
-    """``channels * width`` rounded, at least 1: the "teaching width" of a narrow variant."""
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ValueError(f"expected width > 0 (a channel multiplier such as 0.25), "
-                         f"received {width!r}")
-    return max(1, int(round(channels * width)))
+def scaled(channels, width, op="scaled"):
+    """``channels * width`` rounded, at least 1: the "teaching width" of a narrow variant.
+
+    ``width`` is a channel multiplier > 0 such as 0.25; ``op`` names the model in errors."""
+    return max(1, int(round(channels * check_positive(op, "width", width))))
 
 
 def check_input(model, x, channels, size):

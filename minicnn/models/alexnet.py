@@ -49,7 +49,7 @@ from collections import OrderedDict
 
 from minicnn.models._common import check_input, final_linear, scaled
 from minicnn.models.registry import register
-from minicnn.nn import init
+from minicnn.checks import as_generator
 from minicnn.nn.layers import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
@@ -80,9 +80,9 @@ class AlexNet(Sequential):
     """
 
     def __init__(self, num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
-        rng = init.as_generator(rng)
-        c1, c2, c3, c4, c5 = (scaled(c, width) for c in (96, 256, 384, 384, 256))
-        hidden = scaled(4096, width)
+        rng = as_generator(rng, "AlexNet")
+        c1, c2, c3, c4, c5 = (scaled(c, width, "AlexNet") for c in (96, 256, 384, 384, 256))
+        hidden = scaled(4096, width, "AlexNet")
         if cifar:
             conv1, input_size, final = Conv2d(3, c1, 5, stride=1, padding=2, rng=rng), 32, 3
         else:

@@ -34,12 +34,13 @@ Stochastic Depth": ``create("resnet110", survival_prob=0.5)`` is their CIFAR set
 blocks dropped in training with linearly growing probability, all kept at test time).
 Input (N, 3, 32, 32) -> scores (N, num_classes); other sizes work (global pooling).
 """
+from minicnn.checks import as_generator, check_int
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
-from minicnn.nn.residual import BasicBlock, linear_decay
+from minicnn.nn.residual import BasicBlock
+from minicnn.nn.stochastic_depth import linear_decay
 
 # depth -> n, the number of basic blocks per stage (depth = 6n + 2).
 DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
@@ -64,15 +65,10 @@ class CifarResNet(Module):
     def __init__(self, n, num_classes=10, shortcut="A", zero_init_residual=False,
                  survival_prob=1.0, rng=None):
         super().__init__()
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"CifarResNet: expected n (blocks per stage) to be an int >= 1, "
-                             f"received {n!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"CifarResNet: expected num_classes to be an int >= 1, "
-                             f"received {num_classes!r}")
-        rng = init.as_generator(rng)
-        self.n = n
-        self.num_classes = num_classes
+        op = "CifarResNet"
+        self.n = n = check_int(op, "n (blocks per stage)", n, 1)
+        self.num_classes = check_int(op, "num_classes", num_classes, 1)
+        rng = as_generator(rng, op)
         self.conv1 = Conv2d(3, 16, 3, padding=1, bias=False, rng=rng)
         self.bn1 = BatchNorm2d(16)
         self.relu = ReLU()

@@ -28,9 +28,9 @@ lets CIFAR-size inputs through (32 -> 16 -> 8 -> 4 -> 2 -> 1).
 """
 from collections import OrderedDict
 
+from minicnn.checks import as_generator
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.blocks import DenseBlock, Transition
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
@@ -45,7 +45,7 @@ class DenseNet(Sequential):
 
     def __init__(self, growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64,
                  bn_size=4, drop_rate=0.0, num_classes=1000, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "DenseNet")
         layers = OrderedDict([
             ("conv0", Conv2d(3, num_init_features, 7, stride=2, padding=3, bias=False, rng=rng)),
             ("norm0", BatchNorm2d(num_init_features)),

@@ -2,7 +2,7 @@
 Networks without Residuals").
 
 The idea: very deep networks train without residual connections if the architecture
-contains sub-paths of many depths.  A fractal expansion rule (minicnn.nn.blocks.
+contains sub-paths of many depths.  A fractal expansion rule (minicnn.nn.fractal.
 FractalBlock) builds such a block: columns of 1, 2, 4, ... convs joined by element-wise
 means.  Shallow paths carry the gradient early in training, deep ones add capacity,
 and *drop-path* (randomly dropping inputs of the joins) keeps any one path from relying
@@ -32,10 +32,10 @@ single column if ``model.column`` is set (1-based): the paper's extracted plain 
 """
 from collections import OrderedDict
 
+from minicnn.checks import as_generator, check_prob
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
-from minicnn.nn import init
-from minicnn.nn.blocks import FractalBlock
+from minicnn.nn.fractal import FractalBlock
 from minicnn.nn.layers import GlobalAvgPool2d, MaxPool2d
 from minicnn.nn.module import Sequential
 
@@ -48,7 +48,7 @@ class FractalNet(Sequential):
 
     def __init__(self, num_classes=10, channels=(16, 32, 64, 128, 128), columns=3, drop_prob=0.15,
                  global_prob=0.5, in_channels=3, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "FractalNet")
         if len(channels) < 1:
             raise ValueError(f"FractalNet: expected at least one block in channels, "
                              f"received {channels!r}")
@@ -61,9 +61,7 @@ class FractalNet(Sequential):
         layers["avgpool"] = GlobalAvgPool2d()
         layers["fc"] = final_linear(c, num_classes, rng=rng)
         super().__init__(layers)
-        global_prob = float(global_prob)
-        if not 0.0 <= global_prob <= 1.0:
-            raise ValueError(f"FractalNet: expected 0 <= global_prob <= 1, received {global_prob}")
+        global_prob = check_prob("FractalNet", "global_prob", global_prob)
         self.num_columns = columns
         self.global_prob = global_prob
         self.column = None          # evaluation: None = every column, c = column c alone

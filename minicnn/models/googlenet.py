@@ -43,10 +43,9 @@ avg pool 5x5/3, 1x1 conv 128, FC 1024, dropout 70%, linear num_classes.  In trai
 paper weights the auxiliary losses by 0.3).  In evaluation the heads are not run.  Their
 FC size depends on the input: ``input_size`` (default 224) must be given for other sizes.
 """
-from minicnn.functional._validate import check_int
+from minicnn.checks import as_generator, check_int
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.blocks import Inception
 from minicnn.nn.layers import (AvgPool2d, Conv2d, Dropout, Flatten, GlobalAvgPool2d, Linear,
                                LocalResponseNorm, MaxPool2d, ReLU)
@@ -66,7 +65,7 @@ class InceptionAux(Sequential):
     """
 
     def __init__(self, in_channels, num_classes, spatial=14, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "InceptionAux")
         if spatial < 5:
             raise ValueError(f"InceptionAux: expected a map of at least 5x5 (input_size >= 80), "
                              f"received {spatial}x{spatial}")
@@ -90,7 +89,7 @@ class GoogLeNet(Module):
 
     def __init__(self, num_classes=1000, aux_logits=False, input_size=224, dropout=0.4, rng=None):
         super().__init__()
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "GoogLeNet")
         self.conv1 = Conv2d(3, 64, 7, stride=2, padding=3, rng=rng)
         self.relu1 = ReLU()
         self.maxpool1 = MaxPool2d(3, stride=2, padding=1)

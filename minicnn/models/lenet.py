@@ -24,9 +24,9 @@ with one input channel and 10 classes.
 """
 from collections import OrderedDict
 
+from minicnn.checks import as_generator
 from minicnn.models._common import check_input, final_linear
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
@@ -39,7 +39,7 @@ class LeNet5(Sequential):
     """
 
     def __init__(self, num_classes=10, in_channels=1, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "LeNet5")
         features = Sequential(
             Conv2d(in_channels, 6, 5, rng=rng), ReLU(), MaxPool2d(2, stride=2),
             Conv2d(6, 16, 5, rng=rng), ReLU(), MaxPool2d(2, stride=2))

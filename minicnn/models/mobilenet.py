@@ -31,7 +31,7 @@ from collections import OrderedDict
 
 from minicnn.models._common import final_linear, scaled
 from minicnn.models.registry import register
-from minicnn.nn import init
+from minicnn.checks import as_generator
 from minicnn.nn.blocks import DepthwiseSeparableConv
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Sequential
@@ -45,15 +45,15 @@ class MobileNetV1(Sequential):
     """MobileNet v1: x (N, 3, H, W), H, W >= 32 -> scores (N, num_classes)."""
 
     def __init__(self, num_classes=1000, width=1.0, rng=None):
-        rng = init.as_generator(rng)
-        c = scaled(32, width)
+        rng = as_generator(rng, "MobileNetV1")
+        c = scaled(32, width, "MobileNetV1")
         layers = OrderedDict([
             ("conv1", Conv2d(3, c, 3, stride=2, padding=1, bias=False, rng=rng)),
             ("bn1", BatchNorm2d(c)),
             ("relu1", ReLU()),
         ])
         for i, (out, stride) in enumerate(CFG):
-            out = scaled(out, width)
+            out = scaled(out, width, "MobileNetV1")
             layers[f"dw{i + 1}"] = DepthwiseSeparableConv(c, out, stride=stride, rng=rng)
             c = out
         super().__init__(OrderedDict([

@@ -23,8 +23,8 @@ pooling makes any input size from 32x32 up work.
 """
 from collections import OrderedDict
 
+from minicnn.checks import as_generator
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.layers import AvgPool2d, Conv2d, Dropout, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
@@ -47,7 +47,7 @@ class NIN(Sequential):
     """
 
     def __init__(self, num_classes=10, in_channels=3, dropout=0.5, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "NIN")
         features = Sequential(
             *mlpconv(in_channels, (192, 160, 96), 5, 2, rng),
             MaxPool2d(3, stride=2), Dropout(dropout, rng=rng),

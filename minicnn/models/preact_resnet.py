@@ -5,7 +5,7 @@ The idea: move BatchNorm and ReLU *before* each convolution and leave nothing af
 addition.  Then the shortcuts form a clean identity path, ``x_L = x_l + sum_i F(x_i)``,
 and the gradient ``dL/dx_l = dL/dx_L (1 + d/dx_l sum_i F)`` reaches every block
 directly; the paper trains a 1001-layer CIFAR net this way (4.62% error) where the
-original post-activation block degrades.  See ``PreActBlock`` in minicnn/nn/residual.py.
+original post-activation block degrades.  See ``PreActBlock`` in minicnn/nn/preact.py.
 
 Layout (the common CIFAR "PreActResNet18": ResNet-18's four stages of two basic blocks
 with 64-128-256-512 channels, a 3x3 stem for 32x32 inputs and no max pool)::
@@ -23,12 +23,12 @@ changes.  11,172,170 parameters with num_classes=10.
 
 - x: (N, 3, H, W) (32x32) -> scores (N, num_classes); ``rng``: Generator, seed or None.
 """
+from minicnn.checks import as_generator, check_int
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
-from minicnn.nn.residual import PreActBlock
+from minicnn.nn.preact import PreActBlock
 
 
 class PreActResNet(Module):
@@ -44,14 +44,13 @@ class PreActResNet(Module):
 
     def __init__(self, layers, num_classes=10, channels=(64, 128, 256, 512), rng=None):
         super().__init__()
-        if len(layers) != len(channels) or any(not isinstance(n, int) or n < 1 for n in layers):
-            raise ValueError(f"PreActResNet: expected {len(channels)} block counts >= 1, "
+        op = "PreActResNet"
+        if len(layers) != len(channels):
+            raise ValueError(f"{op}: expected {len(channels)} block counts (one per stage), "
                              f"received {layers!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"PreActResNet: expected num_classes to be an int >= 1, "
-                             f"received {num_classes!r}")
-        rng = init.as_generator(rng)
-        self.num_classes = num_classes
+        layers = [check_int(op, f"layers[{i}]", n, 1) for i, n in enumerate(layers)]
+        self.num_classes = num_classes = check_int(op, "num_classes", num_classes, 1)
+        rng = as_generator(rng, op)
         self.conv1 = Conv2d(3, channels[0], 3, padding=1, bias=False, rng=rng)
         in_channels = channels[0]
         for i, (c, n) in enumerate(zip(channels, layers)):

@@ -47,12 +47,13 @@ run on CIFAR-size 32x32 inputs (the last stage is then 1x1).
 """
 from collections import OrderedDict
 
+from minicnn.checks import as_generator, check_int
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
-from minicnn.nn.residual import BasicBlock, Bottleneck, linear_decay
+from minicnn.nn.residual import BasicBlock, Bottleneck
+from minicnn.nn.stochastic_depth import linear_decay
 
 # The paper's Table 1: block type and the number of blocks in conv2_x .. conv5_x.
 TABLE_1 = OrderedDict([
@@ -91,12 +92,11 @@ class ResNet(Module):
     def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64,
                  zero_init_residual=False, survival_prob=1.0, rng=None, **block_kw):
         super().__init__()
-        if len(layers) != 4 or any(not isinstance(n, int) or n < 1 for n in layers):
-            raise ValueError(f"ResNet: expected 4 block counts >= 1, received {layers!r}")
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"ResNet: expected num_classes to be an int >= 1, received {num_classes!r}")
-        rng = init.as_generator(rng)
-        self.num_classes = num_classes
+        if len(layers) != 4:
+            raise ValueError(f"ResNet: expected 4 block counts (one per stage), received {layers!r}")
+        layers = [check_int("ResNet", f"layers[{i}]", n, 1) for i, n in enumerate(layers)]
+        self.num_classes = num_classes = check_int("ResNet", "num_classes", num_classes, 1)
+        rng = as_generator(rng, "ResNet")
         self.block_kw = dict(block_kw)
         if block is Bottleneck or issubclass(block, Bottleneck):
             self.block_kw.update(groups=groups, base_width=width_per_group)

@@ -22,10 +22,10 @@ The classifier is initialised 10x smaller than He init, so the untrained loss is
 """
 from collections import OrderedDict
 
+from minicnn.checks import as_generator
 from minicnn.functional._validate import check_float_array
 from minicnn.models._common import final_linear, scaled
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
@@ -38,8 +38,8 @@ class SmallCNN(Sequential):
     """
 
     def __init__(self, num_classes=10, in_channels=3, width=1.0, rng=None):
-        rng = init.as_generator(rng)
-        c1, c2, c3 = scaled(32, width), scaled(64, width), scaled(128, width)
+        rng = as_generator(rng, "SmallCNN")
+        c1, c2, c3 = (scaled(c, width, "SmallCNN") for c in (32, 64, 128))
         layers = []
         for cin, cout in ((in_channels, c1), (c1, c2), (c2, c3)):
             layers += [Conv2d(cin, cout, 3, padding=1, bias=False, rng=rng), BatchNorm2d(cout),

@@ -26,8 +26,8 @@ padding also lets CIFAR-size inputs through (32 -> 13 -> 7 -> 4 -> 2).
 """
 from collections import OrderedDict
 
+from minicnn.checks import as_generator
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.blocks import Fire
 from minicnn.nn.layers import Conv2d, Dropout, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
@@ -41,7 +41,7 @@ class SqueezeNet(Sequential):
     """
 
     def __init__(self, num_classes=1000, dropout=0.5, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "SqueezeNet")
         features = Sequential(
             Conv2d(3, 96, 7, stride=2, rng=rng), ReLU(),
             MaxPool2d(3, stride=2, padding=1),

@@ -35,10 +35,9 @@ Options beyond the paper:
 """
 from collections import OrderedDict
 
-from minicnn.functional._validate import check_int
+from minicnn.checks import as_generator, check_int
 from minicnn.models._common import check_input, final_linear, scaled
 from minicnn.models.registry import register
-from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
@@ -56,13 +55,13 @@ def make_layers(cfg, batch_norm=False, width=1.0, in_channels=3, rng=None):
 
     Each number is a 3x3 conv (pad 1) [+ BatchNorm] + ReLU; each "M" a 2x2/2 max pool.
     """
-    rng = init.as_generator(rng)
+    rng = as_generator(rng, "make_layers")
     layers = []
     for v in cfg:
         if v == "M":
             layers.append(MaxPool2d(2, stride=2))
             continue
-        out = scaled(v, width)
+        out = scaled(v, width, "VGG")
         layers.append(Conv2d(in_channels, out, 3, padding=1, rng=rng))
         if batch_norm:
             layers.append(BatchNorm2d(out))
@@ -79,7 +78,7 @@ class VGG(Sequential):
 
     def __init__(self, cfg, batch_norm=False, num_classes=1000, width=1.0, input_size=224,
                  cifar=False, hidden=None, dropout=0.5, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "VGG")
         if cifar:
             input_size = 32
         input_size = check_int("VGG", "input_size", input_size, 32)
@@ -87,8 +86,8 @@ class VGG(Sequential):
             raise ValueError(f"VGG: expected input_size a multiple of 32 (five 2x2 pools), "
                              f"received {input_size}")
         side = input_size // 32
-        hidden = scaled(4096, width) if hidden is None else check_int("VGG", "hidden", hidden, 1)
-        last = scaled(512, width)
+        hidden = scaled(4096, width, "VGG") if hidden is None else check_int("VGG", "hidden", hidden, 1)
+        last = scaled(512, width, "VGG")
         classifier = Sequential(
             Linear(last * side * side, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
             Linear(hidden, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),

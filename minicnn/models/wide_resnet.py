@@ -14,7 +14,7 @@ Layout, depth d = 6n + 4 (n pre-activation basic blocks per group)::
     layer3  [3x3, 64k ; 3x3, 64k] x n          8x8   (first block stride 2)
     bn -> relu -> global average pool -> fc
 
-Blocks are ``PreActBlock`` (BN-ReLU-conv, twice; minicnn/nn/residual.py) with a 1x1
+Blocks are ``PreActBlock`` (BN-ReLU-conv, twice; minicnn/nn/preact.py) with a 1x1
 projection of the pre-activated input where the width or size changes (including the
 first block, 16 -> 16k).  Parameter counts (num_classes=10):
 
@@ -25,13 +25,13 @@ Every constructor takes ``num_classes`` (default 10), ``dropout`` (default 0; th
 uses 0.3 for its best results) and ``rng`` (Generator, seed or None).
 - x: (N, 3, H, W) (32x32) -> scores (N, num_classes)
 """
+from minicnn.checks import as_generator, check_int
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
 from minicnn.models.preact_resnet import PreActResNet
-from minicnn.nn import init
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Sequential
-from minicnn.nn.residual import PreActBlock
+from minicnn.nn.preact import PreActBlock
 
 
 class WideResNet(PreActResNet):
@@ -43,18 +43,17 @@ class WideResNet(PreActResNet):
     """
 
     def __init__(self, depth=28, width=10, num_classes=10, dropout=0.0, rng=None):
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
-            raise ValueError(f"WideResNet: expected depth = 6n + 4 with n >= 1 (10, 16, 22, 28, ...), "
+        op = "WideResNet"
+        depth = check_int(op, "depth", depth)
+        if depth < 10 or (depth - 4) % 6:
+            raise ValueError(f"{op}: expected depth = 6n + 4 with n >= 1 (10, 16, 22, 28, ...), "
                              f"received {depth!r}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"WideResNet: expected width (k) to be an int >= 1, received {width!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"WideResNet: expected num_classes to be an int >= 1, "
-                             f"received {num_classes!r}")
+        width = check_int(op, "width (k)", width, 1)
+        num_classes = check_int(op, "num_classes", num_classes, 1)
         # Built here rather than by PreActResNet.__init__: the stem (16 channels) is
         # narrower than the first group, and the blocks take dropout.
         super(PreActResNet, self).__init__()
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, op)
         n = (depth - 4) // 6
         self.depth, self.width, self.num_classes = depth, width, num_classes
         channels = (16 * width, 32 * width, 64 * width)

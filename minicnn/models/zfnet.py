@@ -34,7 +34,7 @@ from collections import OrderedDict
 from minicnn.models._common import check_input, scaled
 from minicnn.models.alexnet import classifier, lrn
 from minicnn.models.registry import register
-from minicnn.nn import init
+from minicnn.checks import as_generator
 from minicnn.nn.layers import Conv2d, Flatten, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
@@ -46,9 +46,9 @@ class ZFNet(Sequential):
     """
 
     def __init__(self, num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
-        rng = init.as_generator(rng)
-        c1, c2, c3, c4, c5 = (scaled(c, width) for c in (96, 256, 512, 1024, 512))
-        hidden = scaled(4096, width)
+        rng = as_generator(rng, "ZFNet")
+        c1, c2, c3, c4, c5 = (scaled(c, width, "ZFNet") for c in (96, 256, 512, 1024, 512))
+        hidden = scaled(4096, width, "ZFNet")
         if cifar:
             conv1 = Conv2d(3, c1, 5, stride=1, padding=2, rng=rng)
             conv2 = Conv2d(c1, c2, 5, stride=1, padding=2, rng=rng)

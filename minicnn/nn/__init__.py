@@ -9,7 +9,11 @@
     model.zero_grad()
     model.backward(loss_fn.backward())    # fills every param.grad
 
-See module.py for the Module contract and init.py for weight initialisation.
+See module.py for the Module contract and init.py for weight initialisation.  One file per
+idea: layers.py (the plain layers), residual.py (BasicBlock, Bottleneck), preact.py,
+squeeze_excitation.py, stochastic_depth.py, shortcuts.py, blocks.py (Inception, Fire,
+dense, depthwise-separable), fractal.py; fused.py runs BN + ReLU and add + ReLU in one
+pass for the blocks, hooks.py lets a caller watch every module call.
 """
 from minicnn.nn import init  # noqa: F401
 from minicnn.nn.module import Module, Parameter, Sequential, forward_hook, forward_hooks  # noqa: F401
@@ -17,7 +21,10 @@ from minicnn.nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Drop
                                GlobalAvgPool2d, Identity, Linear, LocalResponseNorm, MaxPool2d, ReLU,
                                Sigmoid)
 from minicnn.nn.loss import CrossEntropyLoss  # noqa: F401
-from minicnn.nn.residual import (BasicBlock, Bottleneck, PreActBlock, Residual, SEBottleneck,  # noqa: F401
-                                 SqueezeExcitation, StochasticDepth, ZeroPadShortcut)
+from minicnn.nn.shortcuts import ZeroPadShortcut  # noqa: F401
+from minicnn.nn.residual import BasicBlock, Bottleneck, SEBottleneck  # noqa: F401
+from minicnn.nn.preact import PreActBlock  # noqa: F401
+from minicnn.nn.squeeze_excitation import SqueezeExcitation  # noqa: F401
+from minicnn.nn.stochastic_depth import Residual, StochasticDepth  # noqa: F401
 from minicnn.nn.blocks import (DenseBlock, DenseLayer, DepthwiseSeparableConv, Fire,  # noqa: F401
                                FractalBlock, Inception, ParallelConcat, Transition)

@@ -1,4 +1,4 @@
-"""Composite blocks that are not residual: branches, concatenation, dense reuse, fractals.
+"""Composite blocks that are not residual: branches, concatenation, dense reuse.
 
 Each block is a Module built from the plain layers, with a hand-written backward.  Two
 rules of backprop do all the work here:
@@ -14,21 +14,25 @@ forward hooks of ``minicnn.summary`` see every layer.  Every constructor takes `
 (a numpy Generator, an int seed or None) and hands one Generator to all its children,
 so a seed reproduces the whole block.
 
-Blocks here (residual / pre-activation / squeeze-and-excitation blocks live in
-``minicnn.nn.residual``):
+Blocks here (residual blocks live in ``minicnn.nn.residual`` and beside it):
 
 * ``ParallelConcat``        -- branches on the same input, outputs concatenated on channels
 * ``Inception``             -- GoogLeNet's 1x1 / 1x1->3x3 / 1x1->5x5 / pool->1x1 module
 * ``Fire``                  -- SqueezeNet's squeeze 1x1 then expand 1x1 + 3x3
 * ``DenseLayer``, ``DenseBlock``, ``Transition`` -- DenseNet
 * ``DepthwiseSeparableConv`` -- MobileNet's depthwise 3x3 + pointwise 1x1
-* ``FractalBlock``          -- FractalNet's recursive expansion with mean joins and drop-path
+* ``FractalBlock``          -- FractalNet's block, in ``minicnn.nn.fractal`` (importable here)
+
+The BN -> ReLU pairs of DenseLayer and DepthwiseSeparableConv run fused in one pass
+(``minicnn.nn.fused``), as in the residual blocks.
 """
 from collections import OrderedDict
 
 from minicnn import backend
-from minicnn.functional._validate import check_float_array, check_int
-from minicnn.nn import init
+from minicnn.checks import as_generator, check_int, check_prob
+from minicnn.functional._validate import check_float_array
+from minicnn.nn import fused
+from minicnn.nn.fractal import FractalBlock  # noqa: F401 (importable here, as before)
 from minicnn.nn.layers import AvgPool2d, BatchNorm2d, Conv2d, Dropout, MaxPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
 
@@ -145,7 +149,7 @@ class Inception(ParallelConcat):
 
     def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj,
                  branch3_kernel=5, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "Inception")
         k = check_int("Inception", "branch3_kernel", branch3_kernel, 1)
         if k % 2 == 0:
             raise ValueError(f"Inception: expected an odd branch3_kernel (3 or 5), received {k}")
@@ -181,7 +185,7 @@ class Fire(Module):
 
     def __init__(self, in_channels, squeeze_planes, expand1x1_planes, expand3x3_planes, rng=None):
         super().__init__()
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "Fire")
         self.in_channels = in_channels
         self.squeeze = Conv2d(in_channels, squeeze_planes, 1, rng=rng)
         self.squeeze_activation = ReLU()
@@ -218,7 +222,10 @@ class DenseLayer(Module):
     - x: (N, C, H, W), the concatenation of the block input and every earlier layer's output
     - out: (N, growth_rate, H, W) -- only the *new* features; DenseBlock concatenates them
 
-    The 1x1 conv first reduces the (growing) input to ``bn_size * growth_rate`` channels.
+    The 1x1 conv first reduces the (growing) input to ``bn_size * growth_rate`` channels:
+
+        norm1 -> relu1 -> conv1 1x1 -> norm2 -> relu2 -> conv2 3x3 (pad 1) [-> dropout]
+
     Attribute names are torchvision's: norm1, relu1, conv1, norm2, relu2, conv2 (convs
     without bias, since a BatchNorm follows).  ``drop_rate > 0`` adds dropout after conv2
     (the paper uses 0.2 on CIFAR without data augmentation).
@@ -226,7 +233,8 @@ class DenseLayer(Module):
 
     def __init__(self, num_input_features, growth_rate, bn_size=4, drop_rate=0.0, rng=None):
         super().__init__()
-        rng = init.as_generator(rng)
+        op = "DenseLayer"
+        rng = as_generator(rng, op)
         inter = bn_size * growth_rate
         self.norm1 = BatchNorm2d(num_input_features)
         self.relu1 = ReLU()
@@ -234,19 +242,27 @@ class DenseLayer(Module):
         self.norm2 = BatchNorm2d(inter)
         self.relu2 = ReLU()
         self.conv2 = Conv2d(inter, growth_rate, 3, padding=1, bias=False, rng=rng)
-        self.drop_rate = float(drop_rate)
-        if self.drop_rate > 0:
-            self.dropout = Dropout(self.drop_rate, rng=rng)
+        self.drop_rate = check_prob(op, "drop_rate", drop_rate)
+        self.dropout = Dropout(self.drop_rate, rng=rng) if self.drop_rate > 0 else None
+        self._cache = None
 
     def forward(self, x):
-        for layer in self.children():
-            x = layer(x)
-        return x
+        out, norm1_cache = fused.bn_relu(self.norm1, self.relu1, x)      # relu1(norm1(x))
+        out = self.conv1(out)
+        out, norm2_cache = fused.bn_relu(self.norm2, self.relu2, out)    # relu2(norm2(out))
+        out = self.conv2(out)
+        if self.dropout is not None:
+            out = self.dropout(out)
+        self._cache = (norm1_cache, norm2_cache)
+        return out
 
     def backward(self, dout):
-        for layer in reversed(list(self.children())):
-            dout = layer.backward(dout)
-        return dout
+        norm1_cache, norm2_cache = self._get_cache()
+        d = dout if self.dropout is None else self.dropout.backward(dout)
+        d = self.conv2.backward(d)
+        d = fused.bn_relu_backward(self.norm2, self.relu2, d, norm2_cache)
+        d = self.conv1.backward(d)
+        return fused.bn_relu_backward(self.norm1, self.relu1, d, norm1_cache)
 
 
 class DenseBlock(Module):
@@ -266,7 +282,7 @@ class DenseBlock(Module):
     def __init__(self, num_layers, num_input_features, bn_size=4, growth_rate=32, drop_rate=0.0,
                  rng=None):
         super().__init__()
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "DenseBlock")
         self.num_layers = check_int("DenseBlock", "num_layers", num_layers, 1)
         self.num_input_features = num_input_features
         self.growth_rate = growth_rate
@@ -310,7 +326,7 @@ class Transition(Sequential):
     """
 
     def __init__(self, num_input_features, num_output_features, rng=None):
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "Transition")
         super().__init__(OrderedDict([
             ("norm", BatchNorm2d(num_input_features)),
             ("relu", ReLU()),
@@ -338,7 +354,7 @@ class DepthwiseSeparableConv(Module):
 
     def __init__(self, in_channels, out_channels, stride=1, rng=None):
         super().__init__()
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "DepthwiseSeparableConv")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.depthwise = Conv2d(in_channels, in_channels, 3, stride=stride, padding=1,
                                 groups=in_channels, bias=False, rng=rng)
@@ -347,142 +363,19 @@ class DepthwiseSeparableConv(Module):
         self.pointwise = Conv2d(in_channels, out_channels, 1, bias=False, rng=rng)
         self.bn2 = BatchNorm2d(out_channels)
         self.relu2 = ReLU()
-
-    def forward(self, x):
-        x = self.relu1(self.bn1(self.depthwise(x)))
-        return self.relu2(self.bn2(self.pointwise(x)))
-
-    def backward(self, dout):
-        d = self.pointwise.backward(self.bn2.backward(self.relu2.backward(dout)))
-        return self.depthwise.backward(self.bn1.backward(self.relu1.backward(d)))
-
-
-# ------------------------------------------------------------------------- fractal
-class FractalBlock(Module):
-    """A fractal block (Larsson, Maire & Shakhnarovich, 2016, "FractalNet: Ultra-Deep
-    Neural Networks without Residuals").
-
-    The idea: depth without residuals, by a recursive expansion rule.  With ``f_1(z) =
-    conv(z)``,
-
-        f_{C+1}(z) = join( f_C(f_C(z)),  conv(z) )
-
-    where ``join`` is the element-wise mean.  Unrolled, ``C`` columns sit side by side:
-    column ``c`` (1 = shallowest) is a chain of ``2**(c-1)`` convs, and at the points where
-    several columns end a conv together they are joined (the paper's Fig. 1 draws the
-    nested joins of the rule as one join of all the columns that meet there, and so does
-    this block).  The shortest path has 1 conv, the longest ``2**(C-1)``.
-
-    Each "conv" is conv 3x3 (pad 1, no bias) -> BatchNorm -> ReLU; the first conv of every
-    column maps ``in_channels -> out_channels``.  Children: ``column{c}_{k}`` (the k-th conv
-    of column c), each a Sequential(Conv2d, BatchNorm2d, ReLU).
-
-    **Drop-path** (the paper's regulariser), two kinds:
-
-    * *local*: in training, each input of a join is dropped with probability ``drop_prob``
-      (at least one is kept) and the join is the mean of the survivors; the masks come from
-      the block's Generator ``rng``.  In evaluation every path is kept.
-    * *global*: setting ``block.column = c`` (1-based; None = all) keeps column c alone:
-      every join that column c enters passes only column c, so the block is the plain chain
-      of column c's convs.  FractalNet sets it per mini-batch in training (one column for
-      the whole network) and lets a user evaluate a single extracted column; it applies in
-      training and evaluation alike, and takes precedence over local drop-path.
-
-    - x: (N, in_channels, H, W) -> out: (N, out_channels, H, W)
-    """
-
-    def __init__(self, in_channels, out_channels, num_columns, drop_prob=0.0, rng=None):
-        super().__init__()
-        rng = init.as_generator(rng)
-        self.num_columns = check_int("FractalBlock", "num_columns", num_columns, 1)
-        drop_prob = float(drop_prob)
-        if not 0.0 <= drop_prob < 1.0:
-            raise ValueError(f"FractalBlock: expected 0 <= drop_prob < 1, received {drop_prob}")
-        self.drop_prob = drop_prob
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.depth = 2 ** (self.num_columns - 1)
-        # Column c (0-based) has 2**c convs, each spanning depth // 2**c steps of the deepest one.
-        self.spans = tuple(self.depth // 2 ** c for c in range(self.num_columns))
-        for c in range(self.num_columns):
-            for k in range(2 ** c):
-                cin = in_channels if k == 0 else out_channels
-                self.add_module(f"column{c + 1}_{k + 1}", Sequential(
-                    Conv2d(cin, out_channels, 3, padding=1, bias=False, rng=rng),
-                    BatchNorm2d(out_channels), ReLU()))
-        self.rng = rng
-        self.column = None
         self._cache = None
 
-    def _unit(self, c, step):
-        """The conv of column c that ends at depth ``step`` (1-based)."""
-        return getattr(self, f"column{c + 1}_{step // self.spans[c]}")
-
-    def _ending(self, step):
-        """Columns whose conv ends at ``step``: always a suffix c_min..C-1 (the deeper ones)."""
-        return [c for c in range(self.num_columns) if step % self.spans[c] == 0]
-
-    def _join_weights(self, ending):
-        """Weights of the inputs of a join of columns ``ending``: 1/k each, one-hot on the
-        global column, or mask/kept with local drop-path."""
-        k = len(ending)
-        if self.column is not None:
-            c = check_int("FractalBlock", "column", self.column, 1) - 1
-            if c >= self.num_columns:
-                raise ValueError(f"FractalBlock: expected column in 1..{self.num_columns} or None, "
-                                 f"received {self.column}")
-            if c in ending:
-                return [1.0 if e == c else 0.0 for e in ending]
-            # Joins of deeper columns only: their output never reaches the block output.
-            return [1.0 / k] * k
-        if not (self.training and self.drop_prob > 0 and k > 1):
-            return [1.0 / k] * k
-        keep = self.rng.random(k) >= self.drop_prob
-        if not keep.any():
-            keep[self.rng.integers(k)] = True  # the paper keeps at least one input of a join
-        return [float(kp) / int(keep.sum()) for kp in keep]
-
     def forward(self, x):
-        op = "FractalBlock.forward"
-        check_float_array(op, "x", x, ndim=4)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{op}: expected x with {self.in_channels} channels, received shape "
-                             f"{tuple(x.shape)}")
-        cur = [x] * self.num_columns   # the input each column's next conv will read
-        weights = {}
-        for step in range(1, self.depth + 1):
-            ending = self._ending(step)
-            ys = [self._unit(c, step)(cur[c]) for c in ending]
-            if len(ending) == 1:
-                cur[ending[0]] = ys[0]
-                continue
-            wts = self._join_weights(ending)
-            weights[step] = wts
-            joined = sum(w * y for w, y in zip(wts, ys) if w != 0.0)
-            for c in ending:
-                cur[c] = joined
-        self._cache = (weights, cur[-1].shape)
-        return cur[-1]
+        out = self.depthwise(x)
+        out, bn1_cache = fused.bn_relu(self.bn1, self.relu1, out)     # relu1(bn1(out))
+        out = self.pointwise(out)
+        out, bn2_cache = fused.bn_relu(self.bn2, self.relu2, out)     # relu2(bn2(out))
+        self._cache = (bn1_cache, bn2_cache)
+        return out
 
     def backward(self, dout):
-        weights, out_shape = self._get_cache()
-        _check_channels("FractalBlock.backward", dout, self.out_channels, out_shape)
-        grad = [None] * self.num_columns   # dL/d(current input of each column)
-        for step in range(self.depth, 0, -1):
-            ending = self._ending(step)
-            if step == self.depth:
-                g_out = dout            # the block's output is the last join
-            else:
-                g_out = None            # the join output fanned out to every ending column
-                for c in ending:
-                    g_out = grad[c] if g_out is None else g_out + grad[c]
-            wts = weights.get(step, [1.0])
-            for c, w in zip(ending, wts):
-                grad[c] = self._unit(c, step).backward(w * g_out)
-        dx = grad[0]
-        for g in grad[1:]:
-            dx = dx + g                 # x fanned out to the first conv of every column
-        return dx
-
-    def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, num_columns={self.num_columns}, "
-                f"drop_prob={self.drop_prob}")
+        bn1_cache, bn2_cache = self._get_cache()
+        d = fused.bn_relu_backward(self.bn2, self.relu2, dout, bn2_cache)
+        d = self.pointwise.backward(d)
+        d = fused.bn_relu_backward(self.bn1, self.relu1, d, bn1_cache)
+        return self.depthwise.backward(d)

@@ -1,4 +1,4 @@
-"""Weight initialisation, and the one place a random Generator is made from a seed.
+"""Weight initialisation: He (Kaiming) and Glorot (Xavier) draws for the layers' weights.
 
 Why it matters: with weights drawn at a fixed scale, the variance of the activations
 is multiplied at every layer by ``fan_in * Var(w)`` (times 1/2 after a ReLU, which
@@ -25,28 +25,14 @@ weights.  The numbers come from NumPy and are then moved to the active backend
 (``minicnn.backend.get_backend()``).
 """
 import math
-import numbers
 
 import numpy as np
 
 from minicnn import backend
+# The seed -> Generator rule is minicnn.checks'; still importable as minicnn.nn.init.as_generator.
+from minicnn.checks import as_generator, check_int
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def as_generator(rng=None):
-    """A ``numpy.random.Generator`` from ``rng``: a Generator (returned as is), an int seed,
-    or None (fresh OS entropy).  Global ``np.random`` state is never used."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None:
-        return np.random.default_rng()
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        if rng < 0:
-            raise ValueError(f"as_generator: expected a seed >= 0, received {rng}")
-        return np.random.default_rng(int(rng))
-    raise ValueError(f"as_generator: expected a numpy.random.Generator, an int seed or None, "
-                     f"received {type(rng).__name__}")
 
 
 def _dtype(op, dtype):
@@ -84,11 +70,7 @@ def fans(shape):
 
 
 def _fan(op, value, default):
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{op}: expected a fan >= 1 (int), received {value!r}")
-    return int(value)
+    return default if value is None else check_int(op, "fan", value, 1)
 
 
 def normal(shape, std, rng=None, dtype=np.float32):

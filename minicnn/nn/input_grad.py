@@ -19,27 +19,24 @@ also carries the data) or any other custom model class is left alone.
 """
 import contextlib
 
+from minicnn.nn.hooks import forward_hook
 from minicnn.nn.layers import Conv2d
-from minicnn.nn.module import Sequential, forward_hook
+from minicnn.nn.module import Sequential
+from minicnn.nn.probe import untouched
 
 
 def data_layer(model, x):
     """The Conv2d of ``model`` that reads ``x`` directly, reached through Sequentials or a
     model that names it in ``input_layer``; None if there is no such layer (module doc).
 
-    Runs model(x[:1]) once in eval mode (BatchNorm statistics are not touched) and restores
-    the previous mode.
+    Runs model(x[:1]) once in eval mode and leaves the model as it was (modes, caches,
+    BatchNorm statistics, Generators: minicnn.nn.probe.untouched).
     """
     probe = x[:1]
     calls = []                         # (module, whether it received the batch itself)
-    was_training = [m.training for m in model.modules()]
-    model.eval()
-    try:
-        with forward_hook(lambda m, inp, out: calls.append((m, inp is probe))):
-            model(probe)
-    finally:
-        for m, mode in zip(model.modules(), was_training):
-            object.__setattr__(m, "training", mode)
+    with untouched(model, training=False), \
+            forward_hook(lambda m, inp, out: calls.append((m, inp is probe))):
+        model(probe)
     receivers = [m for m, got_batch in calls if got_batch]
     leaves = [m for m in receivers if not any(True for _ in m.children())]
     if len(leaves) != 1 or not isinstance(leaves[0], Conv2d):

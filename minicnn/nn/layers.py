@@ -18,11 +18,9 @@ Identity return views): treat gradients as read-only, as every backward here doe
 import numpy as np
 
 import minicnn.functional as F
-from minicnn.functional._validate import check_float_array, check_int, pair
-from minicnn.functional.activations import add_relu_forward
-from minicnn.functional.batchnorm import batchnorm_relu_backward, batchnorm_relu_forward
+from minicnn.checks import as_generator, check_int, check_positive, check_prob
+from minicnn.functional._validate import check_float_array, pair
 from minicnn.nn import init
-from minicnn.nn import module as _module
 from minicnn.nn.module import Module, Parameter
 
 
@@ -33,16 +31,13 @@ def _check_dtype(op, dtype):
     return dt
 
 
-def _check_prob(op, p):
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"{op}: expected a probability p with 0 <= p <= 1, received {p!r}")
-    return float(p)
-
-
-def _check_positive(op, name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not v > 0:
-        raise ValueError(f"{op}: expected {name} > 0 (a number), received {v!r}")
-    return float(v)
+def check_feature_map(op, x, channels):
+    """``x`` must be a float (N, channels, H, W) array: the input check of the blocks, so that a
+    wrong input is reported under the block's name rather than its first layer's."""
+    check_float_array(op, "x", x)
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"{op}: expected x of shape (N, {channels}, H, W), received "
+                         f"{tuple(x.shape)}")
 
 
 class Conv2d(Module):
@@ -81,7 +76,7 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: expected in_channels ({self.in_channels}) and out_channels "
                              f"({self.out_channels}) divisible by groups, received groups={self.groups}")
         dtype = _check_dtype(op, dtype)
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, op)
         kh, kw = self.kernel_size
         shape = (self.out_channels, self.in_channels // self.groups, kh, kw)
         self.weight = Parameter(init.he_normal(shape, self.in_channels // self.groups * kh * kw, rng, dtype))
@@ -138,7 +133,7 @@ class Linear(Module):
         self.in_features = check_int("Linear", "in_features", in_features, 1)
         self.out_features = check_int("Linear", "out_features", out_features, 1)
         dtype = _check_dtype("Linear", dtype)
-        rng = init.as_generator(rng)
+        rng = as_generator(rng, "Linear")
         self.weight = Parameter(init.he_normal((self.out_features, self.in_features),
                                                self.in_features, rng, dtype))
         self.bias = Parameter(init.zeros((self.out_features,), dtype)) if bias else None
@@ -282,9 +277,9 @@ class LocalResponseNorm(Module):
     def __init__(self, size, alpha=1e-4, beta=0.75, k=2.0):
         super().__init__()
         self.size = check_int("LocalResponseNorm", "size", size, 1)
-        self.alpha = _check_positive("LocalResponseNorm", "alpha", alpha)
-        self.beta = _check_positive("LocalResponseNorm", "beta", beta)
-        self.k = _check_positive("LocalResponseNorm", "k", k)
+        self.alpha = check_positive("LocalResponseNorm", "alpha", alpha)
+        self.beta = check_positive("LocalResponseNorm", "beta", beta)
+        self.k = check_positive("LocalResponseNorm", "k", k)
         self._cache = None
 
     def forward(self, x):
@@ -327,12 +322,9 @@ class _BatchNorm(Module):
         super().__init__()
         op = self._name
         self.num_features = check_int(op, "num_features", num_features, 1)
-        self.eps = _check_positive(op, "eps", eps)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)) \
-                or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"{op}: expected momentum in [0, 1] (weight of the new batch statistic, "
-                             f"PyTorch's convention), received {momentum!r}")
-        self.momentum = float(momentum)
+        self.eps = check_positive(op, "eps", eps)
+        # PyTorch's convention: the weight of the NEW batch statistic (see the class doc).
+        self.momentum = check_prob(op, "momentum", momentum)
         dtype = _check_dtype(op, dtype)
         self.weight = Parameter(init.ones((self.num_features,), dtype))
         self.bias = Parameter(init.zeros((self.num_features,), dtype))
@@ -340,7 +332,8 @@ class _BatchNorm(Module):
         self.register_buffer("running_var", init.ones((self.num_features,), dtype))
         self._cache = None
 
-    def _check_x(self, x):
+    def check_input(self, x):
+        """The checks of forward, also run by minicnn.nn.fused before its fused BN + ReLU."""
         op = self._name
         check_float_array(op, "x", x, ndim=self._ndim)
         if x.shape[1] != self.num_features:
@@ -352,7 +345,7 @@ class _BatchNorm(Module):
                              f"(the batch variance needs two), received x of shape {tuple(x.shape)}")
 
     def forward(self, x):
-        self._check_x(x)
+        self.check_input(x)
         out, self._cache = F.batchnorm_forward(x, self.weight.data, self.bias.data,
                                                self.running_mean, self.running_var,
                                                self.training, self.momentum, self.eps)
@@ -385,49 +378,6 @@ class BatchNorm2d(_BatchNorm):
     _ndim = 4
 
 
-def _fusable(bn, relu):
-    # Exactly these classes (a subclass may change forward), and nobody watching the BN output.
-    return type(bn) is BatchNorm2d and type(relu) is ReLU and not _module._FORWARD_HOOKS
-
-
-def bn_relu(bn, relu, x):
-    """``relu(bn(x))`` for a BatchNorm2d and a ReLU, fused into one pass when possible.
-
-    Blocks call this for their BN -> ReLU pairs.  Each layer ends up with the cache its own
-    forward would have stored (so ``bn.backward`` and ``relu.backward`` also work one by
-    one); the BN output itself is never stored.  While a forward hook is active (summary)
-    the two layers are called as usual, so the hooks see both.
-    """
-    if not _fusable(bn, relu):
-        return relu(bn(x))
-    bn._check_x(x)
-    out, (bn._cache, relu._cache) = batchnorm_relu_forward(
-        x, bn.weight.data, bn.bias.data, bn.running_mean, bn.running_var, bn.training,
-        bn.momentum, bn.eps)
-    return out
-
-
-def bn_relu_backward(bn, relu, dout):
-    """``bn.backward(relu.backward(dout))``, fused into one pass when possible (see bn_relu)."""
-    if type(bn) is not BatchNorm2d or type(relu) is not ReLU:
-        return bn.backward(relu.backward(dout))
-    dx, dgamma, dbeta = batchnorm_relu_backward(dout, (bn._get_cache(), relu._get_cache()))
-    bn._accumulate(bn.weight, dgamma)
-    bn._accumulate(bn.bias, dbeta)
-    return dx
-
-
-def add_relu(relu, a, b):
-    """``relu(a + b)`` for a ReLU layer: a residual block's output, in one pass without storing
-    the sum when possible (same shape and dtype, no forward hook active).  The ReLU keeps
-    the cache its own forward would have stored."""
-    if (type(relu) is not ReLU or _module._FORWARD_HOOKS or getattr(a, "shape", None) != getattr(b, "shape", None)
-            or getattr(a, "dtype", None) != getattr(b, "dtype", None)):
-        return relu(a + b)
-    out, relu._cache = add_relu_forward(a, b)
-    return out
-
-
 class Dropout(Module):
     """Inverted dropout (Srivastava et al., 2014): in training, zero each value with
     probability ``p`` and scale the survivors by 1 / (1 - p), so that evaluation is the
@@ -438,8 +388,8 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        self.p = _check_prob("Dropout", p)
-        self.rng = init.as_generator(rng)
+        self.p = check_prob("Dropout", "p", p)
+        self.rng = as_generator(rng, "Dropout")
         self._cache = None
 
     def forward(self, x):

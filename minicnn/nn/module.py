@@ -19,59 +19,23 @@ sums its contributions; call ``zero_grad()`` before each step.  A backward never
 writes into ``dout``.
 
 Composite modules call their children as ``child(x)``, never ``child.forward(x)``,
-so that the forward hooks (``forward_hook``, used by ``minicnn.summary``) see every
+so that the forward hooks (``minicnn.nn.hooks``, used by ``minicnn.summary``) see every
 module.
 
 Names follow PyTorch/torchvision: ``state_dict()`` of a ResNet has keys such as
 ``layer1.0.conv1.weight`` and ``layer1.0.bn1.running_mean``, so weights can be
 exchanged with torchvision (see ``load_state_dict`` for ``num_batches_tracked``).
 """
-import contextlib
 from collections import OrderedDict
 
 import numpy as np
 
 from minicnn import backend
+from minicnn.nn import hooks
+# Kept importable from here (minicnn.summary, minicnn.viz and the tests import them so).
+from minicnn.nn.hooks import forward_hook, forward_hooks  # noqa: F401
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-# The functions registered with forward_hook(fn); every Module.__call__ runs them.
-_FORWARD_HOOKS = []
-
-
-@contextlib.contextmanager
-def forward_hook(fn):
-    """While the block runs, call ``fn(module, x, out)`` after every module's forward.
-
-    ``x`` is the first positional input of the call and ``out`` its result.  Children
-    run before their parent finishes, so the calls come in post-order (a Sequential's
-    layers first, then the Sequential itself).  Hooks nest: an inner ``with`` adds a
-    second function, and leaving it removes only that one::
-
-        records = []
-        with forward_hook(lambda m, x, out: records.append((type(m).__name__, out.shape))):
-            model(x)
-    """
-    if not callable(fn):
-        raise ValueError(f"forward_hook: expected a callable fn(module, x, out), received {fn!r}")
-    _FORWARD_HOOKS.append(fn)
-    try:
-        yield fn
-    finally:
-        # Remove this very entry (by identity) even if the same fn was added twice.
-        for i in range(len(_FORWARD_HOOKS) - 1, -1, -1):
-            if _FORWARD_HOOKS[i] is fn:
-                del _FORWARD_HOOKS[i]
-                break
-
-
-# Both spellings are in use in the team's code; they are the same context manager.
-forward_hooks = forward_hook
-
-
-def _backend_name(a):
-    """'numpy' or 'cupy': where the array ``a`` lives."""
-    return "cupy" if backend._is_cupy_array(a) else "numpy"
 
 
 class Parameter:
@@ -83,8 +47,7 @@ class Parameter:
     """
 
     def __init__(self, data):
-        backend_name = _backend_name(data)
-        if backend_name == "numpy":
+        if backend.device_of(data) == "numpy":
             data = np.asarray(data)
         if data.dtype not in _FLOAT_DTYPES:
             raise ValueError(f"Parameter: expected a float32 or float64 array, received dtype "
@@ -252,10 +215,8 @@ class Module:
         if forward is None:
             raise TypeError(f"{type(self).__name__} defines no forward(x); a Module subclass must")
         out = forward(*args, **kwargs)
-        if _FORWARD_HOOKS:
-            x = args[0] if args else next(iter(kwargs.values()), None)
-            for fn in list(_FORWARD_HOOKS):
-                fn(self, x, out)
+        if hooks.ACTIVE:
+            hooks.run(self, args, kwargs, out)
         return out
 
     def _get_cache(self):
@@ -363,7 +324,7 @@ class Module:
                                  f"received {tuple(value.shape)}")
             updates.append((target, value.astype(target.dtype, copy=False)))
         for target, value in updates:
-            target[...] = backend.to_backend(value, _backend_name(target))
+            target[...] = backend.to_backend(value, backend.device_of(target))
         return missing, unexpected
 
     # ------------------------------------------------------------------- moving
