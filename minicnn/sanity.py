@@ -19,13 +19,17 @@ from minicnn import backend
 from minicnn.data.loader import BatchLoader, channel_stats
 from minicnn.functional.loss import softmax_cross_entropy
 from minicnn.models.fractalnet import FractalNet
-from minicnn.nn import Dropout, FractalBlock, StochasticDepth
+from minicnn.nn import BasicBlock, Bottleneck, Dropout, FractalBlock, StochasticDepth
 from minicnn.nn.probe import untouched
 
 # What the overfit test switches off: (what, module class, attribute, the value that disables it).
 REGULARISERS = (
     ("dropout", Dropout, "p", 0.0),
+    # The residual blocks draw their own stochastic depth (nn/residual.py); StochasticDepth
+    # wraps any other branch.
     ("stochastic depth", StochasticDepth, "survival_prob", 1.0),
+    ("stochastic depth", BasicBlock, "survival_prob", 1.0),
+    ("stochastic depth", Bottleneck, "survival_prob", 1.0),
     ("drop-path", FractalBlock, "drop_prob", 0.0),
     ("drop-path", FractalNet, "global_prob", 0.0),
 )
