@@ -74,3 +74,29 @@ def as_generator(rng=None, op="as_generator"):
         return np.random.default_rng(int(rng))
     raise ValueError(f"{op}: expected rng as a numpy.random.Generator, an int seed >= 0 or None, "
                      f"received {type(rng).__name__} {rng!r}")
+
+
+def check_xy(where, x, y):
+    """Refuse anything but images x (N, C, H, W), N >= 1, with integer labels y (N,): what
+    training, evaluation and the batch loader all take."""
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(f"{where}: expected images x of shape (N, C, H, W), received "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if getattr(y, "ndim", None) != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{where}: expected labels y of shape ({x.shape[0]},), received "
+                         f"{getattr(y, 'shape', type(y).__name__)}")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{where}: expected integer labels, received dtype {y.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{where}: expected at least one image, received none")
+
+
+def check_pair(where, data):
+    """``data`` as an (x, y) pair checked by ``check_xy``."""
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected an (x, y) pair of arrays, received "
+                         f"{type(data).__name__}") from None
+    check_xy(where, x, y)
+    return x, y

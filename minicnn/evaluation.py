@@ -14,35 +14,10 @@ import warnings
 import numpy as np
 
 from minicnn import backend, checkpoint, models
+from minicnn.checks import check_xy
 from minicnn.nn.probe import untouched
 from minicnn.runs import checkpoint_path
 from minicnn.sanity import eval_loader, normalization_stats
-
-
-# ------------------------------------------------------------------ arguments
-def check_xy(where, x, y):
-    """Refuse anything but images x (N, C, H, W), N >= 1, with integer labels y (N,)."""
-    if getattr(x, "ndim", None) != 4:
-        raise ValueError(f"{where}: expected images x of shape (N, C, H, W), received "
-                         f"{getattr(x, 'shape', type(x).__name__)}")
-    if getattr(y, "ndim", None) != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"{where}: expected labels y of shape ({x.shape[0]},), received "
-                         f"{getattr(y, 'shape', type(y).__name__)}")
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"{where}: expected integer labels, received dtype {y.dtype}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{where}: expected at least one image, received none")
-
-
-def check_pair(where, data):
-    """``data`` as an (x, y) pair checked by ``check_xy``."""
-    try:
-        x, y = data
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected an (x, y) pair of arrays, received "
-                         f"{type(data).__name__}") from None
-    check_xy(where, x, y)
-    return x, y
 
 
 def _stats_for(model, x, mean, std, where):

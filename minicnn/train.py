@@ -30,11 +30,11 @@ import time
 import numpy as np
 
 from minicnn import backend, checkpoint
-from minicnn.checks import check_int
+from minicnn.checks import check_int, check_pair
 from minicnn.data.loader import BatchLoader, channel_stats
 # Evaluation, the run's files and the sanity checks have their own modules; every name that
 # was importable from minicnn.train still is.
-from minicnn.evaluation import (check_pair, confusion_matrix, ensemble_predict,  # noqa: F401
+from minicnn.evaluation import (confusion_matrix, ensemble_predict,  # noqa: F401
                                 evaluate, evaluate_ensemble, load_model, metrics_from_log_probs,
                                 predict, topk_accuracy)
 from minicnn.functional.loss import softmax_cross_entropy

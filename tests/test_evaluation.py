@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from minicnn import checkpoint, nn
-from minicnn.evaluation import (check_pair, ensemble_predict, evaluate, load_model,
+from minicnn.checks import check_pair
+from minicnn.evaluation import (ensemble_predict, evaluate, load_model,
                                 metrics_from_log_probs, predict)
 from minicnn.nn.probe import generator_states
 

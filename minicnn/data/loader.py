@@ -23,7 +23,7 @@ same batches); the arrays themselves may be NumPy or CuPy.
 import numpy as np
 
 from minicnn.backend import asnumpy, get_array_module
-from minicnn.checks import as_generator, check_int
+from minicnn.checks import as_generator, check_int, check_xy
 
 
 def _jsonable(v):
@@ -119,20 +119,11 @@ class BatchLoader:
 
     def __init__(self, x, y, batch_size, shuffle=True, augment=False, rng=None, mean=None,
                  std=None, drop_last=False, normalize=True, pad=4, dtype=np.float32):
-        if getattr(x, "ndim", None) != 4:
-            raise ValueError(f"BatchLoader: expected images x of shape (N, C, H, W), received "
-                             f"{getattr(x, 'shape', type(x).__name__)}")
-        if getattr(y, "ndim", None) != 1 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"BatchLoader: expected labels y of shape ({x.shape[0]},) to match "
-                             f"x, received {getattr(y, 'shape', type(y).__name__)}")
-        if y.dtype.kind not in "iu":
-            raise ValueError(f"BatchLoader: expected integer labels y, received dtype {y.dtype}")
+        check_xy("BatchLoader", x, y)
         batch_size = check_int("BatchLoader", "batch_size", batch_size, 1)
         pad = check_int("BatchLoader", "pad", pad, 0)
         if np.dtype(dtype).kind != "f":
             raise ValueError(f"BatchLoader: expected a float dtype, received {dtype!r}")
-        if x.shape[0] == 0:
-            raise ValueError("BatchLoader: expected at least one image, received N = 0")
         self.xp = get_array_module(x=x, y=y, op="BatchLoader")
         self.x, self.y = x, y
         self.batch_size = int(batch_size)

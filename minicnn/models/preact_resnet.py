@@ -35,6 +35,8 @@ class PreActResNet(Module):
     """conv1 3x3 -> layer1..layer4 of PreActBlocks -> bn -> relu -> avgpool -> fc.
 
     - layers: blocks per stage, e.g. [2, 2, 2, 2]; channels: per stage (64, 128, 256, 512)
+    - stem_channels: conv1's filters (default channels[0]; Wide ResNets use a narrower 16)
+    - dropout: probability of the Dropout inside each block (0 = none; Wide ResNets)
     - x: (N, 3, H, W) -> (N, num_classes)
     """
 
@@ -42,7 +44,8 @@ class PreActResNet(Module):
     # (minicnn.nn.input_grad).
     input_layer = "conv1"
 
-    def __init__(self, layers, num_classes=10, channels=(64, 128, 256, 512), rng=None):
+    def __init__(self, layers, num_classes=10, channels=(64, 128, 256, 512), rng=None, *,
+                 stem_channels=None, dropout=0.0):
         super().__init__()
         op = "PreActResNet"
         if len(layers) != len(channels):
@@ -51,11 +54,11 @@ class PreActResNet(Module):
         layers = [check_int(op, f"layers[{i}]", n, 1) for i, n in enumerate(layers)]
         self.num_classes = num_classes = check_int(op, "num_classes", num_classes, 1)
         rng = as_generator(rng, op)
-        self.conv1 = Conv2d(3, channels[0], 3, padding=1, bias=False, rng=rng)
-        in_channels = channels[0]
+        in_channels = channels[0] if stem_channels is None else stem_channels
+        self.conv1 = Conv2d(3, in_channels, 3, padding=1, bias=False, rng=rng)
         for i, (c, n) in enumerate(zip(channels, layers)):
             blocks = [PreActBlock(in_channels if j == 0 else c, c,
-                                  stride=2 if (i > 0 and j == 0) else 1, rng=rng)
+                                  stride=2 if (i > 0 and j == 0) else 1, dropout=dropout, rng=rng)
                       for j in range(n)]
             in_channels = c
             setattr(self, f"layer{i + 1}", Sequential(*blocks))

@@ -25,13 +25,9 @@ Every constructor takes ``num_classes`` (default 10), ``dropout`` (default 0; th
 uses 0.3 for its best results) and ``rng`` (Generator, seed or None).
 - x: (N, 3, H, W) (32x32) -> scores (N, num_classes)
 """
-from minicnn.checks import as_generator, check_int
-from minicnn.models._common import final_linear
+from minicnn.checks import check_int
 from minicnn.models.registry import register
 from minicnn.models.preact_resnet import PreActResNet
-from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
-from minicnn.nn.module import Sequential
-from minicnn.nn.preact import PreActBlock
 
 
 class WideResNet(PreActResNet):
@@ -49,27 +45,12 @@ class WideResNet(PreActResNet):
             raise ValueError(f"{op}: expected depth = 6n + 4 with n >= 1 (10, 16, 22, 28, ...), "
                              f"received {depth!r}")
         width = check_int(op, "width (k)", width, 1)
-        num_classes = check_int(op, "num_classes", num_classes, 1)
-        # Built here rather than by PreActResNet.__init__: the stem (16 channels) is
-        # narrower than the first group, and the blocks take dropout.
-        super(PreActResNet, self).__init__()
-        rng = as_generator(rng, op)
         n = (depth - 4) // 6
-        self.depth, self.width, self.num_classes = depth, width, num_classes
-        channels = (16 * width, 32 * width, 64 * width)
-        self.conv1 = Conv2d(3, 16, 3, padding=1, bias=False, rng=rng)
-        in_channels = 16
-        for i, c in enumerate(channels):
-            blocks = [PreActBlock(in_channels if j == 0 else c, c,
-                                  stride=2 if (i > 0 and j == 0) else 1, dropout=dropout, rng=rng)
-                      for j in range(n)]
-            in_channels = c
-            setattr(self, f"layer{i + 1}", Sequential(*blocks))
-        self.n_stages = len(channels)
-        self.bn = BatchNorm2d(in_channels)
-        self.relu = ReLU()
-        self.avgpool = GlobalAvgPool2d()
-        self.fc = final_linear(in_channels, num_classes, rng=rng)
+        # A pre-activation ResNet with three wide groups; the stem stays at 16 channels.
+        super().__init__([n, n, n], num_classes=num_classes,
+                         channels=(16 * width, 32 * width, 64 * width), rng=rng,
+                         stem_channels=16, dropout=dropout)
+        self.depth, self.width = depth, width
 
 
 @register("wide_resnet")
