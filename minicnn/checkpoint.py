@@ -90,7 +90,7 @@ def _encode(value, arrays, part):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, np.generic):
         return value
-    if isinstance(value, np.generic) or hasattr(value, "__array_interface__") or backend._is_cupy_array(value):
+    if isinstance(value, np.generic) or hasattr(value, "__array_interface__") or backend.device_of(value) == "cupy":
         name = f"{part}/{len(arrays)}"
         arr = backend.asnumpy(value)
         if arr.dtype.kind not in "biuf":
