@@ -15,14 +15,35 @@ keep their dtype (float32 stays float32: the hyper-parameters are Python floats,
 NumPy never lets promote an array).  The update rules are PyTorch's, so that recipes
 and learning rates carry over; each class writes its rule in its docstring.
 
+Parameter groups (PyTorch's convention), for fine-tuning a pretrained backbone slower
+than a new head: pass a list of dicts instead of the parameters, each with its
+``"params"`` and any hyper-parameters of its own; the others come from the keywords::
+
+    head = [p for name, p in model.named_parameters() if name.startswith("fc.")]
+    backbone = [p for name, p in model.named_parameters() if not name.startswith("fc.")]
+    opt = SGD([{"params": head},                        # lr 0.01, from the keyword
+               {"params": backbone, "lr": 0.001}],      # a tenth of it
+              lr=0.01, momentum=0.9)
+    opt = SGD(fine_tuning_groups(model, head="fc", backbone_lr=0.001), lr=0.01, momentum=0.9)
+
+``opt.param_groups`` is the list of group dicts, every hyper-parameter filled in; the
+update reads each group's values, and a schedule scales each group's lr from its own
+base.  The hyper-parameters are also attributes (``opt.lr``, ``opt.weight_decay``,
+``opt.momentum``, ...): reading one gives the *first* group's value, assigning one sets
+it in *every* group (what a single-group optimizer needs; with groups, write
+``opt.param_groups[g]["lr"]`` to change one).
+
 ``state_dict()`` returns a flat dict: the hyper-parameters and the step count as Python
 scalars, and the per-parameter buffers as NumPy arrays named ``"<buffer>.<i>"`` (i = the
-parameter's position).  It can be saved with ``np.savez`` as is -- no pickle -- and
+parameter's position, counting through the groups in order).  With one group the
+hyper-parameters are keys of their own (``"lr"``, ``"momentum"``, ...); with several they
+are ``"param_groups.<g>.<name>"``, next to ``"param_groups.<g>.params"``, the group's
+number of parameters.  It can be saved with ``np.savez`` as is -- no pickle -- and
 ``load_state_dict`` accepts it back, with scalars as 0-d arrays.
 
 The schedules (``StepLR``, ``MultiStepLR``, ``CosineAnnealingLR``, ``LinearWarmup``,
 ``ReduceLROnPlateau``, ``make_schedule``) live in ``minicnn/schedules.py``: a schedule
-only sets an optimizer's ``lr`` once per epoch.
+only sets each group's ``lr`` once per epoch.
 """
 import math
 
@@ -34,8 +55,9 @@ from minicnn.backend import get_array_module
 from minicnn.schedules import (CosineAnnealingLR, LinearWarmup, MultiStepLR,  # noqa: F401
                                ReduceLROnPlateau, StepLR, _nonnegative, make_schedule)
 
-__all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "OPTIMIZERS", "make_optimizer", "StepLR",
-           "MultiStepLR", "CosineAnnealingLR", "LinearWarmup", "ReduceLROnPlateau", "make_schedule"]
+__all__ = ["Optimizer", "SGD", "Adam", "RMSProp", "OPTIMIZERS", "make_optimizer",
+           "fine_tuning_groups", "StepLR", "MultiStepLR", "CosineAnnealingLR", "LinearWarmup",
+           "ReduceLROnPlateau", "make_schedule"]
 
 
 def _scalar(owner, key, v, like):
@@ -54,51 +76,182 @@ def _scalar(owner, key, v, like):
     return float(v)
 
 
+# ------------------------------------------------------------------ parameter groups
+def _as_groups(owner, params):
+    """``params`` as a list of group dicts: a plain iterable of parameters is one group."""
+    if isinstance(params, dict):
+        raise ValueError(f"{owner}: expected parameters or a list of param-group dicts, received "
+                         "a single dict (put it in a list)")
+    params = list(params)
+    if not params:
+        raise ValueError(f"{owner}: expected a non-empty iterable of parameters, received none")
+    dicts = [isinstance(p, dict) for p in params]
+    if not any(dicts):
+        return [{"params": params}]
+    if not all(dicts):
+        raise ValueError(f"{owner}: expected either parameters or a list of param-group dicts, "
+                         "received a mix of both")
+    return params
+
+
+def _group_params(where, group):
+    """The parameters of one group dict, as a non-empty list."""
+    if "params" not in group:
+        raise ValueError(f"{where}: expected a 'params' entry, received the keys {sorted(group)}")
+    ps = group["params"]
+    if hasattr(ps, "data"):                  # a single Parameter, as PyTorch allows
+        return [ps]
+    try:
+        ps = list(ps)
+    except TypeError:
+        raise ValueError(f"{where}: expected 'params' to be a list of parameters, received "
+                         f"{type(ps).__name__}") from None
+    if not ps:
+        raise ValueError(f"{where}: expected a non-empty list of parameters, received none")
+    return ps
+
+
+def _check_params(owner, groups):
+    """Every parameter is a float array pair (.data, .grad), in exactly one group, once."""
+    seen = {}                                # id -> the group it was first seen in
+    i = 0
+    for g, group in enumerate(groups):
+        for p in group["params"]:
+            if not (hasattr(p, "data") and hasattr(p, "grad") and hasattr(p.data, "shape")):
+                raise ValueError(f"{owner}: expected parameters with .data and .grad arrays "
+                                 f"(nn.Parameter), received {type(p).__name__} at position {i}")
+            if p.data.dtype.kind != "f":
+                raise ValueError(f"{owner}: expected float parameters, received dtype "
+                                 f"{p.data.dtype} at position {i}")
+            if id(p) in seen:
+                where = f" (in param groups {seen[id(p)]} and {g})" if len(groups) > 1 else ""
+                raise ValueError(f"{owner}: parameter at position {i} appears twice{where}; it "
+                                 "would be updated twice per step")
+            seen[id(p)] = g
+            i += 1
+
+
+def fine_tuning_groups(model, head, backbone_lr):
+    """The two usual param groups for fine-tuning: the new head first, then the backbone.
+
+        opt = SGD(fine_tuning_groups(model, head="fc", backbone_lr=0.001), lr=0.01, momentum=0.9)
+
+    The head is every parameter whose name (``model.named_parameters()``) is ``head`` or
+    starts with ``head + "."`` (``head`` may be a tuple of such prefixes); it takes the
+    optimizer's own lr -- which ``opt.lr``, the history and the log then report.  The backbone
+    is every other parameter, at ``backbone_lr``.  For more groups, or other hyper-parameters
+    per group, write the dicts (see the module docstring).
+    """
+    op = "fine_tuning_groups"
+    prefixes = (head,) if isinstance(head, str) else tuple(head)
+    if not prefixes or not all(isinstance(h, str) and h for h in prefixes):
+        raise ValueError(f"{op}: expected head as a parameter-name prefix (a str, or a tuple of "
+                         f"them), received {head!r}")
+    backbone_lr = _nonnegative(op, "backbone_lr", backbone_lr)
+    named = list(model.named_parameters())
+    in_head = [any(n == h or n.startswith(h + ".") for h in prefixes) for n, _ in named]
+    if not any(in_head):
+        tops = sorted({n.split(".")[0] for n, _ in named})
+        raise ValueError(f"{op}: no parameter name starts with {' or '.join(prefixes)}; the "
+                         f"model's top-level names are {tops}")
+    if all(in_head):
+        raise ValueError(f"{op}: every parameter is in the head {head!r}: no backbone is left")
+    return [{"params": [p for (_, p), h in zip(named, in_head) if h]},
+            {"params": [p for (_, p), h in zip(named, in_head) if not h], "lr": backbone_lr}]
+
+
+class _Hyper:
+    """A hyper-parameter as an optimizer attribute (``opt.lr``): reading it gives the first
+    group's value; assigning it checks the value and sets it in every group."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, opt, owner=None):
+        return self if opt is None else opt.param_groups[0][self.name]
+
+    def __set__(self, opt, value):
+        opt._set_in_every_group(self.name, value)
+
+
+def _decayed(data, grad, weight_decay):
+    # L2 weight decay as PyTorch applies it: added to the gradient (a new array --
+    # the caller's .grad is never written).
+    return grad + weight_decay * data if weight_decay else grad
+
+
 class Optimizer:
-    """Base class: holds the parameters, per-parameter buffers and the step count.
+    """Base class: holds the param groups, per-parameter buffers and the step count.
 
     Subclasses name their buffers in ``buffers`` (made as zeros like each parameter),
-    their hyper-parameters in ``hyper`` (saved in the state) and write ``_update``.
+    their hyper-parameters in ``hyper`` (saved in the state; each is a ``_Hyper``
+    attribute too), check a group's values in ``_settings`` and write ``_update``.
+    ``params`` is the flat list of every parameter, ``state[i]`` the buffers of ``params[i]``.
     """
 
     buffers = ()
     hyper = ("lr", "weight_decay")
+    lr = _Hyper()
+    weight_decay = _Hyper()
 
-    def __init__(self, params, lr, weight_decay=0.0):
+    def __init__(self, params, defaults):
         name = type(self).__name__
-        self.params = list(params)
-        if not self.params:
-            raise ValueError(f"{name}: expected a non-empty iterable of parameters, received none")
-        seen = set()
-        for i, p in enumerate(self.params):
-            if not (hasattr(p, "data") and hasattr(p, "grad") and hasattr(p.data, "shape")):
-                raise ValueError(f"{name}: expected parameters with .data and .grad arrays "
-                                 f"(nn.Parameter), received {type(p).__name__} at position {i}")
-            if p.data.dtype.kind != "f":
-                raise ValueError(f"{name}: expected float parameters, received dtype "
-                                 f"{p.data.dtype} at position {i}")
-            if id(p) in seen:
-                raise ValueError(f"{name}: parameter at position {i} appears twice; it would be "
-                                 "updated twice per step")
-            seen.add(id(p))
-        self.lr = lr
-        self.weight_decay = _nonnegative(name, "weight_decay", weight_decay)
+        defaults = self._settings(name, **defaults)    # the keywords' own errors come first
+        self.param_groups = []
+        for g, group in enumerate(_as_groups(name, params)):
+            where = f"{name}: param group {g}"
+            self.param_groups.append({"params": _group_params(where, group),
+                                      **self._settings(where, **{**defaults, **self._overrides(where, group)})})
+        _check_params(name, self.param_groups)
+        self.params = [p for group in self.param_groups for p in group["params"]]
         self.step_count = 0
-        self.state = [{b: get_array_module(p.data).zeros_like(p.data) for b in self._active_buffers()}
-                      for p in self.params]
+        self.state = [{b: get_array_module(p.data).zeros_like(p.data) for b in self._active_buffers(group)}
+                      for group in self.param_groups for p in group["params"]]
 
-    @property
-    def lr(self):
-        return self._lr
+    @staticmethod
+    def _settings(owner, lr, weight_decay):
+        """The checked hyper-parameters of one group, as Python scalars.  A Python float
+        whatever is given: a NumPy float64 scalar would promote float32 parameters (NEP 50)."""
+        return {"lr": _nonnegative(owner, "lr", lr),
+                "weight_decay": _nonnegative(owner, "weight_decay", weight_decay)}
 
-    @lr.setter
-    def lr(self, value):
-        # A Python float whatever is assigned (a schedule, a user): a NumPy float64 scalar
-        # would promote float32 parameters under NEP 50.
-        self._lr = _nonnegative(type(self).__name__, "lr", value)
+    def _overrides(self, where, group):
+        """A group dict's own hyper-parameters (all but "params"); unknown names are refused."""
+        own = {k: v for k, v in group.items() if k != "params"}
+        unknown = sorted(set(own) - set(self.hyper), key=str)
+        if unknown:
+            raise ValueError(f"{where}: unknown hyper-parameter(s) {unknown}; "
+                             f"{type(self).__name__} takes {', '.join(self.hyper)}")
+        return own
 
-    def _active_buffers(self):
+    def _active_buffers(self, group):
         return self.buffers
+
+    def _slots(self):
+        """(position, group index, parameter, its buffers) for every parameter, group by group."""
+        i = 0
+        for g, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                yield i, g, p, self.state[i]
+                i += 1
+
+    def _set_in_every_group(self, name, value):
+        owner = f"{type(self).__name__}.{name}"
+        new = [self._settings(owner, **{**{h: group[h] for h in self.hyper}, name: value})
+               for group in self.param_groups]
+        self._check_buffers(owner, new)
+        for group, settings in zip(self.param_groups, new):
+            group.update(settings)
+
+    def _check_buffers(self, owner, settings):
+        """Refuse settings that need a buffer the optimizer did not make (momentum switched on
+        later): the buffers are made once, when the optimizer is."""
+        for i, g, p, st in self._slots():
+            missing = [b for b in self._active_buffers(settings[g]) if b not in st]
+            if missing:
+                raise ValueError(f"{owner}: these settings need the buffer(s) {missing} for "
+                                 f"parameter {i}, which this optimizer was made without; make a "
+                                 f"new {type(self).__name__} with them")
 
     def zero_grad(self):
         """Set every parameter's ``.grad`` to zero, in place."""
@@ -107,27 +260,32 @@ class Optimizer:
                 p.grad[...] = 0
 
     def step(self):
-        """Update every parameter that has a gradient, in place; then count the step."""
+        """Update every parameter that has a gradient, in place, with its group's
+        hyper-parameters; then count the step."""
         self.step_count += 1
-        for i, (p, st) in enumerate(zip(self.params, self.state)):
+        for i, g, p, st in self._slots():
             if p.grad is None:
                 continue
             if p.grad.shape != p.data.shape:
                 raise ValueError(f"{type(self).__name__}.step: expected the gradient of parameter "
                                  f"{i} with shape {tuple(p.data.shape)}, received "
                                  f"{tuple(p.grad.shape)}")
-            self._update(p.data, p.grad, st, get_array_module(data=p.data, grad=p.grad, op="step"))
+            self._update(p.data, p.grad, st, self.param_groups[g], get_array_module(data=p.data, grad=p.grad, op="step"))
 
-    def _decayed(self, data, grad):
-        # L2 weight decay as PyTorch applies it: added to the gradient (a new array --
-        # the caller's .grad is never written).
-        return grad + self.weight_decay * data if self.weight_decay else grad
+    def _hyper_keys(self, g, n_groups):
+        """{hyper-parameter: its state key} for group g: the plain name when there is one group
+        (the format of single-group checkpoints), ``param_groups.<g>.<name>`` otherwise."""
+        return {h: h if n_groups == 1 else f"param_groups.{g}.{h}" for h in self.hyper}
 
     def state_dict(self):
-        """Hyper-parameters and ``step`` as Python scalars, buffers as NumPy arrays ``"<name>.<i>"``."""
+        """Hyper-parameters and ``step`` as Python scalars, buffers as NumPy arrays ``"<name>.<i>"``
+        (with several groups, ``"param_groups.<g>.<name>"`` and ``"param_groups.<g>.params"``)."""
         state = {"step": self.step_count}
-        for h in self.hyper:
-            state[h] = getattr(self, h)
+        n = len(self.param_groups)
+        for g, group in enumerate(self.param_groups):
+            if n > 1:
+                state[f"param_groups.{g}.params"] = len(group["params"])
+            state.update({key: group[h] for h, key in self._hyper_keys(g, n).items()})
         for i, st in enumerate(self.state):
             for b, a in st.items():
                 state[f"{b}.{i}"] = np.array(backend.asnumpy(a), copy=True)
@@ -136,35 +294,61 @@ class Optimizer:
     def load_state_dict(self, state):
         """Restore ``state_dict()`` output (arrays may be NumPy or CuPy; scalars may be 0-d arrays).
 
-        Raises ``ValueError`` naming a missing or unexpected key or an array of the wrong shape.
+        Raises ``ValueError`` naming a missing or unexpected key, an array of the wrong shape,
+        or param groups that differ from this optimizer's; a failed load changes nothing.
         """
         name = type(self).__name__
+        self._check_state_keys(state)
+        n = len(self.param_groups)
+        settings = []
+        for g, group in enumerate(self.param_groups):
+            keys = self._hyper_keys(g, n)
+            settings.append(self._settings(f"{name}.load_state_dict", **{
+                h: _scalar(name, key, state[key], group[h]) for h, key in keys.items()}))
+        self._check_buffers(f"{name}.load_state_dict", settings)
+        step = _scalar(name, "step", state["step"], 0)
+        # Everything checked: now assign (a failed load leaves the optimizer untouched).
+        for i, _, p, st in self._slots():
+            where = backend.device_of(p.data)
+            for b, a in st.items():
+                a[...] = backend.to_backend(state[f"{b}.{i}"], where).astype(a.dtype, copy=False)
+        self.step_count = step
+        for group, s in zip(self.param_groups, settings):
+            group.update(s)
+
+    def _check_state_keys(self, state):
+        """The state has this optimizer's keys, group sizes and buffer shapes."""
+        name = f"{type(self).__name__}.load_state_dict"
+        saved = sum(1 for k in state if k.startswith("param_groups.") and k.endswith(".params")) or 1
+        if saved != len(self.param_groups):
+            raise ValueError(f"{name}: the state has {saved} param group(s), this optimizer "
+                             f"{len(self.param_groups)}; make the optimizer with the same groups")
         current = self.state_dict()
         missing = [k for k in current if k not in state]
         unexpected = [k for k in state if k not in current]
         if missing or unexpected:
-            raise ValueError(f"{name}.load_state_dict: state does not match this optimizer "
+            raise ValueError(f"{name}: state does not match this optimizer "
                              f"(missing {missing or 'none'}, unexpected {unexpected or 'none'}); "
                              "was it saved from the same optimizer class and parameters?")
-        for i, (p, st) in enumerate(zip(self.params, self.state)):
+        for g, group in enumerate(self.param_groups if saved > 1 else ()):
+            key = f"param_groups.{g}.params"
+            if _scalar(type(self).__name__, key, state[key], 0) != len(group["params"]):
+                raise ValueError(f"{name}: expected param group {g} to hold {len(group['params'])} "
+                                 f"parameters, the state's holds {state[key]}")
+        for i, _, _, st in self._slots():
             for b, a in st.items():
                 key = f"{b}.{i}"
-                v = state[key]
-                if tuple(getattr(v, "shape", ())) != tuple(a.shape):
-                    raise ValueError(f"{name}.load_state_dict: expected {key!r} of shape "
-                                     f"{tuple(a.shape)}, received {tuple(getattr(v, 'shape', ()))}")
-        # Everything checked: now assign (a failed load leaves the optimizer untouched).
-        for i, (p, st) in enumerate(zip(self.params, self.state)):
-            where = backend.device_of(p.data)
-            for b, a in st.items():
-                a[...] = backend.to_backend(state[f"{b}.{i}"], where).astype(a.dtype, copy=False)
-        self.step_count = _scalar(name, "step", state["step"], 0)
-        for h in self.hyper:
-            setattr(self, h, _scalar(name, h, state[h], getattr(self, h)))
+                got = tuple(getattr(state[key], "shape", ()))
+                if got != tuple(a.shape):
+                    raise ValueError(f"{name}: expected {key!r} of shape {tuple(a.shape)}, received {got}")
 
     def __repr__(self):
-        hp = ", ".join(f"{h}={getattr(self, h)}" for h in self.hyper)
-        return f"{type(self).__name__}({len(self.params)} parameters, {hp})"
+        def settings(group):
+            return ", ".join(f"{h}={group[h]}" for h in self.hyper)
+        groups = [f"{len(group['params'])} parameters, {settings(group)}" for group in self.param_groups]
+        if len(groups) == 1:
+            return f"{type(self).__name__}({groups[0]})"
+        return f"{type(self).__name__}(" + "; ".join(f"group {g}: {s}" for g, s in enumerate(groups)) + ")"
 
 
 class SGD(Optimizer):
@@ -180,29 +364,43 @@ class SGD(Optimizer):
 
     CS231n writes momentum as ``v = mu * v - lr * g; p += v``: the same steps while lr is
     constant; here lr multiplies the whole velocity, so a schedule's change of lr takes
-    effect at once.
+    effect at once.  Each param group may set its own lr, momentum, weight_decay, nesterov.
     """
 
     hyper = ("lr", "momentum", "weight_decay", "nesterov")
+    momentum = _Hyper()
+    nesterov = _Hyper()
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-        self.momentum = _nonnegative("SGD", "momentum", momentum)
-        if nesterov and self.momentum == 0:
-            raise ValueError("SGD: expected momentum > 0 with nesterov=True, received momentum=0")
-        self.nesterov = bool(nesterov)
-        super().__init__(params, lr, weight_decay)
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                      nesterov=nesterov))
 
-    def _active_buffers(self):
-        return ("momentum_buffer",) if self.momentum else ()
+    @staticmethod
+    def _settings(owner, lr, momentum, weight_decay, nesterov):
+        momentum = _nonnegative(owner, "momentum", momentum)
+        if nesterov and momentum == 0:
+            raise ValueError(f"{owner}: expected momentum > 0 with nesterov=True, received momentum=0")
+        return {**Optimizer._settings(owner, lr, weight_decay), "momentum": momentum,
+                "nesterov": bool(nesterov)}
 
-    def _update(self, data, grad, st, xp):
-        g = self._decayed(data, grad)
-        if self.momentum:
+    def _active_buffers(self, group):
+        return ("momentum_buffer",) if group["momentum"] else ()
+
+    def _update(self, data, grad, st, group, xp):
+        g = _decayed(data, grad, group["weight_decay"])
+        mu = group["momentum"]
+        if mu:
             v = st["momentum_buffer"]
-            v *= self.momentum
+            v *= mu
             v += g
-            g = g + self.momentum * v if self.nesterov else v
-        data -= self.lr * g
+            g = g + mu * v if group["nesterov"] else v
+        data -= group["lr"] * g
+
+
+def _betas(owner, betas):
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"{owner}: expected betas as a pair (beta1, beta2), received {betas!r}")
+    return {"beta1": betas[0], "beta2": betas[1]}
 
 
 class Adam(Optimizer):
@@ -216,36 +414,50 @@ class Adam(Optimizer):
         p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
     The two divisions by ``1 - beta^t`` undo the pull of the zero initial moments
-    towards 0 in the first steps.
+    towards 0 in the first steps.  A param group may set lr, ``betas`` (kept in the group
+    as beta1 and beta2, the names of the state), eps and weight_decay.
     """
 
     buffers = ("exp_avg", "exp_avg_sq")
     hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    beta1 = _Hyper()
+    beta2 = _Hyper()
+    eps = _Hyper()
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-            raise ValueError(f"Adam: expected betas as a pair (beta1, beta2), received {betas!r}")
-        self.beta1 = _nonnegative("Adam", "beta1", betas[0], 1.0)
-        self.beta2 = _nonnegative("Adam", "beta2", betas[1], 1.0)
-        self.eps = _nonnegative("Adam", "eps", eps)
-        super().__init__(params, lr, weight_decay)
+        super().__init__(params, dict(lr=lr, **_betas("Adam", betas), eps=eps, weight_decay=weight_decay))
+
+    @staticmethod
+    def _settings(owner, lr, beta1, beta2, eps, weight_decay):
+        return {**Optimizer._settings(owner, lr, weight_decay),
+                "beta1": _nonnegative(owner, "beta1", beta1, 1.0),
+                "beta2": _nonnegative(owner, "beta2", beta2, 1.0),
+                "eps": _nonnegative(owner, "eps", eps)}
+
+    def _overrides(self, where, group):
+        group = dict(group)
+        if "betas" in group:                 # PyTorch's spelling, as the constructor takes it
+            group.update(_betas(where, group.pop("betas")))
+        return super()._overrides(where, group)
 
     @property
     def betas(self):
+        """The first group's (beta1, beta2)."""
         return (self.beta1, self.beta2)
 
-    def _update(self, data, grad, st, xp):
-        g = self._decayed(data, grad)
+    def _update(self, data, grad, st, group, xp):
+        g = _decayed(data, grad, group["weight_decay"])
+        beta1, beta2 = group["beta1"], group["beta2"]
         m, v = st["exp_avg"], st["exp_avg_sq"]
-        m *= self.beta1
-        m += (1.0 - self.beta1) * g
-        v *= self.beta2
-        v += (1.0 - self.beta2) * (g * g)
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * (g * g)
         t = self.step_count
-        bias1 = 1.0 - self.beta1 ** t
-        bias2 = 1.0 - self.beta2 ** t
-        denom = xp.sqrt(v) / math.sqrt(bias2) + self.eps
-        data -= (self.lr / bias1) * (m / denom)
+        bias1 = 1.0 - beta1 ** t
+        bias2 = 1.0 - beta2 ** t
+        denom = xp.sqrt(v) / math.sqrt(bias2) + group["eps"]
+        data -= (group["lr"] / bias1) * (m / denom)
 
 
 class RMSProp(Optimizer):
@@ -257,34 +469,43 @@ class RMSProp(Optimizer):
         s = alpha * s + (1 - alpha) * g^2
         b = momentum * b + g / (sqrt(s) + eps);   p = p - lr * b      (momentum > 0)
         p = p - lr * g / (sqrt(s) + eps)                              (momentum = 0)
+
+    Each param group may set its own lr, alpha, eps, momentum, weight_decay.
     """
 
     hyper = ("lr", "alpha", "eps", "momentum", "weight_decay")
+    alpha = _Hyper()
+    eps = _Hyper()
+    momentum = _Hyper()
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
-        self.alpha = _nonnegative("RMSProp", "alpha", alpha, 1.0, high_open=False)
-        self.eps = _nonnegative("RMSProp", "eps", eps)
-        self.momentum = _nonnegative("RMSProp", "momentum", momentum)
-        super().__init__(params, lr, weight_decay)
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
+                                      weight_decay=weight_decay))
 
-    def _active_buffers(self):
-        return ("square_avg", "momentum_buffer") if self.momentum else ("square_avg",)
+    @staticmethod
+    def _settings(owner, lr, alpha, eps, momentum, weight_decay):
+        return {**Optimizer._settings(owner, lr, weight_decay),
+                "alpha": _nonnegative(owner, "alpha", alpha, 1.0, high_open=False),
+                "eps": _nonnegative(owner, "eps", eps),
+                "momentum": _nonnegative(owner, "momentum", momentum)}
 
-    def _update(self, data, grad, st, xp):
-        g = self._decayed(data, grad)
+    def _active_buffers(self, group):
+        return ("square_avg", "momentum_buffer") if group["momentum"] else ("square_avg",)
+
+    def _update(self, data, grad, st, group, xp):
+        g = _decayed(data, grad, group["weight_decay"])
+        alpha = group["alpha"]
         s = st["square_avg"]
-        s *= self.alpha
-        s += (1.0 - self.alpha) * (g * g)
-        avg = xp.sqrt(s) + self.eps
-        if self.momentum:
+        s *= alpha
+        s += (1.0 - alpha) * (g * g)
+        avg = xp.sqrt(s) + group["eps"]
+        if group["momentum"]:
             b = st["momentum_buffer"]
-            b *= self.momentum
+            b *= group["momentum"]
             b += g / avg
-            data -= self.lr * b
+            data -= group["lr"] * b
         else:
-            data -= self.lr * (g / avg)
-
-
+            data -= group["lr"] * (g / avg)
 
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
