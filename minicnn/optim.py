@@ -143,7 +143,7 @@ def fine_tuning_groups(model, head, backbone_lr):
     per group, write the dicts (see the module docstring).
     """
     op = "fine_tuning_groups"
-    prefixes = (head,) if isinstance(head, str) else tuple(head)
+    prefixes = (head,) if isinstance(head, str) else tuple(head) if isinstance(head, (tuple, list)) else ()
     if not prefixes or not all(isinstance(h, str) and h for h in prefixes):
         raise ValueError(f"{op}: expected head as a parameter-name prefix (a str, or a tuple of "
                          f"them), received {head!r}")

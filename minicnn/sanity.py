@@ -124,12 +124,15 @@ def warn_about_inputs(x, mean, std, normalized_by_us, log=print):
 
 # ----------------------------------------------------------------- overfit test
 def _weight_decay_holders(optimizer):
-    """(object, setter key) pairs that hold a weight decay: the optimizer and its param groups."""
-    holders = [(optimizer, None)] if getattr(optimizer, "weight_decay", 0) else []
-    for group in getattr(optimizer, "param_groups", None) or []:
-        if isinstance(group, dict) and group.get("weight_decay"):
-            holders.append((group, "weight_decay"))
-    return holders
+    """(object, setter key) pairs that hold a weight decay: each param group that has one, or
+    the optimizer itself if it has no groups.  Never both: ``optimizer.weight_decay = x`` sets
+    every group of a minicnn optimizer, so putting the attribute back would overwrite the
+    groups' own values."""
+    groups = getattr(optimizer, "param_groups", None)
+    if groups:
+        return [(group, "weight_decay") for group in groups
+                if isinstance(group, dict) and group.get("weight_decay")]
+    return [(optimizer, None)] if getattr(optimizer, "weight_decay", 0) else []
 
 
 @contextlib.contextmanager

@@ -7,11 +7,16 @@
         schedule.step()
     schedule = make_schedule("cosine", opt, epochs=30, warmup=2)   # by name, as `minicnn train`
 
-A schedule owns the optimizer's ``lr``: it sets ``optimizer.lr`` when it is made and at
-every ``step()`` (once per epoch).  ``StepLR``, ``MultiStepLR``, ``CosineAnnealingLR``
-and ``LinearWarmup`` compute the rate from the epoch count alone (``lr_at(epoch)``);
+A schedule owns the optimizer's ``lr``: it sets it when it is made and at every ``step()``
+(once per epoch).  ``StepLR``, ``MultiStepLR``, ``CosineAnnealingLR`` and ``LinearWarmup``
+compute the rate from the epoch count alone (``lr_for(base_lr, epoch)``);
 ``ReduceLROnPlateau`` watches a metric.  Their ``state_dict()`` is a JSON-able dict.
 The schedules are also importable from ``minicnn.optim``.
+
+With param groups (``minicnn.optim``), every group follows the schedule from its own
+base, as in PyTorch: a group made with lr 0.001 next to one with 0.01 stays ten times
+slower all along (``base_lrs`` holds each group's lr from when the schedule was made;
+``ReduceLROnPlateau`` multiplies each group's lr).  ``schedule.lr`` is the first group's.
 """
 import bisect
 import math
@@ -31,6 +36,31 @@ def _check_optimizer(owner, optimizer):
                          f"{type(optimizer).__name__}")
 
 
+def _lrs(optimizer):
+    """Every param group's lr (an optimizer without ``param_groups`` has one: its ``lr``)."""
+    groups = getattr(optimizer, "param_groups", None)
+    return [group["lr"] for group in groups] if groups else [optimizer.lr]
+
+
+def _set_lrs(optimizer, lrs):
+    """Give each param group its lr (as a Python float: a NumPy scalar would promote float32)."""
+    groups = getattr(optimizer, "param_groups", None)
+    if groups:
+        for group, lr in zip(groups, lrs):
+            group["lr"] = float(lr)
+    else:
+        optimizer.lr = lrs[0]
+
+
+def _one_per_group(owner, key, values, optimizer):
+    """Saved per-group lrs, checked: a list of rates >= 0, one for each of the optimizer's groups."""
+    n = len(_lrs(optimizer))
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        raise ValueError(f"{owner}: expected {key} as a list of {n} lr(s), one per param group "
+                         f"of the optimizer, received {values!r:.200}")
+    return [_nonnegative(owner, key, v) for v in values]
+
+
 def _nonnegative(owner, name, v, high=math.inf, high_open=True):
     """``v`` as a float, finite and >= 0 (and <= ``high``, or < it): a rate, a gamma, a
     threshold -- and the optimizers' hyper-parameters (optim.py uses this check too)."""
@@ -38,43 +68,61 @@ def _nonnegative(owner, name, v, high=math.inf, high_open=True):
 
 
 class _EpochSchedule:
-    """A schedule whose rate depends on the epoch count only: ``lr = lr_at(last_epoch)``.
+    """A schedule whose rate depends on the epoch count only: each group's lr is
+    ``lr_for(its base lr, last_epoch)``, the formula each subclass writes.
 
-    ``last_epoch`` counts the ``step()`` calls (0 when made); ``base_lr`` is the
-    optimizer's lr when the schedule was made.
+    ``last_epoch`` counts the ``step()`` calls (0 when made); ``base_lrs`` are the
+    optimizer's group lrs when the schedule was made (``base_lr``: the first one).
     """
 
     def __init__(self, optimizer):
         _check_optimizer(type(self).__name__, optimizer)
         self.optimizer = optimizer
-        self.base_lr = float(optimizer.lr)
+        self.base_lrs = [float(lr) for lr in _lrs(optimizer)]
         self.last_epoch = 0
-        self.optimizer.lr = self.lr_at(0)
+        _set_lrs(optimizer, self.lrs_at(0))
+
+    @property
+    def base_lr(self):
+        return self.base_lrs[0]
+
+    def lrs_at(self, epoch):
+        """Every group's lr at ``epoch``."""
+        return [self.lr_for(base_lr, epoch) for base_lr in self.base_lrs]
+
+    def lr_at(self, epoch):
+        """The first group's lr at ``epoch``."""
+        return self.lr_for(self.base_lrs[0], epoch)
 
     @property
     def lr(self):
-        """The current learning rate (the one the optimizer is using)."""
+        """The current learning rate (the one the optimizer's first group is using)."""
         return self.lr_at(self.last_epoch)
 
     def step(self):
-        """Count one epoch and set the optimizer's lr for the next; returns it."""
+        """Count one epoch and set each group's lr for the next; returns the first group's."""
         self.last_epoch += 1
-        self.optimizer.lr = self.lr_at(self.last_epoch)
-        return self.optimizer.lr
+        _set_lrs(self.optimizer, self.lrs_at(self.last_epoch))
+        return self.lr
 
     def state_dict(self):
-        return {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
+        return {"base_lrs": list(self.base_lrs), "last_epoch": self.last_epoch}
 
     def load_state_dict(self, state):
         name = f"{type(self).__name__}.load_state_dict"
         try:
-            base_lr, last_epoch = state["base_lr"], state["last_epoch"]
+            last_epoch = state["last_epoch"]
+            # "base_lr": a state saved before param groups, for a single group.
+            base_lrs = state["base_lrs"] if "base_lrs" in state else [state["base_lr"]]
         except (KeyError, TypeError):
-            raise ValueError(f"{name}: expected a dict with base_lr and last_epoch, received "
+            raise ValueError(f"{name}: expected a dict with base_lrs and last_epoch, received "
                              f"{state!r:.200}") from None
-        self.base_lr = _nonnegative(name, "base_lr", base_lr)
+        base_lrs = _one_per_group(name, "base_lrs", base_lrs, self.optimizer)
         self.last_epoch = check_int(name, "last_epoch", last_epoch, 0)
-        self.optimizer.lr = self.lr_at(self.last_epoch)
+        self.base_lrs = base_lrs
+        _set_lrs(self.optimizer, self.lrs_at(self.last_epoch))
+
+
 class StepLR(_EpochSchedule):
     """``lr = base_lr * gamma ** (epoch // step_size)``: divide by 1/gamma every step_size epochs."""
 
@@ -83,8 +131,8 @@ class StepLR(_EpochSchedule):
         self.gamma = _nonnegative("StepLR", "gamma", gamma)
         super().__init__(optimizer)
 
-    def lr_at(self, epoch):
-        return self.base_lr * self.gamma ** (epoch // self.step_size)
+    def lr_for(self, base_lr, epoch):
+        return base_lr * self.gamma ** (epoch // self.step_size)
 
 
 class MultiStepLR(_EpochSchedule):
@@ -106,15 +154,16 @@ class MultiStepLR(_EpochSchedule):
         self.gamma = _nonnegative("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer)
 
-    def lr_at(self, epoch):
-        return self.base_lr * self.gamma ** bisect.bisect_right(self.milestones, epoch)
+    def lr_for(self, base_lr, epoch):
+        return base_lr * self.gamma ** bisect.bisect_right(self.milestones, epoch)
 
 
 class CosineAnnealingLR(_EpochSchedule):
     """Half a cosine from base_lr down to eta_min over T_max epochs (Loshchilov & Hutter, 2017).
 
     ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2`` for
-    epoch <= T_max, then eta_min (PyTorch's formula would rise again after T_max).
+    epoch <= T_max, then eta_min (PyTorch's formula would rise again after T_max); every
+    param group goes down to the same eta_min, as in PyTorch.
     """
 
     def __init__(self, optimizer, T_max, eta_min=0.0):
@@ -122,16 +171,16 @@ class CosineAnnealingLR(_EpochSchedule):
         self.eta_min = _nonnegative("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer)
 
-    def lr_at(self, epoch):
+    def lr_for(self, base_lr, epoch):
         e = min(epoch, self.T_max)
-        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * e / self.T_max)) / 2
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * e / self.T_max)) / 2
 
 
 class LinearWarmup(_EpochSchedule):
     """A linear ramp over the first ``warmup_epochs`` epochs, then another schedule.
 
     ``lr = base_lr * (start_factor + (1 - start_factor) * epoch / warmup_epochs)`` for
-    epoch < warmup_epochs, then ``after.lr_at(epoch - warmup_epochs)`` (or base_lr if
+    epoch < warmup_epochs, then ``after.lr_for(base_lr, epoch - warmup_epochs)`` (or base_lr if
     ``after`` is None).  Goyal et al. (2017) ramp up this way so that a large learning
     rate does not blow up the first updates.  Make ``after`` on the same optimizer first,
     then step only the warm-up: it drives ``after``.
@@ -148,22 +197,22 @@ class LinearWarmup(_EpochSchedule):
             raise ValueError("LinearWarmup: expected after to drive the same optimizer")
         self.after = after
         if after is not None:
-            optimizer.lr = after.base_lr
+            _set_lrs(optimizer, after.base_lrs)
         super().__init__(optimizer)
 
-    def lr_at(self, epoch):
+    def lr_for(self, base_lr, epoch):
         if epoch < self.warmup_epochs:
             ramp = self.start_factor + (1 - self.start_factor) * epoch / self.warmup_epochs
-            return self.base_lr * ramp
+            return base_lr * ramp
         if self.after is None:
-            return self.base_lr
-        return self.after.lr_at(epoch - self.warmup_epochs)
+            return base_lr
+        return self.after.lr_for(base_lr, epoch - self.warmup_epochs)
 
     def _sync_after(self):
-        # The wrapped schedule is never stepped itself: keep its base and count in line
-        # with ours (its base may have been taken from a mid-run lr when rebuilt on resume).
+        # The wrapped schedule is never stepped itself: keep its bases and count in line
+        # with ours (its bases may have been taken from mid-run lrs when rebuilt on resume).
         if self.after is not None:
-            self.after.base_lr = self.base_lr
+            self.after.base_lrs = list(self.base_lrs)
             self.after.last_epoch = max(0, self.last_epoch - self.warmup_epochs)
 
     def step(self):
@@ -174,7 +223,6 @@ class LinearWarmup(_EpochSchedule):
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self._sync_after()
-        self.optimizer.lr = self.lr_at(self.last_epoch)
 
 
 class ReduceLROnPlateau:
@@ -186,7 +234,8 @@ class ReduceLROnPlateau:
     for a loss) or a loss (``mode="min"``).  PyTorch's rule: a metric is an improvement
     if it beats the best by more than ``threshold`` (relative: best * (1 + threshold) for
     max; absolute: best + threshold); after more than ``patience`` epochs without one,
-    ``lr = max(lr * factor, min_lr)``, then ``cooldown`` epochs are not counted.
+    ``lr = max(lr * factor, min_lr)`` in every param group (one ``min_lr`` for all), then
+    ``cooldown`` epochs are not counted.
     """
 
     def __init__(self, optimizer, mode="max", factor=0.1, patience=10, threshold=1e-4,
@@ -211,8 +260,8 @@ class ReduceLROnPlateau:
 
     @property
     def lr(self):
-        """The current learning rate (the one the optimizer is using)."""
-        return self.optimizer.lr
+        """The current learning rate (the one the optimizer's first group is using)."""
+        return _lrs(self.optimizer)[0]
 
     def _improves(self, metric):
         if self.best is None:
@@ -240,27 +289,28 @@ class ReduceLROnPlateau:
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
-            self.optimizer.lr = max(self.optimizer.lr * self.factor, self.min_lr)
+            _set_lrs(self.optimizer, [max(lr * self.factor, self.min_lr) for lr in _lrs(self.optimizer)])
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
-        return self.optimizer.lr
+        return self.lr
 
     def state_dict(self):
         return {"best": self.best, "num_bad_epochs": self.num_bad_epochs,
                 "cooldown_counter": self.cooldown_counter, "last_epoch": self.last_epoch,
-                "lr": self.optimizer.lr}
+                "lrs": list(_lrs(self.optimizer))}
 
     def load_state_dict(self, state):
         name = "ReduceLROnPlateau.load_state_dict"
         try:
-            best, lr = state["best"], state["lr"]
+            best = state["best"]
             counts = {k: state[k] for k in ("num_bad_epochs", "cooldown_counter", "last_epoch")}
+            lrs = state["lrs"] if "lrs" in state else [state["lr"]]   # "lr": saved before groups
         except (KeyError, TypeError):
             raise ValueError(f"{name}: expected a dict with best, num_bad_epochs, cooldown_counter, "
-                             f"last_epoch, lr; received {state!r:.200}") from None
+                             f"last_epoch, lrs; received {state!r:.200}") from None
         best = None if best is None else check_number(name, "best", best)
         counts = {k: check_int(name, k, v, 0) for k, v in counts.items()}
-        self.optimizer.lr = _nonnegative(name, "lr", lr)
+        _set_lrs(self.optimizer, _one_per_group(name, "lrs", lrs, self.optimizer))
         self.best = best
         self.num_bad_epochs = counts["num_bad_epochs"]
         self.cooldown_counter = counts["cooldown_counter"]

@@ -48,7 +48,7 @@ from minicnn.sanity import (initial_loss, input_warnings, normalization_stats,  
 
 
 def get_lr(optimizer):
-    """The optimizer's current learning rate (``optimizer.lr``)."""
+    """The optimizer's current learning rate (``optimizer.lr``: its first param group's)."""
     lr = getattr(optimizer, "lr", None)
     if lr is None and hasattr(optimizer, "param_groups"):
         lr = optimizer.param_groups[0]["lr"]

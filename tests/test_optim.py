@@ -445,3 +445,257 @@ def test_make_plateau_schedule_divides_by_ten_when_accuracy_stalls():
 def test_make_schedule_rejects(args, message):
     with pytest.raises(ValueError, match=message):
         optim.make_schedule(args[0], sgd(), *args[1:])
+
+
+# ------------------------------------------------------------- param groups
+
+def three_params(seed=0):
+    rng = np.random.default_rng(seed)
+    return [Parameter(rng.normal(size=s)) for s in ((2, 3), (4,), (3,))]
+
+
+def run_steps(ps, opts, n=4, seed=1):
+    """n steps with the same random gradients whatever the optimizers."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        for p in ps:
+            p.grad[...] = rng.normal(size=p.shape)
+        for opt in opts:
+            opt.step()
+
+
+GROUP_CASES = [
+    (optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=1e-2, nesterov=True),
+     {"lr": 0.01, "weight_decay": 0.0, "nesterov": False}),
+    (optim.SGD, dict(lr=0.1), {"lr": 0.3, "momentum": 0.5}),    # momentum in the second group only
+    (optim.Adam, dict(lr=0.01, weight_decay=1e-3),
+     {"lr": 0.001, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.1}),
+    (optim.RMSProp, dict(lr=0.01, momentum=0.9),
+     {"lr": 0.001, "alpha": 0.9, "momentum": 0.0, "weight_decay": 1e-3}),
+]
+
+
+@pytest.mark.parametrize("cls, defaults, own", GROUP_CASES)
+def test_groups_update_as_separate_optimizers_would(cls, defaults, own):
+    grouped = three_params()
+    opt = cls([{"params": grouped[:2]}, {"params": grouped[2:], **own}], **defaults)
+    alone = three_params()
+    first, second = cls(alone[:2], **defaults), cls(alone[2:], **{**defaults, **own})
+    run_steps(grouped, [opt])
+    run_steps(alone, [first, second])
+    for a, b in zip(grouped, alone):
+        np.testing.assert_array_equal(a.data, b.data)      # bit for bit
+    # every group holds every hyper-parameter, the defaults filled in
+    assert [set(g) for g in opt.param_groups] == [{"params", *cls.hyper}] * 2
+    assert {h: opt.param_groups[1][h] for h in cls.hyper} == {h: getattr(second, h) for h in cls.hyper}
+    assert opt.params == grouped and opt.param_groups[0]["params"] == grouped[:2]
+
+
+def test_hyper_parameter_attributes_read_the_first_group_and_set_every_group():
+    ps = three_params()
+    opt = optim.SGD([{"params": ps[:1]}, {"params": ps[1:], "lr": 0.01, "weight_decay": 0.0}],
+                    lr=0.1, momentum=0.9, weight_decay=5e-4)
+    assert (opt.lr, opt.weight_decay, opt.momentum) == (0.1, 5e-4, 0.9)
+    opt.lr = np.float64(0.5)
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.5]
+    assert all(type(g["lr"]) is float for g in opt.param_groups)
+    opt.weight_decay = 0
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 0.0]
+    with pytest.raises(ValueError, match=r"SGD\.lr: expected lr to be a number with lr >= 0"):
+        opt.lr = -1.0
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.5]   # a refused value changes nothing
+    opt.nesterov = True
+    with pytest.raises(ValueError, match=r"SGD\.momentum: expected momentum > 0 with nesterov=True"):
+        opt.momentum = 0.0
+    assert [g["momentum"] for g in opt.param_groups] == [0.9, 0.9]
+    no_momentum = optim.SGD([{"params": ps[:1]}, {"params": ps[1:], "momentum": 0.9}], lr=0.1)
+    with pytest.raises(ValueError, match=r"momentum_buffer.*made without"):
+        no_momentum.momentum = 0.9                  # group 0 has no velocity buffers
+    assert [g["momentum"] for g in no_momentum.param_groups] == [0.0, 0.9]
+    assert "group 1: 2 parameters, lr=0.1, momentum=0.9" in repr(no_momentum)
+    assert optim.Adam([{"params": ps[:1], "betas": (0.5, 0.6)}, {"params": ps[1:]}]).betas == (0.5, 0.6)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda p: optim.SGD([{"params": p[:2]}, {"params": p[1:]}], lr=0.1),
+     r"parameter at position 2 appears twice \(in param groups 0 and 1\)"),
+    (lambda p: optim.SGD([{"params": p}, {"params": []}], lr=0.1),
+     "SGD: param group 1: expected a non-empty list of parameters"),
+    (lambda p: optim.SGD([{"params": p, "learning_rate": 0.1}], lr=0.1),
+     r"param group 0: unknown hyper-parameter\(s\) \['learning_rate'\]; SGD takes lr, momentum"),
+    (lambda p: optim.Adam([{"params": p, "momentum": 0.9}]), "unknown hyper-parameter"),
+    (lambda p: optim.SGD([{"lr": 0.1}], lr=0.1), "param group 0: expected a 'params' entry"),
+    (lambda p: optim.SGD([{"params": p[:1]}, p[1]], lr=0.1), "a mix of both"),
+    (lambda p: optim.SGD({"params": p}, lr=0.1), "a single dict"),
+    (lambda p: optim.SGD([{"params": p, "lr": -0.5}], lr=0.1),
+     "SGD: param group 0: expected lr to be a number with lr >= 0 and lr < inf, received -0.5"),
+    (lambda p: optim.SGD([{"params": p, "nesterov": True}], lr=0.1), "param group 0: expected momentum > 0"),
+    (lambda p: optim.Adam([{"params": p, "betas": 0.9}]), "param group 0: expected betas as a pair"),
+    (lambda p: optim.RMSProp([{"params": p[:1]}, {"params": p[1:], "alpha": 2.0}]), "param group 1.*alpha"),
+    (lambda p: optim.SGD([{"params": 3}], lr=0.1), "expected 'params' to be a list of parameters"),
+])
+def test_param_group_errors(build, message):
+    with pytest.raises(ValueError, match=message):
+        build(three_params())
+
+
+def test_a_group_may_name_a_single_parameter():
+    ps = three_params()
+    opt = optim.SGD([{"params": ps[0]}, {"params": ps[1:], "lr": 0.2}], lr=0.1)
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 2]
+
+
+@pytest.mark.parametrize("cls, defaults, own", GROUP_CASES)
+def test_group_state_round_trip_continues_identically(cls, defaults, own):
+    def make(ps):
+        return cls([{"params": ps[:2]}, {"params": ps[2:], **own}], **defaults)
+
+    ref = three_params()
+    ref_opt = make(ref)
+    run_steps(ref, [ref_opt], n=3, seed=1)
+    ref_opt.param_groups[1]["lr"] *= 0.5           # a schedule changed one group's lr
+    run_steps(ref, [ref_opt], n=3, seed=2)
+
+    first = three_params()
+    opt = make(first)
+    run_steps(first, [opt], n=3, seed=1)
+    opt.param_groups[1]["lr"] *= 0.5
+    state = npz_round_trip(opt.state_dict())
+    assert state["param_groups.1.lr"] == opt.param_groups[1]["lr"]
+    assert state["param_groups.0.params"] == 2 and state["param_groups.1.params"] == 1
+    assert not any(k in state for k in cls.hyper)  # per group only
+    resumed = [Parameter(p.data.copy()) for p in first]
+    opt2 = make(resumed)
+    opt2.load_state_dict(state)
+    assert opt2.param_groups[1]["lr"] == opt.param_groups[1]["lr"] and opt2.step_count == 3
+    run_steps(resumed, [opt2], n=3, seed=2)
+    for a, b in zip(resumed, ref):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_single_group_state_keeps_the_flat_format_of_older_checkpoints():
+    p = param()
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    assert list(opt.state_dict()) == ["step", "lr", "momentum", "weight_decay", "nesterov",
+                                      "momentum_buffer.0"]
+    old = {"step": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False,
+           "momentum_buffer.0": np.array([0.5, 0.25])}       # as saved before param groups
+    opt.load_state_dict(old)
+    assert opt.lr == 0.05 and opt.step_count == 2
+    assert optim.SGD([{"params": [p]}], lr=0.1, momentum=0.9).state_dict().keys() == opt.state_dict().keys()
+
+
+def test_group_state_errors_and_a_failed_load_changes_nothing():
+    ps = three_params()
+    two = optim.SGD([{"params": ps[:2]}, {"params": ps[2:], "lr": 0.01}], lr=0.1, momentum=0.9)
+    state = two.state_dict()
+    with pytest.raises(ValueError, match="the state has 2 param group.*this optimizer 1"):
+        optim.SGD(three_params(), lr=0.1, momentum=0.9).load_state_dict(state)
+    with pytest.raises(ValueError, match="the state has 1 param group.*this optimizer 2"):
+        two.load_state_dict(optim.SGD(three_params(), lr=0.1, momentum=0.9).state_dict())
+    other = three_params()
+    regrouped = optim.SGD([{"params": other[:1]}, {"params": other[1:]}], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="expected param group 0 to hold 1 parameters"):
+        regrouped.load_state_dict(state)
+    bad = dict(state, **{"param_groups.1.lr": -1.0})
+    with pytest.raises(ValueError, match="load_state_dict: expected lr to be a number with lr >= 0.*received -1.0"):
+        two.load_state_dict(bad)
+    assert [g["lr"] for g in two.param_groups] == [0.1, 0.01]
+
+
+def test_fine_tuning_groups_split_head_and_backbone():
+    from minicnn import nn
+    model = nn.Sequential(nn.Linear(3, 4, rng=0), nn.ReLU(), nn.Linear(4, 2, rng=0))
+    model.fc = nn.Linear(2, 2, rng=0)
+    model.fc2 = nn.Linear(2, 2, rng=0)
+    groups = optim.fine_tuning_groups(model, head="fc", backbone_lr=0.001)
+    assert groups[0]["params"] == [model.fc.weight, model.fc.bias] and "lr" not in groups[0]
+    assert groups[1]["lr"] == 0.001 and model.fc2.weight in groups[1]["params"]
+    opt = optim.SGD(groups, lr=0.01, momentum=0.9)
+    assert opt.lr == 0.01 and [g["lr"] for g in opt.param_groups] == [0.01, 0.001]
+    both = optim.fine_tuning_groups(model, head=("fc", "fc2"), backbone_lr=0.0)
+    assert len(both[0]["params"]) == 4 and len(both[1]["params"]) == 4
+    with pytest.raises(ValueError, match=r"no parameter name starts with head; the model's top-level "
+                                         r"names are \['0', '2', 'fc', 'fc2'\]"):
+        optim.fine_tuning_groups(model, head="head", backbone_lr=0.001)
+    with pytest.raises(ValueError, match="no backbone is left"):
+        optim.fine_tuning_groups(model, head=("0", "2", "fc", "fc2"), backbone_lr=0.001)
+    with pytest.raises(ValueError, match="expected head as a parameter-name prefix"):
+        optim.fine_tuning_groups(model, head=3, backbone_lr=0.001)
+    with pytest.raises(ValueError, match="backbone_lr"):
+        optim.fine_tuning_groups(model, head="fc", backbone_lr=-1)
+
+
+# ------------------------------------------------------------- schedules with groups
+
+def grouped_sgd(lrs=(0.1, 0.01, 0.3)):
+    return optim.SGD([{"params": [param()], "lr": lr} for lr in lrs], lr=1.0, momentum=0.9)
+
+
+def group_lrs(schedule, n, metrics):
+    """Every group's lr at epochs 0..n-1 (stepping between them), one list per group."""
+    out = [[g["lr"] for g in schedule.optimizer.param_groups]]
+    for i in range(n - 1):
+        schedule.step(*([metrics[i]] if isinstance(schedule, optim.ReduceLROnPlateau) else []))
+        out.append([g["lr"] for g in schedule.optimizer.param_groups])
+        assert schedule.lr == out[-1][0] == schedule.optimizer.lr
+    return [list(col) for col in zip(*out)]
+
+
+SCHEDULE_CASES = [
+    lambda o: optim.StepLR(o, 2, gamma=0.5),
+    lambda o: optim.MultiStepLR(o, [1, 4]),
+    lambda o: optim.CosineAnnealingLR(o, 5, eta_min=0.001),
+    lambda o: optim.LinearWarmup(o, 3, start_factor=0.2),
+    lambda o: optim.LinearWarmup(o, 2, after=optim.CosineAnnealingLR(o, 4)),
+    lambda o: optim.ReduceLROnPlateau(o, patience=0, min_lr=0.002),
+    lambda o: optim.make_schedule("multistep", o, epochs=6, warmup=2),
+]
+METRICS = [0.3, 0.3, 0.4, 0.4, 0.4, 0.5, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("make", SCHEDULE_CASES)
+def test_schedules_scale_every_group_from_its_own_base(make):
+    lrs = (0.1, 0.01, 0.3)
+    got = group_lrs(make(grouped_sgd(lrs)), 8, METRICS)
+    alone = [group_lrs(make(grouped_sgd((lr,))), 8, METRICS)[0] for lr in lrs]
+    assert got == alone                               # exactly what each group would get alone
+    assert len({tuple(col) for col in got}) == 3
+
+
+@pytest.mark.parametrize("make", SCHEDULE_CASES)
+def test_group_schedule_state_round_trip(make):
+    ref = make(grouped_sgd())
+    expected = group_lrs(ref, 8, METRICS)
+    opt = grouped_sgd()
+    sched = make(opt)
+    head = group_lrs(sched, 4, METRICS)
+    state = json.loads(json.dumps(sched.state_dict(), allow_nan=False))   # JSON-able, strictly
+    per_group = state.get("base_lrs", state.get("lrs"))
+    assert len(per_group) == 3
+    opt2 = grouped_sgd((5.0, 5.0, 5.0))             # rebuilt with other lrs: the states decide
+    opt2.load_state_dict(npz_round_trip(opt.state_dict()))
+    resumed = make(opt2)
+    resumed.load_state_dict(state)
+    assert [g["lr"] for g in opt2.param_groups] == [g["lr"] for g in opt.param_groups]
+    tail = group_lrs(resumed, 5, METRICS[3:])
+    assert [h[:3] + t for h, t in zip(head, tail)] == expected
+
+
+def test_schedule_states_saved_before_groups_still_load():
+    sched = optim.StepLR(sgd(), 2, gamma=0.5)
+    sched.load_state_dict({"base_lr": 0.2, "last_epoch": 3})
+    assert sched.base_lrs == [0.2] and sched.optimizer.lr == 0.1
+    plateau = optim.ReduceLROnPlateau(sgd())
+    plateau.load_state_dict({"best": 0.5, "num_bad_epochs": 1, "cooldown_counter": 0,
+                             "last_epoch": 4, "lr": 0.01})
+    assert plateau.optimizer.lr == 0.01 and plateau.lr == 0.01
+
+
+def test_schedule_state_for_other_groups_is_refused():
+    state = optim.StepLR(grouped_sgd(), 2).state_dict()
+    with pytest.raises(ValueError, match=r"expected base_lrs as a list of 1 lr\(s\), one per param group"):
+        optim.StepLR(sgd(), 2).load_state_dict(state)
+    plateau = optim.ReduceLROnPlateau(grouped_sgd()).state_dict()
+    with pytest.raises(ValueError, match=r"expected lrs as a list of 2 lr\(s\)"):
+        optim.ReduceLROnPlateau(grouped_sgd((0.1, 0.2))).load_state_dict(plateau)
