@@ -123,6 +123,31 @@ def test_overfit_mode_restores_after_an_exception_and_param_groups():
     assert all(b.drop_prob == 0.2 for b in model.modules() if isinstance(b, nn.FractalBlock))
 
 
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.RMSProp])
+def test_overfit_mode_restores_each_param_group_of_a_real_optimizer_exactly(cls):
+    """opt.weight_decay = x sets every group: restoring it after the groups would overwrite
+    their own values, so overfit_mode restores the groups alone."""
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.3, rng=0), nn.Linear(12, 4, rng=0),
+                          nn.Linear(4, 2, rng=0))
+    p = list(model.parameters())
+    opt = cls([{"params": p[:2], "weight_decay": 5e-4}, {"params": p[2:3]},
+               {"params": p[3:], "weight_decay": 1e-3, "lr": 0.01}], lr=0.1, weight_decay=0.0)
+    before = [dict(g) for g in opt.param_groups]
+    for raise_inside in (False, True):
+        try:
+            with overfit_mode(model, opt) as off:
+                assert off == ["weight decay", "dropout"]
+                assert [g["weight_decay"] for g in opt.param_groups] == [0.0, 0.0, 0.0]
+                assert opt.weight_decay == 0.0
+                if raise_inside:
+                    raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+        assert opt.param_groups == before
+        assert [type(g["weight_decay"]) for g in opt.param_groups] == [float] * 3
+    assert opt.weight_decay == 5e-4 and model[1].p == 0.3
+
+
 @pytest.mark.parametrize("name", ["resnet20", "fractalnet"])
 def test_fit_overfit_switches_stochastic_depth_and_drop_path_off_for_the_run(name):
     model = (models.create("resnet20", survival_prob=0.5, rng=0) if name == "resnet20" else fractal())

@@ -256,6 +256,40 @@ def test_resume_is_bit_identical(tmp_path):
     assert [r["train_loss"] for r in straight] == [r["train_loss"] for r in hist]
 
 
+def make_grouped(seed=0):
+    """tiny_net fine-tuned: the classifier (layer 6) at the optimizer's lr, the rest at a tenth
+    of it with no momentum and no weight decay; a warm-up then cosine over both groups."""
+    model = tiny_net(seed)
+    groups = optim.fine_tuning_groups(model, head="6", backbone_lr=0.005)
+    groups[1].update(momentum=0.0, weight_decay=0.0)
+    opt = optim.SGD(groups, lr=0.05, momentum=0.9, weight_decay=1e-4)
+    sched = optim.LinearWarmup(opt, 1, after=optim.CosineAnnealingLR(opt, T_max=2))
+    return model, opt, sched
+
+
+def test_resume_with_param_groups_is_bit_identical(tmp_path):
+    data = toy_data()
+    kw = dict(batch_size=16, augment=True, seed=5, log=quiet, progress=False)
+    model, opt, sched = make_grouped()
+    straight = fit(model, opt, data, epochs=3, schedule=sched, run_dir=tmp_path / "straight", **kw)
+
+    m1, o1, s1 = make_grouped()
+    fit(m1, o1, data, epochs=2, schedule=s1, run_dir=tmp_path / "resumed", **kw)
+    m2, o2, s2 = make_grouped(seed=99)
+    o2.param_groups[1]["lr"] = 1.0               # the checkpoint, not the rebuilt optimizer, decides
+    hist = fit(m2, o2, data, epochs=3, schedule=s2, run_dir=tmp_path / "resumed", resume=True, **kw)
+    assert_same_state(model, m2)
+    so, sr = opt.state_dict(), o2.state_dict()
+    assert list(so) == list(sr) and "param_groups.1.lr" in so and "momentum_buffer.2" not in so
+    for k in so:
+        assert np.array_equal(so[k], sr[k]), k
+    assert [g["lr"] for g in o2.param_groups] == [g["lr"] for g in opt.param_groups]
+    assert sched.state_dict() == s2.state_dict() and len(sched.state_dict()["base_lrs"]) == 2
+    assert [r["train_loss"] for r in straight] == [r["train_loss"] for r in hist]
+    # the history's lr is the head's (the first group's): warm-up 0.005, then cosine from 0.05
+    assert [r["lr"] for r in hist] == pytest.approx([0.005, 0.05, 0.025])
+
+
 def test_ctrl_c_saves_and_resume_mid_epoch_is_bit_identical(tmp_path):
     data = toy_data()
     model, _, _ = run_straight(tmp_path, data)
