@@ -26,6 +26,7 @@ than a new head: pass a list of dicts instead of the parameters, each with its
               lr=0.01, momentum=0.9)
     opt = SGD(fine_tuning_groups(model, head="fc", backbone_lr=0.001), lr=0.01, momentum=0.9)
 
+(``minicnn/param_groups.py`` reads and checks the groups and builds these two.)
 ``opt.param_groups`` is the list of group dicts, every hyper-parameter filled in; the
 update reads each group's values, and a schedule scales each group's lr from its own
 base.  The hyper-parameters are also attributes (``opt.lr``, ``opt.weight_decay``,
@@ -51,6 +52,7 @@ import numpy as np
 
 from minicnn import backend
 from minicnn.backend import get_array_module
+from minicnn.param_groups import GroupSetting, fine_tuning_groups, split_groups
 # The schedules, importable from here as before; _nonnegative checks hyper-parameters here too.
 from minicnn.schedules import (CosineAnnealingLR, LinearWarmup, MultiStepLR,  # noqa: F401
                                ReduceLROnPlateau, StepLR, _nonnegative, make_schedule)
@@ -76,104 +78,6 @@ def _scalar(owner, key, v, like):
     return float(v)
 
 
-# ------------------------------------------------------------------ parameter groups
-def _as_groups(owner, params):
-    """``params`` as a list of group dicts: a plain iterable of parameters is one group."""
-    if isinstance(params, dict):
-        raise ValueError(f"{owner}: expected parameters or a list of param-group dicts, received "
-                         "a single dict (put it in a list)")
-    params = list(params)
-    if not params:
-        raise ValueError(f"{owner}: expected a non-empty iterable of parameters, received none")
-    dicts = [isinstance(p, dict) for p in params]
-    if not any(dicts):
-        return [{"params": params}]
-    if not all(dicts):
-        raise ValueError(f"{owner}: expected either parameters or a list of param-group dicts, "
-                         "received a mix of both")
-    return params
-
-
-def _group_params(where, group):
-    """The parameters of one group dict, as a non-empty list."""
-    if "params" not in group:
-        raise ValueError(f"{where}: expected a 'params' entry, received the keys {sorted(group)}")
-    ps = group["params"]
-    if hasattr(ps, "data"):                  # a single Parameter, as PyTorch allows
-        return [ps]
-    try:
-        ps = list(ps)
-    except TypeError:
-        raise ValueError(f"{where}: expected 'params' to be a list of parameters, received "
-                         f"{type(ps).__name__}") from None
-    if not ps:
-        raise ValueError(f"{where}: expected a non-empty list of parameters, received none")
-    return ps
-
-
-def _check_params(owner, groups):
-    """Every parameter is a float array pair (.data, .grad), in exactly one group, once."""
-    seen = {}                                # id -> the group it was first seen in
-    i = 0
-    for g, group in enumerate(groups):
-        for p in group["params"]:
-            if not (hasattr(p, "data") and hasattr(p, "grad") and hasattr(p.data, "shape")):
-                raise ValueError(f"{owner}: expected parameters with .data and .grad arrays "
-                                 f"(nn.Parameter), received {type(p).__name__} at position {i}")
-            if p.data.dtype.kind != "f":
-                raise ValueError(f"{owner}: expected float parameters, received dtype "
-                                 f"{p.data.dtype} at position {i}")
-            if id(p) in seen:
-                where = f" (in param groups {seen[id(p)]} and {g})" if len(groups) > 1 else ""
-                raise ValueError(f"{owner}: parameter at position {i} appears twice{where}; it "
-                                 "would be updated twice per step")
-            seen[id(p)] = g
-            i += 1
-
-
-def fine_tuning_groups(model, head, backbone_lr):
-    """The two usual param groups for fine-tuning: the new head first, then the backbone.
-
-        opt = SGD(fine_tuning_groups(model, head="fc", backbone_lr=0.001), lr=0.01, momentum=0.9)
-
-    The head is every parameter whose name (``model.named_parameters()``) is ``head`` or
-    starts with ``head + "."`` (``head`` may be a tuple of such prefixes); it takes the
-    optimizer's own lr -- which ``opt.lr``, the history and the log then report.  The backbone
-    is every other parameter, at ``backbone_lr``.  For more groups, or other hyper-parameters
-    per group, write the dicts (see the module docstring).
-    """
-    op = "fine_tuning_groups"
-    prefixes = (head,) if isinstance(head, str) else tuple(head) if isinstance(head, (tuple, list)) else ()
-    if not prefixes or not all(isinstance(h, str) and h for h in prefixes):
-        raise ValueError(f"{op}: expected head as a parameter-name prefix (a str, or a tuple of "
-                         f"them), received {head!r}")
-    backbone_lr = _nonnegative(op, "backbone_lr", backbone_lr)
-    named = list(model.named_parameters())
-    in_head = [any(n == h or n.startswith(h + ".") for h in prefixes) for n, _ in named]
-    if not any(in_head):
-        tops = sorted({n.split(".")[0] for n, _ in named})
-        raise ValueError(f"{op}: no parameter name starts with {' or '.join(prefixes)}; the "
-                         f"model's top-level names are {tops}")
-    if all(in_head):
-        raise ValueError(f"{op}: every parameter is in the head {head!r}: no backbone is left")
-    return [{"params": [p for (_, p), h in zip(named, in_head) if h]},
-            {"params": [p for (_, p), h in zip(named, in_head) if not h], "lr": backbone_lr}]
-
-
-class _Hyper:
-    """A hyper-parameter as an optimizer attribute (``opt.lr``): reading it gives the first
-    group's value; assigning it checks the value and sets it in every group."""
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, opt, owner=None):
-        return self if opt is None else opt.param_groups[0][self.name]
-
-    def __set__(self, opt, value):
-        opt._set_in_every_group(self.name, value)
-
-
 def _decayed(data, grad, weight_decay):
     # L2 weight decay as PyTorch applies it: added to the gradient (a new array --
     # the caller's .grad is never written).
@@ -184,25 +88,24 @@ class Optimizer:
     """Base class: holds the param groups, per-parameter buffers and the step count.
 
     Subclasses name their buffers in ``buffers`` (made as zeros like each parameter),
-    their hyper-parameters in ``hyper`` (saved in the state; each is a ``_Hyper``
+    their hyper-parameters in ``hyper`` (saved in the state; each is a ``GroupSetting``
     attribute too), check a group's values in ``_settings`` and write ``_update``.
     ``params`` is the flat list of every parameter, ``state[i]`` the buffers of ``params[i]``.
     """
 
     buffers = ()
     hyper = ("lr", "weight_decay")
-    lr = _Hyper()
-    weight_decay = _Hyper()
+    lr = GroupSetting()
+    weight_decay = GroupSetting()
 
     def __init__(self, params, defaults):
         name = type(self).__name__
         defaults = self._settings(name, **defaults)    # the keywords' own errors come first
         self.param_groups = []
-        for g, group in enumerate(_as_groups(name, params)):
+        for g, (ps, own) in enumerate(split_groups(name, params)):
             where = f"{name}: param group {g}"
-            self.param_groups.append({"params": _group_params(where, group),
-                                      **self._settings(where, **{**defaults, **self._overrides(where, group)})})
-        _check_params(name, self.param_groups)
+            settings = self._settings(where, **{**defaults, **self._overrides(where, own)})
+            self.param_groups.append({"params": ps, **settings})
         self.params = [p for group in self.param_groups for p in group["params"]]
         self.step_count = 0
         self.state = [{b: get_array_module(p.data).zeros_like(p.data) for b in self._active_buffers(group)}
@@ -215,15 +118,6 @@ class Optimizer:
         return {"lr": _nonnegative(owner, "lr", lr),
                 "weight_decay": _nonnegative(owner, "weight_decay", weight_decay)}
 
-    def _overrides(self, where, group):
-        """A group dict's own hyper-parameters (all but "params"); unknown names are refused."""
-        own = {k: v for k, v in group.items() if k != "params"}
-        unknown = sorted(set(own) - set(self.hyper), key=str)
-        if unknown:
-            raise ValueError(f"{where}: unknown hyper-parameter(s) {unknown}; "
-                             f"{type(self).__name__} takes {', '.join(self.hyper)}")
-        return own
-
     def _active_buffers(self, group):
         return self.buffers
 
@@ -234,24 +128,6 @@ class Optimizer:
             for p in group["params"]:
                 yield i, g, p, self.state[i]
                 i += 1
-
-    def _set_in_every_group(self, name, value):
-        owner = f"{type(self).__name__}.{name}"
-        new = [self._settings(owner, **{**{h: group[h] for h in self.hyper}, name: value})
-               for group in self.param_groups]
-        self._check_buffers(owner, new)
-        for group, settings in zip(self.param_groups, new):
-            group.update(settings)
-
-    def _check_buffers(self, owner, settings):
-        """Refuse settings that need a buffer the optimizer did not make (momentum switched on
-        later): the buffers are made once, when the optimizer is."""
-        for i, g, p, st in self._slots():
-            missing = [b for b in self._active_buffers(settings[g]) if b not in st]
-            if missing:
-                raise ValueError(f"{owner}: these settings need the buffer(s) {missing} for "
-                                 f"parameter {i}, which this optimizer was made without; make a "
-                                 f"new {type(self).__name__} with them")
 
     def zero_grad(self):
         """Set every parameter's ``.grad`` to zero, in place."""
@@ -270,7 +146,35 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.step: expected the gradient of parameter "
                                  f"{i} with shape {tuple(p.data.shape)}, received "
                                  f"{tuple(p.grad.shape)}")
-            self._update(p.data, p.grad, st, self.param_groups[g], get_array_module(data=p.data, grad=p.grad, op="step"))
+            xp = get_array_module(data=p.data, grad=p.grad, op="step")
+            self._update(p.data, p.grad, st, self.param_groups[g], xp)
+
+    # The param-group machinery: checking a group's own settings, setting one everywhere.
+    def _overrides(self, where, own):
+        """A group's own hyper-parameters, checked for unknown names."""
+        unknown = sorted(set(own) - set(self.hyper), key=str)
+        if unknown:
+            raise ValueError(f"{where}: unknown hyper-parameter(s) {unknown}; "
+                             f"{type(self).__name__} takes {', '.join(self.hyper)}")
+        return own
+
+    def _set_in_every_group(self, name, value):
+        owner = f"{type(self).__name__}.{name}"
+        new = [self._settings(owner, **{**{h: group[h] for h in self.hyper}, name: value})
+               for group in self.param_groups]
+        self._check_buffers(owner, new)
+        for group, settings in zip(self.param_groups, new):
+            group.update(settings)
+
+    def _check_buffers(self, owner, settings):
+        """Refuse settings that need a buffer the optimizer did not make (momentum switched on
+        later): the buffers are made once, when the optimizer is."""
+        for i, g, p, st in self._slots():
+            missing = [b for b in self._active_buffers(settings[g]) if b not in st]
+            if missing:
+                raise ValueError(f"{owner}: these settings need the buffer(s) {missing} for "
+                                 f"parameter {i}, which this optimizer was made without; make a "
+                                 f"new {type(self).__name__} with them")
 
     def _hyper_keys(self, g, n_groups):
         """{hyper-parameter: its state key} for group g: the plain name when there is one group
@@ -368,8 +272,8 @@ class SGD(Optimizer):
     """
 
     hyper = ("lr", "momentum", "weight_decay", "nesterov")
-    momentum = _Hyper()
-    nesterov = _Hyper()
+    momentum = GroupSetting()
+    nesterov = GroupSetting()
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -420,9 +324,9 @@ class Adam(Optimizer):
 
     buffers = ("exp_avg", "exp_avg_sq")
     hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
-    beta1 = _Hyper()
-    beta2 = _Hyper()
-    eps = _Hyper()
+    beta1 = GroupSetting()
+    beta2 = GroupSetting()
+    eps = GroupSetting()
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, **_betas("Adam", betas), eps=eps, weight_decay=weight_decay))
@@ -434,11 +338,11 @@ class Adam(Optimizer):
                 "beta2": _nonnegative(owner, "beta2", beta2, 1.0),
                 "eps": _nonnegative(owner, "eps", eps)}
 
-    def _overrides(self, where, group):
-        group = dict(group)
-        if "betas" in group:                 # PyTorch's spelling, as the constructor takes it
-            group.update(_betas(where, group.pop("betas")))
-        return super()._overrides(where, group)
+    def _overrides(self, where, own):
+        own = dict(own)
+        if "betas" in own:                   # PyTorch's spelling, as the constructor takes it
+            own.update(_betas(where, own.pop("betas")))
+        return super()._overrides(where, own)
 
     @property
     def betas(self):
@@ -474,9 +378,9 @@ class RMSProp(Optimizer):
     """
 
     hyper = ("lr", "alpha", "eps", "momentum", "weight_decay")
-    alpha = _Hyper()
-    eps = _Hyper()
-    momentum = _Hyper()
+    alpha = GroupSetting()
+    eps = GroupSetting()
+    momentum = GroupSetting()
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
