@@ -359,6 +359,156 @@ def test_avg_pool_gradient_and_forward(g, seed):
     assert rel_error(out, ref) < 1e-10
 
 
+@st.composite
+def ceil_pool_geometries(draw):
+    """mst.pool_geometries plus ceil_mode, OH and OW recomputed by PyTorch's rule."""
+    g = dict(draw(mst.pool_geometries(max_size=9)))
+    g["ceil_mode"] = ceil = draw(st.booleans())
+    if ceil:
+        for n, k, o in (("H", "KH", "OH"), ("W", "KW", "OW")):
+            out = math.ceil((g[n] + 2 * g["pad"] - g[k]) / g["stride"]) + 1
+            g[o] = out - 1 if (out - 1) * g["stride"] >= g[n] + g["pad"] else out
+    return g
+
+
+def _windows(g, padded):
+    """(i, j, window of ``padded``) for every output, ``padded`` the input padded on the top
+    and left by ``pad`` and on the bottom and right by as much as the windows need."""
+    s = g["stride"]
+    for i in range(g["OH"]):
+        for j in range(g["OW"]):
+            yield i, j, padded[:, :, i * s:i * s + g["KH"], j * s:j * s + g["KW"]]
+
+
+def _pad_for_windows(x, g, value):
+    p, s = g["pad"], g["stride"]
+    bottom = max(p, (g["OH"] - 1) * s + g["KH"] - g["H"] - p)
+    right = max(p, (g["OW"] - 1) * s + g["KW"] - g["W"] - p)
+    return np.pad(x, ((0, 0), (0, 0), (p, bottom), (p, right)), constant_values=value)
+
+
+@pytest.mark.parametrize("cython", PATHS)
+@settings(max_examples=30)
+@given(g=ceil_pool_geometries(), seed=mst.seeds())
+def test_max_pool_ceil_mode_gradient_and_forward(cython, g, seed):
+    """Odd sizes, stride, padding, ceil on and off: windows over the bottom/right edge take
+    the max of the pixels they cover, and the gradient agrees with the numeric one."""
+    x = mst.tie_free_array((g["N"], g["C"], g["H"], g["W"]), seed)
+    size, kw = (g["KH"], g["KW"]), dict(stride=g["stride"], pad=g["pad"], ceil_mode=g["ceil_mode"])
+    with backend.use_cython(cython):
+        out, cache = F.max_pool2d_forward(x, size, **kw)
+        assert out.shape == (g["N"], g["C"], g["OH"], g["OW"])
+        dout = upstream(out.shape, seed)
+        dx = F.max_pool2d_backward(dout, cache)
+        assert_grad(dx, lambda a: F.max_pool2d_forward(a, size, **kw)[0], x, dout, "dx")
+    for i, j, win in _windows(g, _pad_for_windows(x, g, -np.inf)):
+        np.testing.assert_array_equal(out[:, :, i, j], win.max(axis=(2, 3)))
+
+
+@settings(max_examples=30)
+@given(g=ceil_pool_geometries(), seed=mst.seeds())
+def test_avg_pool_ceil_mode_gradient_and_forward(g, seed):
+    """PyTorch's divisor: the window's rows and columns inside the zero-padded input (the
+    padding counts, the overhang past it does not)."""
+    x = mst.random_array((g["N"], g["C"], g["H"], g["W"]), seed)
+    size, kw = (g["KH"], g["KW"]), dict(stride=g["stride"], pad=g["pad"], ceil_mode=g["ceil_mode"])
+    out, cache = F.avg_pool2d_forward(x, size, **kw)
+    assert out.shape == (g["N"], g["C"], g["OH"], g["OW"])
+    dout = upstream(out.shape, seed)
+    assert_grad(F.avg_pool2d_backward(dout, cache), lambda a: F.avg_pool2d_forward(a, size, **kw)[0],
+                x, dout, "dx")
+    p, s = g["pad"], g["stride"]
+    for i, j, win in _windows(g, _pad_for_windows(x, g, 0.0)):
+        rows = min(i * s + g["KH"], g["H"] + 2 * p) - i * s
+        cols = min(j * s + g["KW"], g["W"] + 2 * p) - j * s
+        np.testing.assert_allclose(out[:, :, i, j], win.sum(axis=(2, 3)) / (rows * cols), rtol=1e-12)
+
+
+def test_ceil_mode_sizes_and_errors():
+    x = np.zeros((1, 1, 109, 109))
+    assert F.max_pool2d_forward(x, 3, 2)[0].shape[2:] == (54, 54)
+    assert F.max_pool2d_forward(x, 3, 2, ceil_mode=True)[0].shape[2:] == (54, 54)
+    x = np.zeros((1, 1, 13, 14))
+    assert F.max_pool2d_forward(x, 3, 2, ceil_mode=True)[0].shape[2:] == (6, 7)    # floor: 6, 6
+    assert F.avg_pool2d_forward(x, 3, 2, ceil_mode=True)[0].shape[2:] == (6, 7)
+    # A window larger than the input still fits in ceil mode (PyTorch agrees), not in floor mode.
+    assert F.max_pool2d_forward(np.zeros((1, 1, 2, 2)), 3, 2, ceil_mode=True)[0].shape[2:] == (1, 1)
+    with pytest.raises(ValueError, match="max_pool2d_forward.*kernel"):
+        F.max_pool2d_forward(np.zeros((1, 1, 2, 2)), 3, 2)
+    with pytest.raises(ValueError, match=r"max_pool2d_forward: expected a 4x4 window to fit the 1x1 "
+                                         r"input padded by 0 \(ceil_mode\), received an output size of 0x0"):
+        F.max_pool2d_forward(np.zeros((1, 1, 1, 1)), 4, 2, ceil_mode=True)
+    with pytest.raises(ValueError, match="avg_pool2d_forward: expected ceil_mode True or False"):
+        F.avg_pool2d_forward(np.zeros((1, 1, 4, 4)), 2, 2, ceil_mode="yes")
+
+
+@settings(max_examples=20)
+@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+       oh=st.integers(1, 7), ow=st.integers(1, 7), seed=mst.seeds())
+def test_adaptive_avg_pool(n, c, h, w, oh, ow, seed):
+    """Window i of n pixels into k outputs: [floor(i*n/k), ceil((i+1)*n/k)), PyTorch's rule;
+    windows overlap when k does not divide n and repeat pixels when k > n."""
+    x = mst.random_array((n, c, h, w), seed)
+    out, cache = F.adaptive_avg_pool2d_forward(x, (oh, ow))
+    assert out.shape == (n, c, oh, ow)
+    for i in range(oh):
+        for j in range(ow):
+            r0, r1 = math.floor(i * h / oh), math.ceil((i + 1) * h / oh)
+            c0, c1 = math.floor(j * w / ow), math.ceil((j + 1) * w / ow)
+            np.testing.assert_allclose(out[:, :, i, j], x[:, :, r0:r1, c0:c1].mean(axis=(2, 3)), rtol=1e-12)
+    dout = upstream(out.shape, seed)
+    assert_grad(F.adaptive_avg_pool2d_backward(dout, cache),
+                lambda a: F.adaptive_avg_pool2d_forward(a, (oh, ow))[0], x, dout, "dx")
+    if (oh, ow) == (1, 1):
+        np.testing.assert_allclose(out[:, :, 0, 0], F.global_avg_pool_forward(x)[0], rtol=1e-12)
+
+
+def _torch():
+    torch = pytest.importorskip("torch")
+    return torch
+
+
+@pytest.mark.parametrize("cython", PATHS)
+@settings(max_examples=30)
+@given(g=ceil_pool_geometries(), seed=mst.seeds())
+def test_pooling_matches_torch(cython, g, seed):
+    """Max and average pooling, ceil_mode on and off, against torch.nn.functional (float64),
+    gradients included (on tie-free input, where the max is unique)."""
+    torch = _torch()
+    x = mst.tie_free_array((g["N"], g["C"], g["H"], g["W"]), seed)
+    size, kw = (g["KH"], g["KW"]), dict(stride=g["stride"], pad=g["pad"], ceil_mode=g["ceil_mode"])
+    tkw = dict(stride=g["stride"], padding=g["pad"], ceil_mode=g["ceil_mode"])
+    for ours, theirs in ((F.max_pool2d_forward, torch.nn.functional.max_pool2d),
+                         (F.avg_pool2d_forward, torch.nn.functional.avg_pool2d)):
+        with backend.use_cython(cython):
+            out, cache = ours(x, size, **kw)
+        t = torch.tensor(x, requires_grad=True)
+        ref = theirs(t, size, **tkw)
+        dout = upstream(out.shape, seed)
+        ref.backward(torch.tensor(dout))
+        backward = F.max_pool2d_backward if ours is F.max_pool2d_forward else F.avg_pool2d_backward
+        with backend.use_cython(cython):
+            dx = backward(dout, cache)
+        np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx, t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=20)
+@given(h=st.integers(1, 15), w=st.integers(1, 15), oh=st.integers(1, 8), ow=st.integers(1, 8),
+       seed=mst.seeds())
+def test_adaptive_avg_pool_matches_torch(h, w, oh, ow, seed):
+    torch = _torch()
+    x = mst.random_array((2, 3, h, w), seed)
+    out, cache = F.adaptive_avg_pool2d_forward(x, (oh, ow))
+    t = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.functional.adaptive_avg_pool2d(t, (oh, ow))
+    dout = upstream(out.shape, seed)
+    ref.backward(torch.tensor(dout))
+    np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(F.adaptive_avg_pool2d_backward(dout, cache), t.grad.numpy(),
+                               rtol=1e-12, atol=1e-12)
+
+
 @settings(max_examples=15)
 @given(n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 5), w=st.integers(1, 5), seed=mst.seeds())
 def test_global_avg_pool(n, c, h, w, seed):

@@ -8,6 +8,7 @@ that both paths are also checked against something that is not code.
 
 Skipped as a whole when the extension was not built (the plain path is then the only one).
 """
+import math
 import os
 import signal
 import subprocess
@@ -57,8 +58,15 @@ def geometries(draw, max_pad_half=False):
     return n, c, h, w, kh, kw, stride, pad
 
 
-def out_size(h, w, kh, kw, stride, pad):
-    return (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+def out_size(h, w, kh, kw, stride, pad, ceil_mode=False):
+    """PyTorch's pooling output size (written out again here, not imported from the code)."""
+    if not ceil_mode:
+        return (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+
+    def ceil_count(n, k):
+        out = math.ceil((n + 2 * pad - k) / stride) + 1
+        return out - 1 if (out - 1) * stride >= n + pad else out
+    return ceil_count(h, kh), ceil_count(w, kw)
 
 
 def make_input(seed, shape, dtype, ties=False):
@@ -210,20 +218,23 @@ def test_im2col_wrappers_accept_views():
 
 # ----------------------------------------------------------------------------- max pooling
 
-@settings(max_examples=25)
+@settings(max_examples=40)
 @given(geom=geometries(max_pad_half=True), dtype=st.sampled_from(DTYPES),
-       seed=st.integers(0, 2**32 - 1), ties=st.booleans())
-@example(geom=(1, 1, 3, 4, 2, 3, 1, 1), dtype=np.float32, seed=0, ties=True)
-@example(geom=(2, 3, 1, 1, 3, 3, 1, 1), dtype=np.float64, seed=1, ties=False)   # window == padded input
-@example(geom=(2, 2, 9, 7, 3, 3, 2, 1), dtype=np.float32, seed=2, ties=True)    # AlexNet-style 3/2
-def test_max_pool_matches_plain(geom, dtype, seed, ties):
+       seed=st.integers(0, 2**32 - 1), ties=st.booleans(), ceil_mode=st.booleans())
+@example(geom=(1, 1, 3, 4, 2, 3, 1, 1), dtype=np.float32, seed=0, ties=True, ceil_mode=False)
+@example(geom=(2, 3, 1, 1, 3, 3, 1, 1), dtype=np.float64, seed=1, ties=False, ceil_mode=False)   # window == padded input
+@example(geom=(2, 2, 9, 7, 3, 3, 2, 1), dtype=np.float32, seed=2, ties=True, ceil_mode=False)    # AlexNet-style 3/2
+@example(geom=(1, 2, 13, 13, 3, 3, 2, 0), dtype=np.float32, seed=3, ties=True, ceil_mode=True)   # SqueezeNet: 13 -> 6
+@example(geom=(2, 1, 7, 5, 2, 2, 2, 0), dtype=np.float64, seed=4, ties=True, ceil_mode=True)     # 2x2/2 over odd sizes
+@example(geom=(1, 1, 6, 6, 4, 4, 3, 2), dtype=np.float64, seed=5, ties=False, ceil_mode=True)    # last window dropped
+def test_max_pool_matches_plain(geom, dtype, seed, ties, ceil_mode):
     n, c, h, w, kh, kw, stride, pad = geom
     x = make_input(seed, (n, c, h, w), dtype, ties=ties)
-    dout = make_input(seed + 1, (n, c) + out_size(h, w, kh, kw, stride, pad), dtype)
+    dout = make_input(seed + 1, (n, c) + out_size(h, w, kh, kw, stride, pad, ceil_mode), dtype)
     results = {}
     for enabled in (True, False):
         with backend.use_cython(enabled):
-            out, cache = max_pool2d_forward(x, (kh, kw), stride, pad)
+            out, cache = max_pool2d_forward(x, (kh, kw), stride, pad, ceil_mode)
             dx = max_pool2d_backward(dout, cache)
         results[enabled] = out, cache[1], dx
     (out_c, arg_c, dx_c), (out_p, arg_p, dx_p) = results[True], results[False]
@@ -234,24 +245,41 @@ def test_max_pool_matches_plain(geom, dtype, seed, ties):
 
 
 @settings(max_examples=25)
-@given(geom=geometries(max_pad_half=True), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
-def test_max_pool_kernels_directly(geom, dtype, seed):
+@given(geom=geometries(max_pad_half=True), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1),
+       ceil_mode=st.booleans())
+def test_max_pool_kernels_directly(geom, dtype, seed, ceil_mode):
     """The raw kernels overwrite every output entry (pre-filled with garbage here)."""
     n, c, h, w, kh, kw, stride, pad = geom
-    oh, ow = out_size(h, w, kh, kw, stride, pad)
+    oh, ow = out_size(h, w, kh, kw, stride, pad, ceil_mode)
     x = make_input(seed, (n, c, h, w), dtype, ties=True)
     dout = make_input(seed + 1, (n, c, oh, ow), dtype)
     with backend.use_cython(False):
-        out_p, cache = max_pool2d_forward(x, (kh, kw), stride, pad)
+        out_p, cache = max_pool2d_forward(x, (kh, kw), stride, pad, ceil_mode)
         dx_p = max_pool2d_backward(dout, cache)
     out = np.full((n, c, oh, ow), np.nan, dtype=dtype)
     arg = np.full((n, c, oh, ow), -7, dtype=np.int32)
-    pool_ext.max_pool_forward(x, kh, kw, stride, pad, out, arg)
+    pool_ext.max_pool_forward(x, kh, kw, stride, pad, out, arg, ceil_mode)
     dx = np.full((n, c, h, w), np.nan, dtype=dtype)
     pool_ext.max_pool_backward(dout, arg, kw, stride, pad, dx)
     np.testing.assert_array_equal(out, out_p)
     np.testing.assert_array_equal(arg, cache[1])
     np.testing.assert_allclose(dx, dx_p, **tol(dtype))
+
+
+def test_max_pool_ceil_mode_window_over_the_edge():
+    """Known answer: 3x3/2 over a 4x4 image in ceil mode gives 2x2 (floor: 1x1); the windows
+    of the last row and column cover 2 rows / columns, and their argmax taps stay inside."""
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    x[0, 0, 3, 3] = -1.0                    # the corner window's max is then 14 at (3, 2): tap (1, 0)
+    for enabled in (True, False):
+        with backend.use_cython(enabled):
+            out, cache = max_pool2d_forward(x, 3, 2, 0, True)
+            dx = max_pool2d_backward(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), cache)
+        np.testing.assert_array_equal(out[0, 0], [[10, 11], [14, 14]])
+        np.testing.assert_array_equal(cache[1][0, 0], [[8, 7], [5, 3]])
+        expected = np.zeros((4, 4))
+        expected[2, 2], expected[2, 3], expected[3, 2] = 1, 2, 3 + 4
+        np.testing.assert_array_equal(dx[0, 0], expected)
 
 
 @pytest.mark.parametrize("enabled", [True, False])

@@ -143,6 +143,28 @@ def test_avg_pool_gradcheck(g, square, seed):
     assert_gradcheck(pool, x, seed=seed)
 
 
+@settings(max_examples=20)
+@given(mst.pool_geometries(max_size=7, max_kernel=3), mst.seeds())
+def test_ceil_mode_pools_gradcheck(g, seed):
+    for pool in (nn.MaxPool2d((g["KH"], g["KW"]), stride=g["stride"], padding=g["pad"], ceil_mode=True),
+                 nn.AvgPool2d((g["KH"], g["KW"]), stride=g["stride"], padding=g["pad"], ceil_mode=True)):
+        x = mst.tie_free_array((g["N"], g["C"], g["H"], g["W"]), seed)
+        out = pool(x)
+        assert out.shape[2] >= g["OH"] and out.shape[3] >= g["OW"]   # never fewer than floor
+        assert_gradcheck(pool, x, seed=seed)
+    assert "ceil_mode=True" in repr(pool) and "ceil_mode" not in repr(nn.MaxPool2d(2))
+
+
+def test_adaptive_avg_pool_layer():
+    pool = nn.AdaptiveAvgPool2d(6)
+    assert pool.output_size == (6, 6) and repr(pool) == "AdaptiveAvgPool2d(output_size=(6, 6))"
+    x = np.random.default_rng(0).standard_normal((2, 3, 13, 8))
+    assert pool(x).shape == (2, 3, 6, 6)
+    assert_gradcheck(pool, x, seed=0)
+    with pytest.raises(ValueError, match="AdaptiveAvgPool2d.*output_size"):
+        nn.AdaptiveAvgPool2d(0)
+
+
 def test_max_pool_ties_go_to_the_first_maximum():
     pool = nn.MaxPool2d(2)
     x = np.ones((1, 1, 2, 2))
@@ -272,6 +294,9 @@ LAYERS = [
     (nn.Sigmoid, (2, 3)),
     (lambda: nn.MaxPool2d(3, stride=2, padding=1), (2, 3, 5, 5)),
     (lambda: nn.AvgPool2d((2, 3), stride=1), (2, 3, 4, 4)),
+    (lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True), (2, 3, 6, 7)),
+    (lambda: nn.AvgPool2d(2, ceil_mode=True), (2, 3, 5, 5)),
+    (lambda: nn.AdaptiveAvgPool2d((3, 2)), (2, 3, 5, 4)),
     (nn.GlobalAvgPool2d, (2, 3, 4, 4)),
     (lambda: nn.LocalResponseNorm(3), (2, 4, 3, 3)),
     (lambda: nn.BatchNorm1d(6), (4, 6)),
@@ -369,6 +394,8 @@ def test_layer_argument_errors_name_the_layer():
         nn.MaxPool2d((2, 3))
     with pytest.raises(ValueError, match="MaxPool2d.*padding"):
         nn.MaxPool2d(2, padding=2)
+    with pytest.raises(ValueError, match="MaxPool2d: expected ceil_mode True or False, received 1"):
+        nn.MaxPool2d(2, ceil_mode=1)
     with pytest.raises(ValueError, match="Dropout"):
         nn.Dropout(1.5)
     with pytest.raises(ValueError, match="kernel_size"):

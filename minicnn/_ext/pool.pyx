@@ -4,7 +4,8 @@
 Shapes::
 
     x, dx        (N, C, H, W)      C-contiguous, float32 or float64
-    out, dout    (N, C, OH, OW)    same dtype;  OH = (H + 2*pad - KH) // stride + 1
+    out, dout    (N, C, OH, OW)    same dtype;  OH = (H + 2*pad - KH) // stride + 1, or with
+                                   ceil_mode PyTorch's rounded-up count (functional/pool.py)
     argmax       (N, C, OH, OW)    int32: the TAP index p*KW + q of the window's maximum
 
 The argmax is the FIRST maximum in scan order (window row p, then column q), so ties
@@ -12,6 +13,10 @@ send the whole gradient to the earliest tap -- the plain path's rule (a later ta
 the running maximum only if strictly greater), and ``numpy.argmax``'s on the flattened
 window.  Padded positions are never chosen, even in a window whose real pixels are all
 -inf.  A NaN in a window wins, as with numpy.max / argmax: the first NaN is taken.
+
+A window that hangs over the bottom or right edge (ceil_mode) is a window with fewer rows
+or columns inside the image: the general loop below skips the taps outside the image
+whichever edge they fall past, so it needs nothing more.
 
 Every (n, c) plane is independent, so planes are shared out over OpenMP threads with
 ``prange``; in the backward pass each thread is the only writer of its output planes.
@@ -154,18 +159,31 @@ cdef void _max_pool_plane_2x2(const floating* src, floating* dst, int* arg,
             best_tap[j] = 3 if take else best_tap[j]
 
 
-def _check_geometry(name, h, w, kh, kw, stride, pad):
+def _pooled_size(Py_ssize_t n, Py_ssize_t k, Py_ssize_t stride, Py_ssize_t pad, bint ceil_mode):
+    """Windows along one axis: floor((n + 2*pad - k) / stride) + 1, or PyTorch's ceil_mode count."""
+    cdef Py_ssize_t span = n + 2 * pad - k, out
+    if not ceil_mode:
+        return span // stride + 1 if span >= 0 else 0
+    # (C division here: span < 0, where C and Python round differently, is taken apart.)
+    out = (span + stride - 1) // stride + 1 if span >= 0 else (1 if span > -stride else 0)
+    if out > 0 and (out - 1) * stride >= n + pad:   # the last window would start in the padding
+        out -= 1
+    return out
+
+
+def _check_geometry(name, h, w, kh, kw, stride, pad, ceil_mode):
     if kh < 1 or kw < 1 or stride < 1 or pad < 0:
         raise ValueError(f"{name}: expected kh, kw, stride >= 1 and pad >= 0, "
                          f"received kh={kh}, kw={kw}, stride={stride}, pad={pad}")
     if pad >= kh or pad >= kw:
         # A window made only of padding would have no maximum to route the gradient to.
         raise ValueError(f"{name}: expected pad smaller than the ({kh}, {kw}) window, received pad={pad}")
-    return (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    return _pooled_size(h, kh, stride, pad, ceil_mode), _pooled_size(w, kw, stride, pad, ceil_mode)
 
 
 def max_pool_forward(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride,
-                     Py_ssize_t pad, floating[:, :, :, ::1] out, int[:, :, :, ::1] argmax):
+                     Py_ssize_t pad, floating[:, :, :, ::1] out, int[:, :, :, ::1] argmax,
+                     bint ceil_mode=False):
     """Max over every (kh, kw) window of x, and which tap held it.
 
     Inputs:
@@ -174,10 +192,11 @@ def max_pool_forward(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t k
     - out: (N, C, OH, OW) C-contiguous, x's dtype; overwritten with the window maxima
     - argmax: (N, C, OH, OW) C-contiguous int32; overwritten with the tap p*KW + q of the
       first maximum of each window (row-major scan order)
+    - ceil_mode: OH, OW rounded up (windows over the bottom/right edge see the pixels they cover)
     Returns None.
     """
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    oh, ow = _check_geometry("max_pool_forward", h, w, kh, kw, stride, pad)
+    oh, ow = _check_geometry("max_pool_forward", h, w, kh, kw, stride, pad, ceil_mode)
     expected = (n, c, oh, ow)
     if oh < 1 or ow < 1:
         raise ValueError(f"max_pool_forward: expected a ({kh}, {kw}) window to fit the {h}x{w} "
@@ -194,7 +213,9 @@ def max_pool_forward(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t k
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &out[0, 0, 0, 0]
     cdef int* arg = &argmax[0, 0, 0, 0]
-    if kh == 2 and kw == 2 and stride == 2 and pad == 0:
+    if kh == 2 and kw == 2 and stride == 2 and pad == 0 and 2 * OH <= h and 2 * OW <= w:
+        # (A ceil_mode pass over an odd size has a last window with one row or column:
+        # that takes the general loop.)
         if n * c * plane_in < PARALLEL_MIN:
             with nogil:
                 for nc in range(n * c):

@@ -18,13 +18,15 @@ from minicnn.functional.im2col import col2im, im2col
 from minicnn.functional.linear import linear_backward, linear_forward
 from minicnn.functional.loss import softmax_cross_entropy
 from minicnn.functional.lrn import lrn_backward, lrn_forward
-from minicnn.functional.pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward,
+from minicnn.functional.pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
+                                     avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward,
                                      global_avg_pool_forward, max_pool2d_backward, max_pool2d_forward)
 
 __all__ = [
     "conv2d_forward", "conv2d_backward", "conv2d_forward_naive", "conv2d_backward_naive",
     "im2col", "col2im",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
     "global_avg_pool_forward", "global_avg_pool_backward",
     "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
     "linear_forward", "linear_backward", "lrn_forward", "lrn_backward",

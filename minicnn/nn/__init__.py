@@ -17,7 +17,7 @@ pass for the blocks, hooks.py lets a caller watch every module call.
 """
 from minicnn.nn import init  # noqa: F401
 from minicnn.nn.module import Module, Parameter, Sequential, forward_hook, forward_hooks  # noqa: F401
-from minicnn.nn.layers import (AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,  # noqa: F401
+from minicnn.nn.layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,  # noqa: F401
                                GlobalAvgPool2d, Identity, Linear, LocalResponseNorm, MaxPool2d, ReLU,
                                Sigmoid)
 from minicnn.nn.loss import CrossEntropyLoss  # noqa: F401

@@ -194,7 +194,7 @@ class _Pool2d(Module):
 
     _name = "Pool2d"
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         op = self._name
         kh, kw = pair(op, "kernel_size", kernel_size, 1)
@@ -209,23 +209,30 @@ class _Pool2d(Module):
         if self.padding > min(kh, kw) // 2:
             raise ValueError(f"{op}: expected padding <= half the window ({min(kh, kw) // 2}), "
                              f"received padding={self.padding}")
+        if not isinstance(ceil_mode, bool):
+            raise ValueError(f"{op}: expected ceil_mode True or False, received {ceil_mode!r}")
+        self.ceil_mode = ceil_mode
         self._cache = None
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        ceil = ", ceil_mode=True" if self.ceil_mode else ""
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}{ceil}"
 
 
 class MaxPool2d(_Pool2d):
     """Max pooling: (N, C, H, W) -> (N, C, OH, OW), OH = (H + 2*padding - KH) // stride + 1.
 
     ``stride`` defaults to ``kernel_size``; padding is -inf and at most half the window.
-    The gradient of a window goes to its first maximum (argmax-first) on ties.
+    ``ceil_mode=True`` rounds OH, OW up, as PyTorch's (SqueezeNet, GoogLeNet; see
+    minicnn.functional.pool).  The gradient of a window goes to its first maximum
+    (argmax-first) on ties.
     """
 
     _name = "MaxPool2d"
 
     def forward(self, x):
-        out, self._cache = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        out, self._cache = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding,
+                                                self.ceil_mode)
         return out
 
     def backward(self, dout):
@@ -234,16 +241,40 @@ class MaxPool2d(_Pool2d):
 
 class AvgPool2d(_Pool2d):
     """Average pooling: (N, C, H, W) -> (N, C, OH, OW); zero padding counts in the average
-    (PyTorch's count_include_pad=True).  ``stride`` defaults to ``kernel_size``."""
+    (PyTorch's count_include_pad=True).  ``stride`` defaults to ``kernel_size``;
+    ``ceil_mode`` as MaxPool2d (with PyTorch's divisor for the windows over the edge)."""
 
     _name = "AvgPool2d"
 
     def forward(self, x):
-        out, self._cache = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        out, self._cache = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding,
+                                                self.ceil_mode)
         return out
 
     def backward(self, dout):
         return F.avg_pool2d_backward(dout, self._get_cache())
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size whatever the input's (PyTorch's):
+    (N, C, H, W) -> (N, C, OH, OW).  torchvision's AlexNet pools to 6x6 so that its
+    classifier reads 9216 values at any input size.  ``output_size``: int or (OH, OW)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        oh, ow = pair("AdaptiveAvgPool2d", "output_size", output_size, 1)
+        self.output_size = (oh, ow)
+        self._cache = None
+
+    def forward(self, x):
+        out, self._cache = F.adaptive_avg_pool2d_forward(x, self.output_size)
+        return out
+
+    def backward(self, dout):
+        return F.adaptive_avg_pool2d_backward(dout, self._get_cache())
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
 
 
 class GlobalAvgPool2d(Module):

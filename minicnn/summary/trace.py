@@ -31,12 +31,14 @@ its convolution path, not of its shortcut.  A squeeze-and-excitation gate sees t
 whole map, so the field after an SE block is the whole map too.  A leaf layer that
 changes the spatial size without kernel_size / stride / padding attributes has an
 unknown field (None), and so has everything after it; so has a window layer whose
-output size does not match (H + 2P - K) // S + 1 for its attributes.
+output size does not match (H + 2P - K) // S + 1 for its attributes (rounded up for a
+pool with ``ceil_mode``: the field's recurrence is the same).
 """
 from dataclasses import dataclass
 
 import numpy as np
 
+from minicnn.functional.pool import pooled_size
 from minicnn.summary.table import ReceptiveField, Row
 
 
@@ -196,7 +198,8 @@ class _Tracer:
                 padding = _pair(getattr(module, "padding", 0))
                 dilation = _pair(getattr(module, "dilation", 1))
                 kernel = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
-                expect = tuple((n + 2 * p - k) // s + 1
+                ceil = getattr(module, "ceil_mode", False)   # a pool that rounds up (SqueezeNet)
+                expect = tuple(pooled_size(n, k, s, p, ceil)
                                for n, p, k, s in zip(x.shape[2:], padding, kernel, stride))
                 if expect == tuple(out.shape[2:]):
                     return g.window(kernel, stride, padding, out.shape[2:])
