@@ -36,9 +36,13 @@ n, so the paper's setting is ``LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0
 
 State-dict names are ``features.N`` and ``classifier.N`` (classifier = Linear, ReLU,
 Dropout, Linear, ReLU, Dropout, Linear: the paper drops the *outputs* of FC6 and FC7, as
-Caffe's drop6/drop7 do).  torchvision's AlexNet is another network (the "one weird
-trick" variant: 64-192-384-256-256 channels, no LRN, dropout before FC6 and FC7), so its
-weights do not fit here anyway.
+Caffe's drop6/drop7 do).
+
+torchvision's AlexNet is another network, so its weights do not fit here: that one is
+``alexnet_torchvision`` below -- the "one weird trick" variant (Krizhevsky, 2014):
+64-192-384-256-256 channels (CONV1 11x11/4 pad 2), no LRN, an adaptive average pool to
+6x6 before the classifier (so any input from 63x63 up runs; at 224x224 the map is
+already 6x6), and dropout *before* FC6 and FC7; 61,100,840 parameters.
 
 Teaching variant: ``width`` multiplies every channel count and the FC widths
 (``width=0.25``: 24-64-96-96-64 channels, FC 1024), and ``cifar=True`` adapts the first
@@ -50,7 +54,8 @@ from collections import OrderedDict
 from minicnn.models._common import check_input, final_linear, scaled
 from minicnn.models.registry import register
 from minicnn.checks import as_generator
-from minicnn.nn.layers import Conv2d, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, ReLU
+from minicnn.nn.layers import (AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, LocalResponseNorm,
+                               MaxPool2d, ReLU)
 from minicnn.nn.module import Sequential
 
 # The paper's n=5, alpha=1e-4, beta=0.75, k=2 in the alpha/n (Caffe/PyTorch) convention.
@@ -78,6 +83,8 @@ class AlexNet(Sequential):
 
     With ``cifar=True``: x (N, 3, 32, 32).  Children: ``features``, ``flatten``, ``classifier``.
     """
+
+    classifier_names = ("classifier.6",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
 
     def __init__(self, num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
         rng = as_generator(rng, "AlexNet")
@@ -107,3 +114,35 @@ class AlexNet(Sequential):
 def alexnet(num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
     """AlexNet (lecture variant, 62,378,344 parameters); ``width=0.25, cifar=True`` for CIFAR."""
     return AlexNet(num_classes=num_classes, width=width, cifar=cifar, dropout=dropout, rng=rng)
+
+
+class AlexNetTorchvision(Sequential):
+    """torchvision's AlexNet: x (N, 3, H, W), H, W >= 63 -> scores (N, num_classes).
+
+    Children (and state-dict keys) as torchvision's: ``features`` (convs at 0, 3, 6, 8,
+    10), ``avgpool`` (adaptive, to 6x6), ``flatten``, ``classifier`` (Dropout, FC6,
+    ReLU, Dropout, FC7, ReLU, FC8: Linears at 1, 4, 6).
+    """
+
+    classifier_names = ("classifier.6",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
+
+    def __init__(self, num_classes=1000, dropout=0.5, rng=None):
+        rng = as_generator(rng, "AlexNetTorchvision")
+        features = Sequential(
+            Conv2d(3, 64, 11, stride=4, padding=2, rng=rng), ReLU(), MaxPool2d(3, stride=2),   # 0-2
+            Conv2d(64, 192, 5, padding=2, rng=rng), ReLU(), MaxPool2d(3, stride=2),            # 3-5
+            Conv2d(192, 384, 3, padding=1, rng=rng), ReLU(),                                   # 6-7
+            Conv2d(384, 256, 3, padding=1, rng=rng), ReLU(),                                   # 8-9
+            Conv2d(256, 256, 3, padding=1, rng=rng), ReLU(), MaxPool2d(3, stride=2))           # 10-12
+        head = Sequential(
+            Dropout(dropout, rng=rng), Linear(256 * 6 * 6, 4096, rng=rng), ReLU(),
+            Dropout(dropout, rng=rng), Linear(4096, 4096, rng=rng), ReLU(),
+            final_linear(4096, num_classes, rng=rng))
+        super().__init__(OrderedDict([("features", features), ("avgpool", AdaptiveAvgPool2d(6)),
+                                      ("flatten", Flatten()), ("classifier", head)]))
+
+
+@register("alexnet_torchvision")
+def alexnet_torchvision(num_classes=1000, dropout=0.5, rng=None):
+    """torchvision's AlexNet (64 filters in CONV1, no LRN; 61,100,840 parameters), its names."""
+    return AlexNetTorchvision(num_classes=num_classes, dropout=dropout, rng=rng)
