@@ -61,6 +61,7 @@ class CifarResNet(Module):
     # backward() returns conv1's input gradient untouched, so a training step may skip it
     # (minicnn.nn.input_grad).
     input_layer = "conv1"
+    classifier_names = ("fc",)   # the layer reset_classifier replaces (minicnn.nn.classifier)
 
     def __init__(self, n, num_classes=10, shortcut="A", zero_init_residual=False,
                  survival_prob=1.0, rng=None):

@@ -46,6 +46,8 @@ class FractalNet(Sequential):
     Children: ``block1``, ``pool1``, ..., ``avgpool``, ``fc``.
     """
 
+    classifier_names = ("fc",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
+
     def __init__(self, num_classes=10, channels=(16, 32, 64, 128, 128), columns=3, drop_prob=0.15,
                  global_prob=0.5, in_channels=3, rng=None):
         rng = as_generator(rng, "FractalNet")

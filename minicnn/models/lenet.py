@@ -38,6 +38,8 @@ class LeNet5(Sequential):
     ``classifier`` (the three fully connected layers).
     """
 
+    classifier_names = ("classifier.4",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
+
     def __init__(self, num_classes=10, in_channels=1, rng=None):
         rng = as_generator(rng, "LeNet5")
         features = Sequential(

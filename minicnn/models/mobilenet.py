@@ -44,6 +44,8 @@ CFG = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
 class MobileNetV1(Sequential):
     """MobileNet v1: x (N, 3, H, W), H, W >= 32 -> scores (N, num_classes)."""
 
+    classifier_names = ("classifier",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
+
     def __init__(self, num_classes=1000, width=1.0, rng=None):
         rng = as_generator(rng, "MobileNetV1")
         c = scaled(32, width, "MobileNetV1")

@@ -55,6 +55,8 @@ class NIN(Sequential):
             AvgPool2d(3, stride=2), Dropout(dropout, rng=rng),
             *mlpconv(192, (192, 192, num_classes), 3, 1, rng, last_relu=False))
         super().__init__(OrderedDict([("features", features), ("avgpool", GlobalAvgPool2d())]))
+        # The last 1x1 conv outputs one map per class: the classifier reset_classifier replaces.
+        self.classifier_names = (f"features.{len(features) - 1}",)
 
 
 @register("nin")

@@ -43,6 +43,7 @@ class PreActResNet(Module):
     # backward() returns conv1's input gradient untouched, so a training step may skip it
     # (minicnn.nn.input_grad).
     input_layer = "conv1"
+    classifier_names = ("fc",)   # the layer reset_classifier replaces (minicnn.nn.classifier)
 
     def __init__(self, layers, num_classes=10, channels=(64, 128, 256, 512), rng=None, *,
                  stem_channels=None, dropout=0.0):

@@ -88,6 +88,7 @@ class ResNet(Module):
     # backward() returns conv1's input gradient untouched, so a training step may skip it
     # (minicnn.nn.input_grad).
     input_layer = "conv1"
+    classifier_names = ("fc",)   # the layer reset_classifier replaces (minicnn.nn.classifier)
 
     def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64,
                  zero_init_residual=False, survival_prob=1.0, rng=None, **block_kw):

@@ -37,6 +37,8 @@ class SmallCNN(Sequential):
     ``classifier`` (one Linear).
     """
 
+    classifier_names = ("classifier",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
+
     def __init__(self, num_classes=10, in_channels=3, width=1.0, rng=None):
         rng = as_generator(rng, "SmallCNN")
         c1, c2, c3 = (scaled(c, width, "SmallCNN") for c in (32, 64, 128))

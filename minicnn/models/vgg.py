@@ -76,6 +76,8 @@ class VGG(Sequential):
     Children: ``features`` (make_layers), ``flatten``, ``classifier``.
     """
 
+    classifier_names = ("classifier.6",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
+
     def __init__(self, cfg, batch_norm=False, num_classes=1000, width=1.0, input_size=224,
                  cifar=False, hidden=None, dropout=0.5, rng=None):
         rng = as_generator(rng, "VGG")

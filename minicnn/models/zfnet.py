@@ -45,6 +45,8 @@ class ZFNet(Sequential):
     Children: ``features``, ``flatten``, ``classifier`` (as AlexNet).
     """
 
+    classifier_names = ("classifier.6",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
+
     def __init__(self, num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
         rng = as_generator(rng, "ZFNet")
         c1, c2, c3, c4, c5 = (scaled(c, width, "ZFNet") for c in (96, 256, 512, 1024, 512))

@@ -327,6 +327,16 @@ class Module:
             target[...] = backend.to_backend(value, backend.device_of(target))
         return missing, unexpected
 
+    # ------------------------------------------------------------------- classifier
+    classifier_names = ()   # a zoo model's layers that output class scores (dotted names)
+
+    def reset_classifier(self, num_classes, rng=None):
+        """Replace the classifier layers (``classifier_names``) by fresh ones with
+        ``num_classes`` outputs, drawn from ``rng``; everything else is kept (transfer
+        learning).  Returns self.  See minicnn/nn/classifier.py."""
+        from minicnn.nn.classifier import reset_classifier   # it builds layers, which import this file
+        return reset_classifier(self, num_classes, rng)
+
     # ------------------------------------------------------------------- moving
     def to(self, target):
         """Move to a backend ('numpy' or 'cupy') or cast to a float dtype (np.float32 / np.float64).
