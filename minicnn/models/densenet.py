@@ -23,9 +23,13 @@ densenet121 (DenseNet-BC, k=32, blocks of 6-12-24-16 layers; torchvision's names
     classifier       Linear(1024, num_classes)
 
 Keys such as ``features.denseblock1.denselayer1.norm1.weight`` match torchvision, so its
-weights load (its ``num_batches_tracked`` keys are ignored).  Global average pooling
-lets CIFAR-size inputs through (32 -> 16 -> 8 -> 4 -> 2 -> 1).
+weights load (its ``num_batches_tracked`` keys are ignored).  Its *published* checkpoints
+are older than those names: they say ``...denselayer1.norm.1.weight`` (a module once
+named "norm.1"); ``rename_legacy_keys`` maps them, with torchvision's own pattern, and
+``load_state_dict`` and ``models.create(..., weights=PATH)`` apply it.  Global average
+pooling lets CIFAR-size inputs through (32 -> 16 -> 8 -> 4 -> 2 -> 1).
 """
+import re
 from collections import OrderedDict
 
 from minicnn.checks import as_generator
@@ -35,6 +39,21 @@ from minicnn.nn.blocks import DenseBlock, Transition
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Sequential
 
+# torchvision/models/densenet.py::_load_state_dict: "denselayerN.norm.1.weight" -> "norm1.weight".
+_LEGACY_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def rename_legacy_keys(state_dict):
+    """A copy of ``state_dict`` with the legacy DenseNet keys of torchvision's published
+    checkpoints (``features.denseblock1.denselayer1.norm.1.weight``) renamed to today's
+    (``...denselayer1.norm1.weight``); every other key is kept as it is."""
+    renamed = OrderedDict()
+    for key, value in state_dict.items():
+        match = _LEGACY_KEY.match(key)
+        renamed[match.group(1) + match.group(2) if match else key] = value
+    return renamed
+
 
 class DenseNet(Sequential):
     """DenseNet-BC: x (N, 3, H, W), H, W >= 32 -> scores (N, num_classes).
@@ -42,6 +61,8 @@ class DenseNet(Sequential):
     Children: ``features`` (named as torchvision), ``relu``, ``avgpool`` (global, flattens),
     ``classifier``.
     """
+
+    classifier_names = ("classifier",)   # the layers reset_classifier replaces (minicnn.nn.classifier)
 
     def __init__(self, growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64,
                  bn_size=4, drop_rate=0.0, num_classes=1000, rng=None):
@@ -65,6 +86,16 @@ class DenseNet(Sequential):
         super().__init__(OrderedDict([
             ("features", Sequential(layers)), ("relu", ReLU()), ("avgpool", GlobalAvgPool2d()),
             ("classifier", final_linear(channels, num_classes, rng=rng))]))
+
+    # The published checkpoints' legacy keys: models.create(weights=...) renames with this too.
+    rename_legacy_keys = staticmethod(rename_legacy_keys)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Module.load_state_dict, also accepting the legacy keys of torchvision's published
+        DenseNet checkpoints (see ``rename_legacy_keys``)."""
+        if not hasattr(state_dict, "items"):
+            return super().load_state_dict(state_dict, strict)   # its error for a non-mapping
+        return super().load_state_dict(rename_legacy_keys(state_dict), strict)
 
 
 @register("densenet121")

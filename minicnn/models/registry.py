@@ -9,10 +9,12 @@ package ``__init__`` imports every family file so that all names are known.
 """
 import contextlib
 import inspect
+import os
 
 import numpy as np
 
 from minicnn.checks import check_int
+from minicnn.models.pretrained import load_weights
 
 _REGISTRY = {}
 
@@ -38,12 +40,28 @@ def _constructor(op, name):
     return _REGISTRY[name]
 
 
-def create(name, num_classes=None, **kw):
-    """Build model ``name``; ``num_classes`` defaults to the model's own (1000 for ImageNet, 10 for CIFAR)."""
+def create(name, num_classes=None, weights=None, **kw):
+    """Build model ``name``; ``num_classes`` defaults to the model's own (1000 for ImageNet, 10 for CIFAR).
+
+    ``weights``: a path to a ``.pth``, ``.safetensors`` or ``.npz`` file to load into the
+    model (minicnn/models/pretrained.py).  Without ``num_classes`` the model takes the
+    file's number of classes; with another number every weight but the classifier's is
+    loaded and the classifier is drawn afresh (a warning names the keys left out).  A file
+    that does not fit raises one ValueError listing every missing, unexpected and
+    mis-shaped key.  The model's own weights are then not drawn at all: they would be
+    overwritten.
+    """
     fn = _constructor("models.create", name)
     if num_classes is not None:
         kw["num_classes"] = num_classes
-    return fn(**kw)
+    if weights is None:
+        return fn(**kw)
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"models.create: expected weights as a path to a .pth, .safetensors or "
+                         f".npz file, received {type(weights).__name__}")
+    with _shapes_only():
+        model = fn(**kw)
+    return load_weights(model, weights, num_classes=num_classes, rng=kw.get("rng"), name=name)
 
 
 def takes(name, argument):
