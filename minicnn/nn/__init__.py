@@ -13,7 +13,8 @@ See module.py for the Module contract and init.py for weight initialisation.  On
 idea: layers.py (the plain layers), residual.py (BasicBlock, Bottleneck), preact.py,
 squeeze_excitation.py, stochastic_depth.py, shortcuts.py, blocks.py (Inception, Fire,
 dense, depthwise-separable), fractal.py; fused.py runs BN + ReLU and add + ReLU in one
-pass for the blocks, hooks.py lets a caller watch every module call.
+pass for the blocks, hooks.py lets a caller watch every module call, classifier.py swaps a
+model's classifier (``Module.reset_classifier``).
 """
 from minicnn.nn import init  # noqa: F401
 from minicnn.nn.module import Module, Parameter, Sequential, forward_hook, forward_hooks  # noqa: F401
