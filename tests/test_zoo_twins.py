@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import pytest
 
-from minicnn import models, weights
+from minicnn import models, summary, weights
 from minicnn.models.densenet import DenseNet, rename_legacy_keys
 from minicnn.models.registry import _shapes_only
 from minicnn.nn import Linear, ReLU, Sequential
@@ -128,6 +128,18 @@ def test_twins_have_torchvisions_parameter_counts():
     assert models.num_parameters("googlenet_torchvision") == 13_004_888     # with both aux heads
     assert models.num_parameters("googlenet_torchvision", aux_logits=False) == 6_624_904
     assert models.num_parameters("squeezenet1_0") == 1_248_424
+
+
+def test_squeezenet_pools_round_up_and_summary_follows():
+    """109 -> 54 -> 27 -> 13 at 224x224 (floor would give 53 -> 26 -> 12); summary counts
+    torchvision's multiply-adds (0.82 G) and knows the receptive fields through the pools."""
+    s = summary(models.create("squeezenet1_0", rng=0), (3, 224, 224))
+    assert [s.row(f"features.{i}").output_shape[2:] for i in (2, 6, 11)] == [(54, 54), (27, 27), (13, 13)]
+    assert s.total_mult_adds == 818_924_576
+    # conv 7/2: 7, jump 2; every 3x3 window after it (pool or a Fire's expand3x3) adds
+    # 2 * jump: pool 11 (jump 4), 3 Fires 35, pool 43 (8), 4 Fires 107, pool 123 (16), Fire 155.
+    assert s.receptive_field("features.2").size == (11, 11)
+    assert s.receptive_field("features.12").size == (155, 155)
 
 
 def test_googlenet_torchvision_heads_run_in_training_only():
