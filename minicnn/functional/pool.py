@@ -153,11 +153,18 @@ def max_pool2d_backward(dout, cache):
     return dxpad[:, :, pad:pad + h, pad:pad + w]
 
 
-def _window_sizes(xp, n, k, stride, pad, count, dtype):
-    """How many rows (or columns) each of ``count`` windows along an axis covers, padding
-    included but not the overhang past it: k, except for ceil_mode's last windows."""
-    starts = xp.arange(count) * stride - pad
-    return (xp.minimum(starts + k, n + pad) - starts).astype(dtype)
+def _avg_scale(xp, x_shape, kh, kw, stride, pad, oh, ow, ceil_mode, dtype):
+    """What each window's sum is multiplied by: 1 / (KH*KW), or with ceil_mode an (OH, OW)
+    array of 1 / (its rows * its columns) within the zero-padded input -- padding
+    included, the overhang past it not (PyTorch's divisor)."""
+    if not ceil_mode:
+        return dtype.type(1.0 / (kh * kw))
+
+    def covered(n, k, count):
+        starts = xp.arange(count) * stride - pad
+        return xp.minimum(starts + k, n + pad) - starts
+    area = covered(x_shape[2], kh, oh)[:, None] * covered(x_shape[3], kw, ow)[None, :]
+    return (1.0 / area).astype(dtype)
 
 
 def avg_pool2d_forward(x, size, stride, pad=0, ceil_mode=False):
@@ -177,12 +184,7 @@ def avg_pool2d_forward(x, size, stride, pad=0, ceil_mode=False):
     out = xp.zeros((x.shape[0], x.shape[1], oh, ow), dtype=x.dtype)
     for _, rows, cols in _taps(kh, kw, stride, oh, ow):
         out += xpad[:, :, rows, cols]
-    if ceil_mode:
-        rows = _window_sizes(xp, x.shape[2], kh, stride, pad, oh, x.dtype)
-        cols = _window_sizes(xp, x.shape[3], kw, stride, pad, ow, x.dtype)
-        out /= rows[:, None] * cols[None, :]
-    else:
-        out *= x.dtype.type(1.0 / (kh * kw))
+    out *= _avg_scale(xp, x.shape, kh, kw, stride, pad, oh, ow, ceil_mode, x.dtype)
     return out, (x.shape, kh, kw, stride, pad, ceil_mode)
 
 
@@ -198,12 +200,7 @@ def avg_pool2d_backward(dout, cache):
     check_float_array(op, "dout", dout, ndim=4)
     oh, ow = pooled_size(h, kh, stride, pad, ceil_mode), pooled_size(w, kw, stride, pad, ceil_mode)
     check_shape(op, "dout", dout, (n, c, oh, ow))
-    if ceil_mode:
-        rows = _window_sizes(xp, h, kh, stride, pad, oh, dout.dtype)
-        cols = _window_sizes(xp, w, kw, stride, pad, ow, dout.dtype)
-        share = dout / (rows[:, None] * cols[None, :])
-    else:
-        share = dout * dout.dtype.type(1.0 / (kh * kw))
+    share = dout * _avg_scale(xp, x_shape, kh, kw, stride, pad, oh, ow, ceil_mode, dout.dtype)
     dxpad = xp.zeros(_padded_shape(x_shape, kh, kw, stride, pad, oh, ow), dtype=dout.dtype)
     for _, rows, cols in _taps(kh, kw, stride, oh, ow):
         dxpad[:, :, rows, cols] += share

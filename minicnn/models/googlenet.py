@@ -96,9 +96,6 @@ class AuxiliaryTaps(Module):
     trunk = ()
     taps = {}
 
-    def _heads(self):
-        return [getattr(self, head) for head in self.taps.values()]
-
     def forward(self, x):
         run_heads = self.aux_logits and self.training
         aux = {}
