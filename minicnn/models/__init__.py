@@ -1,10 +1,12 @@
 """The architecture zoo, one file per family; ``create(name, num_classes=..., **kw)``, ``names()``;
-``create_for(name, num_classes, in_channels)`` for a dataset (see registry.py)."""
+``create_for(name, num_classes, in_channels)`` for a dataset; ``info(name)``,
+``input_shape(name)`` and ``options(name)`` say what a model is (see registry.py)."""
 import importlib
 import pkgutil
 
-from minicnn.models.registry import (create, create_for, kwargs_for, names,  # noqa: F401
-                                     num_parameters, register, state_shapes, takes)
+from minicnn.models.registry import (ModelInfo, check_options, create, create_for, info,  # noqa: F401
+                                     input_shape, kwargs_for, names, num_parameters, options,
+                                     parameter_count, register, state_shapes, takes)
 
 # Every family file registers its models on import.
 for _info in pkgutil.iter_modules(__path__):

@@ -110,7 +110,8 @@ class AlexNet(Sequential):
         return super().forward(x)
 
 
-@register("alexnet")
+@register("alexnet", family="AlexNet", dataset="ImageNet", input_size=(3, 227, 227), params=62_378_344,
+          title="lecture variant: one tower, 227x227")
 def alexnet(num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
     """AlexNet (lecture variant, 62,378,344 parameters); ``width=0.25, cifar=True`` for CIFAR."""
     return AlexNet(num_classes=num_classes, width=width, cifar=cifar, dropout=dropout, rng=rng)

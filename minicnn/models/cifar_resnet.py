@@ -115,7 +115,9 @@ def _make(depth, residual):
     build.__name__ = build.__qualname__ = name
     build.__doc__ = (f"CIFAR {kind} of {depth} layers (n={n}, He et al. 2016 Sec 4.2)"
                      + (", option-A shortcuts." if residual else ", no shortcuts (degradation baseline)."))
-    return register(name)(build)
+    return register(name, family="ResNet (CIFAR)" if residual else "plain net (CIFAR)",
+                    dataset="CIFAR-10", input_size=(3, 32, 32), title=f"6n+2 = {depth} layers, n={n}",
+                    forwards_to=CifarResNet)(build)
 
 
 resnet20 = _make(20, True)

@@ -98,7 +98,8 @@ class DenseNet(Sequential):
         return super().load_state_dict(rename_legacy_keys(state_dict), strict)
 
 
-@register("densenet121")
+@register("densenet121", family="DenseNet", dataset="ImageNet", input_size=(3, 224, 224), params=7_978_856,
+          title="DenseNet-121, k=32")
 def densenet121(num_classes=1000, drop_rate=0.0, rng=None):
     """DenseNet-121 (k=32, blocks 6-12-24-16; 7,978,856 parameters), torchvision names."""
     return DenseNet(32, (6, 12, 24, 16), 64, num_classes=num_classes, drop_rate=drop_rate, rng=rng)

@@ -84,7 +84,8 @@ class FractalNet(Sequential):
         return super().forward(x)
 
 
-@register("fractalnet")
+@register("fractalnet", family="FractalNet", dataset="CIFAR-10", input_size=(3, 32, 32), params=2_113_594,
+          title="5 blocks of 3 columns, drop-path")
 def fractalnet(num_classes=10, channels=(16, 32, 64, 128, 128), columns=3, drop_prob=0.15,
                global_prob=0.5, in_channels=3, rng=None):
     """A small CIFAR FractalNet: 5 fractal blocks of 3 columns; drop-path 50% global /

@@ -187,7 +187,8 @@ class GoogLeNet(AuxiliaryTaps):
         self._cache = None
 
 
-@register("googlenet")
+@register("googlenet", family="GoogLeNet", dataset="ImageNet", input_size=(3, 224, 224), params=6_998_552,
+          title="Inception v1 as in the paper (5x5 branches, LRN)")
 def googlenet(num_classes=1000, aux_logits=False, input_size=224, dropout=0.4, rng=None):
     """GoogLeNet as in the paper (5x5 branches, LRN); auxiliary heads optional, off by default."""
     return GoogLeNet(num_classes=num_classes, aux_logits=aux_logits, input_size=input_size,

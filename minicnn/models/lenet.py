@@ -58,7 +58,8 @@ class LeNet5(Sequential):
         return super().forward(x)
 
 
-@register("lenet5")
+@register("lenet5", family="LeNet", dataset="MNIST", input_size=(1, 32, 32), params=61_706,
+          title="LeNet-5 (1998): 32x32 grey images")
 def lenet5(num_classes=10, in_channels=1, rng=None):
     """LeNet-5 on 32x32 inputs; ``in_channels=3`` for CIFAR-10."""
     return LeNet5(num_classes=num_classes, in_channels=in_channels, rng=rng)

@@ -63,7 +63,8 @@ class MobileNetV1(Sequential):
             ("classifier", final_linear(c, num_classes, rng=rng))]))
 
 
-@register("mobilenet_v1")
+@register("mobilenet_v1", family="MobileNet", dataset="ImageNet", input_size=(3, 224, 224), params=4_231_976,
+          title="v1, width multiplier 1.0")
 def mobilenet_v1(num_classes=1000, width=1.0, rng=None):
     """MobileNet v1 with width multiplier ``width`` (alpha in the paper: 1.0, 0.75, 0.5, 0.25)."""
     return MobileNetV1(num_classes=num_classes, width=width, rng=rng)

@@ -59,7 +59,8 @@ class NIN(Sequential):
         self.classifier_names = (f"features.{len(features) - 1}",)
 
 
-@register("nin")
+@register("nin", family="Network in Network", dataset="CIFAR-10", input_size=(3, 32, 32), params=966_986,
+          title="mlpconv + global average pooling")
 def nin(num_classes=10, in_channels=3, dropout=0.5, rng=None):
     """Network in Network for CIFAR-size inputs (mlpconv + global average pooling)."""
     return NIN(num_classes=num_classes, in_channels=in_channels, dropout=dropout, rng=rng)

@@ -88,7 +88,8 @@ class PreActResNet(Module):
         return self.conv1.backward(d)
 
 
-@register("preact_resnet18")
+@register("preact_resnet18", family="ResNet, pre-activation", dataset="CIFAR-10", input_size=(3, 32, 32),
+          params=11_172_170, title="pre-activation ResNet-18 for CIFAR")
 def preact_resnet18(num_classes=10, rng=None):
     """Pre-activation ResNet-18 for CIFAR (He et al. 2016b): blocks [2, 2, 2, 2],
     11,172,170 parameters (num_classes=10)."""

@@ -144,19 +144,22 @@ def _resnet(name, num_classes, rng, **kw):
     return ResNet(block, layers, num_classes=num_classes, rng=rng, **kw)
 
 
-@register("resnet18")
+@register("resnet18", family="ResNet", dataset="ImageNet", input_size=(3, 224, 224), params=11_689_512,
+          title="basic blocks [2, 2, 2, 2]", forwards_to=ResNet)
 def resnet18(num_classes=1000, rng=None, **kw):
     """ResNet-18 (basic blocks [2, 2, 2, 2]): 11,689,512 parameters, 1.8 G mult-adds at 224."""
     return _resnet("resnet18", num_classes, rng, **kw)
 
 
-@register("resnet34")
+@register("resnet34", family="ResNet", dataset="ImageNet", input_size=(3, 224, 224), params=21_797_672,
+          title="basic blocks [3, 4, 6, 3]", forwards_to=ResNet)
 def resnet34(num_classes=1000, rng=None, **kw):
     """ResNet-34 (basic blocks [3, 4, 6, 3]): 21,797,672 parameters, 3.6 G mult-adds at 224."""
     return _resnet("resnet34", num_classes, rng, **kw)
 
 
-@register("resnet50")
+@register("resnet50", family="ResNet", dataset="ImageNet", input_size=(3, 224, 224), params=25_557_032,
+          title="v1.5: stride in the 3x3", forwards_to=ResNet)
 def resnet50(num_classes=1000, rng=None, stride_in_1x1=False, **kw):
     """ResNet-50 (bottlenecks [3, 4, 6, 3]): 25,557,032 parameters; 4.09 G mult-adds at 224
     as v1.5 (stride in the 3x3, torchvision, default), 3.86 G as v1 (``stride_in_1x1=True``,
@@ -164,14 +167,16 @@ def resnet50(num_classes=1000, rng=None, stride_in_1x1=False, **kw):
     return _resnet("resnet50", num_classes, rng, stride_in_1x1=stride_in_1x1, **kw)
 
 
-@register("resnet101")
+@register("resnet101", family="ResNet", dataset="ImageNet", input_size=(3, 224, 224), params=44_549_160,
+          title="v1.5: stride in the 3x3", forwards_to=ResNet)
 def resnet101(num_classes=1000, rng=None, stride_in_1x1=False, **kw):
     """ResNet-101 (bottlenecks [3, 4, 23, 3]): 44,549,160 parameters; 7.80 G mult-adds (v1.5),
     7.57 G (v1; paper 7.6 G)."""
     return _resnet("resnet101", num_classes, rng, stride_in_1x1=stride_in_1x1, **kw)
 
 
-@register("resnet152")
+@register("resnet152", family="ResNet", dataset="ImageNet", input_size=(3, 224, 224), params=60_192_808,
+          title="v1.5: stride in the 3x3", forwards_to=ResNet)
 def resnet152(num_classes=1000, rng=None, stride_in_1x1=False, **kw):
     """ResNet-152 (bottlenecks [3, 8, 36, 3]): 60,192,808 parameters; 11.51 G mult-adds (v1.5),
     11.28 G (v1; paper 11.3 G)."""

@@ -20,7 +20,8 @@ from minicnn.models.resnet import ResNet
 from minicnn.nn.residual import Bottleneck
 
 
-@register("resnext50_32x4d")
+@register("resnext50_32x4d", family="ResNeXt", dataset="ImageNet", input_size=(3, 224, 224),
+          params=25_028_904, title="ResNeXt-50, 32 groups of 4 channels", forwards_to=ResNet)
 def resnext50_32x4d(num_classes=1000, rng=None, **kw):
     """ResNeXt-50 32x4d: cardinality 32, 4 channels per group in the first stage."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, groups=32,

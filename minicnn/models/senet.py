@@ -22,7 +22,8 @@ from minicnn.models.resnet import ResNet
 from minicnn.nn.residual import SEBottleneck
 
 
-@register("se_resnet50")
+@register("se_resnet50", family="SENet", dataset="ImageNet", input_size=(3, 224, 224), params=28_088_024,
+          title="SE-ResNet-50 (v1: stride in the 1x1)", forwards_to=ResNet)
 def se_resnet50(num_classes=1000, rng=None, reduction=16, stride_in_1x1=True, **kw):
     """SE-ResNet-50: ResNet-50 with squeeze-and-excitation (r=16) in every bottleneck."""
     return ResNet(SEBottleneck, [3, 4, 6, 3], num_classes=num_classes, rng=rng,

@@ -58,7 +58,8 @@ class SmallCNN(Sequential):
         return super().forward(x)
 
 
-@register("small_cnn")
+@register("small_cnn", family="small CNN", dataset="CIFAR-10", input_size=(3, 32, 32), params=94_762,
+          title="the demo: 3 conv-BN-ReLU-pool blocks")
 def small_cnn(num_classes=10, in_channels=3, width=1.0, rng=None):
     """The demo CNN for CIFAR-10 (3 conv-BN-ReLU-pool blocks, global pool, fc)."""
     return SmallCNN(num_classes=num_classes, in_channels=in_channels, width=width, rng=rng)

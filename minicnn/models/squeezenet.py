@@ -60,7 +60,8 @@ class SqueezeNet(Sequential):
         super().__init__(OrderedDict([("features", features), ("classifier", classifier)]))
 
 
-@register("squeezenet1_0")
+@register("squeezenet1_0", family="SqueezeNet", dataset="ImageNet", input_size=(3, 224, 224),
+          params=1_248_424, title="SqueezeNet 1.0, torchvision names")
 def squeezenet1_0(num_classes=1000, dropout=0.5, rng=None):
     """SqueezeNet 1.0 (1,248,424 parameters), torchvision names."""
     return SqueezeNet(num_classes=num_classes, dropout=dropout, rng=rng)

@@ -112,7 +112,11 @@ def _factory(name, cfg, batch_norm):
     build.__name__ = name
     build.__doc__ = (f"{name}: VGG configuration {cfg}{' with BatchNorm' if batch_norm else ''} "
                      "(options: width, input_size / cifar, hidden, dropout, rng).")
-    return register(name)(build)
+    return register(name, family="VGG", dataset="ImageNet", input_size=(3, 224, 224),
+                    title=f"configuration {cfg}{', BatchNorm' if batch_norm else ''}",
+                    params={"vgg11": 132_863_336, "vgg11_bn": 132_868_840, "vgg13": 133_047_848,
+                            "vgg13_bn": 133_053_736, "vgg16": 138_357_544, "vgg16_bn": 138_365_992,
+                            "vgg19": 143_667_240, "vgg19_bn": 143_678_248}[name])(build)
 
 
 vgg11 = _factory("vgg11", "A", False)

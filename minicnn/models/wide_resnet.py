@@ -53,13 +53,15 @@ class WideResNet(PreActResNet):
         self.depth, self.width = depth, width
 
 
-@register("wide_resnet")
+@register("wide_resnet", family="Wide ResNet", dataset="CIFAR-10", input_size=(3, 32, 32), params=36_479_194,
+          title="WRN-28-10")
 def wide_resnet(depth=28, width=10, num_classes=10, dropout=0.0, rng=None):
     """WRN-d-k (Zagoruyko & Komodakis 2016); default WRN-28-10, 36,479,194 parameters."""
     return WideResNet(depth, width, num_classes=num_classes, dropout=dropout, rng=rng)
 
 
-@register("wrn16_4")
+@register("wrn16_4", family="Wide ResNet", dataset="CIFAR-10", input_size=(3, 32, 32), params=2_748_890,
+          title="WRN-16-4")
 def wrn16_4(num_classes=10, dropout=0.0, rng=None):
     """WRN-16-4: 2,748,890 parameters (num_classes=10), small enough to train on a CPU."""
     return WideResNet(16, 4, num_classes=num_classes, dropout=dropout, rng=rng)

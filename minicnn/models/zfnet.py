@@ -75,7 +75,8 @@ class ZFNet(Sequential):
         return super().forward(x)
 
 
-@register("zfnet")
+@register("zfnet", family="ZFNet", dataset="ImageNet", input_size=(3, 224, 224), params=107_627_624,
+          title="7x7/2 CONV1, 512-1024-512 in CONV3-5")
 def zfnet(num_classes=1000, width=1.0, cifar=False, dropout=0.5, rng=None):
     """ZFNet (7x7/2 CONV1, 512-1024-512 in CONV3-5); ``width=0.25, cifar=True`` for CIFAR."""
     return ZFNet(num_classes=num_classes, width=width, cifar=cifar, dropout=dropout, rng=rng)
