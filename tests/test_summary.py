@@ -456,3 +456,76 @@ def test_cifar_resnets_have_the_papers_parameter_counts(name, paper):
 def test_unknown_row_name_is_refused():
     with pytest.raises(ValueError, match=r"Summary.row: expected the name of a leaf layer \('0'"):
         summary(conv_stack(1), (2, 5, 5)).row("conv")
+
+
+# ------------------------------------------------------------------------- blocks (depth)
+def test_depth_collapses_blocks_to_rows_with_their_outputs():
+    """Issue 19: an Inception module's concatenated output (28x28x256 after 3a) and a
+    residual sum never appeared as rows; --depth shows them, with the blocks' totals."""
+    s = summary(minicnn.models.create("googlenet", rng=0), (3, 224, 224), depth=1)
+    rows = {r.name: r for r in s.rows_at(1)}
+    a3 = rows["inception3a"]
+    assert a3.output_shape == (1, 256, 28, 28) and a3.layer.startswith("Inception(192->256) [")
+    inside = [r for r in s.rows if r.name.startswith("inception3a.")]
+    assert a3.params == sum(r.params for r in inside) == 163_696
+    assert a3.mult_adds == sum(r.mult_adds for r in inside)
+    assert rows["inception5b"].output_shape == (1, 1024, 7, 7)
+    assert "inception3a  Inception(192->256)" in str(s) and "inception3a.branch1" not in str(s)
+    assert s.rows_at() == s.rows
+
+
+def test_residual_blocks_at_depth_two_and_the_totals_at_every_depth():
+    model = minicnn.models.create("resnet20", rng=0)
+    s = summary(model, (3, 32, 32), depth=2)
+    rows = {r.name: r for r in s.rows_at(2)}
+    assert rows["layer2.0"].output_shape == (1, 32, 16, 16)        # the sum, after the last ReLU
+    assert rows["layer2.0"].layer.startswith("BasicBlock(16->32)")
+    assert "layer2.0.conv1" not in rows and rows["fc"].output_shape == (1, 10)
+    for depth in range(4):
+        shown = s.rows_at(depth)
+        assert sum(r.params for r in shown) == s.total_params
+        assert sum(r.mult_adds for r in shown) == s.total_mult_adds == 40_551_040
+        assert sum(r.activations for r in shown) == s.total_activations
+    whole = s.rows_at(0)
+    assert len(whole) == 1 and whole[0].output_shape == (1, 10)
+    assert "layer2.0  BasicBlock(16->32) [" in str(s) and "blocks 2 levels deep" in str(s)
+    with pytest.raises(ValueError, match="depth"):
+        s.rows_at(-1)
+    with pytest.raises(ValueError, match="depth"):
+        summary(model, (3, 32, 32), depth=1.5)
+
+
+def test_blocks_the_forward_never_called_are_one_row():
+    model = WithUnusedHead()
+    s = summary(model, (4, 3, 3))
+    shown = s.rows_at(0)
+    assert sum(r.params for r in shown) == s.total_params == 57
+    assert [r.output_shape for r in shown] == [(1, 4, 3, 3), None]
+
+
+def test_the_table_says_what_parameters_count():
+    text = str(summary(nn.Sequential(nn.Conv2d(3, 4, 3, rng=0), nn.BatchNorm2d(4)), (3, 6, 6)))
+    assert "Params count every weight and bias, BatchNorm's scale and shift included" in text
+
+
+@pytest.mark.parametrize("text, channels, layout, shape", [
+    ("3x224x224", 3, None, (3, 224, 224)),
+    ("224x224x3", 3, None, (3, 224, 224)),      # the slides' H x W x C
+    ("32x32x1", 1, None, (1, 32, 32)),
+    ("3x32x3", 3, "hwc", (3, 3, 32)),
+    ("3x32x3", 3, "chw", (3, 32, 3)),
+    ("3x5x7", None, None, (3, 5, 7)),           # no model to ask: C x H x W
+])
+def test_parse_input_reads_both_orders(text, channels, layout, shape):
+    from minicnn.summary import parse_input
+    assert parse_input(text, channels, layout) == shape
+
+
+def test_parse_input_refuses_what_it_cannot_tell():
+    from minicnn.summary import parse_input
+    with pytest.raises(ValueError, match="ambiguous"):
+        parse_input("3x3x3", 3)
+    with pytest.raises(ValueError, match="3 input channels first"):
+        parse_input("5x224x224", 3)
+    with pytest.raises(ValueError, match="layout"):
+        parse_input("3x4x4", 3, "nhwc")

@@ -26,16 +26,22 @@ numbers, as in the lecture and the papers):
   about 15.2M values per image).
 * parameters: each module's own parameters, each Parameter object counted once (a
   shared layer shows its parameters on its first call only), so ``total_params`` equals
-  ``sum(p.size for p in model.parameters())``.  Modules with parameters that the forward
-  never calls are listed at the end, marked "(not called)".  Buffers (BatchNorm running
-  statistics) are not parameters.
+  ``sum(p.size for p in model.parameters())``: weights and biases, BatchNorm's scale and
+  shift included.  Modules with parameters that the forward never calls are listed at
+  the end, marked "(not called)".  Buffers (BatchNorm running statistics) are not
+  parameters.
 * multiply-adds: Conv2d ``OH*OW * F * (C/groups) * KH*KW`` per image, Linear
   ``in * out`` per row (read from the layer's ``weight`` and its output's shape, so any
   layer with ``out_channels`` and a 4-D weight counts as a conv, any with
   ``out_features`` and a 2-D weight as a linear); bias additions are not counted.
   Every other layer (BatchNorm, ReLU, pooling, LRN, additions inside blocks) counts 0,
   so ``total_mult_adds`` is the conv + fc count that the papers quote (VGG-16 15.5 G,
-  ResNet-50 3.8 G as the paper's v1, 4.09 G as torchvision's v1.5).
+  ResNet-50 3.86 G as the paper's v1 -- its "3.8 G" -- and 4.09 G as torchvision's v1.5).
+
+Blocks: ``depth=N`` (``minicnn summary NAME --depth N``) shows every module N levels
+below the model as one row -- an Inception module with its concatenated output, a
+residual block with its sum, a dense block -- holding the totals of the layers inside
+it; ``Summary.rows_at(depth)`` returns those rows.
 
 Receptive fields: see trace.py (``Summary.receptive_field(name)``, or
 ``receptive_field(model, shape, name)``).  The printed table is table.py's ``Summary``.
@@ -51,6 +57,33 @@ from minicnn.nn.module import Module, forward_hook
 from minicnn.nn.probe import untouched
 from minicnn.summary.table import ReceptiveField, Row, Summary, _human  # noqa: F401  (viz's table)
 from minicnn.summary.trace import _arrays, _describe, _own_parameters, _Tracer
+
+
+def parse_input(text, channels=None, layout=None):
+    """'3x224x224' (C x H x W) or '224x224x3' (H x W x C, the slides' order) -> (C, H, W).
+
+    ``channels``: how many channels the model reads, which tells the two orders apart
+    (the side that equals it is C); ``layout``: 'chw' or 'hwc' to say it outright (needed
+    when both sides equal it, as in 3x3x3).  Without either, C x H x W.  Raises ValueError
+    naming the reading(s) when the text does not fit.
+    """
+    shape = _check_input_shape(text)
+    if layout not in (None, "chw", "hwc"):
+        raise ValueError(f"summary: expected layout 'chw' or 'hwc', received {layout!r}")
+    if len(shape) != 3 or (channels is None and layout is None):
+        return shape if layout != "hwc" else (shape[2], shape[0], shape[1])
+    first, last = shape[0] == channels, shape[2] == channels
+    if layout is None:
+        if first and last:
+            raise ValueError(f"summary: input {text!r} is ambiguous: with {channels} channels it reads "
+                             f"as C x H x W ({shape[1]}x{shape[2]} images) and as H x W x C "
+                             f"({shape[0]}x{shape[1]} images); say which with --layout chw or hwc")
+        if not (first or last):
+            raise ValueError(f"summary: expected the model's {channels} input channels first (C x H x W, "
+                             f"e.g. {channels}x224x224) or last (H x W x C, e.g. 224x224x{channels}), "
+                             f"received {text!r}")
+        layout = "chw" if first else "hwc"
+    return shape if layout == "chw" else (shape[2], shape[0], shape[1])
 
 
 def _check_input_shape(input_shape):
@@ -70,7 +103,7 @@ def _check_input_shape(input_shape):
                          f"batch axis, e.g. (3, 224, 224), received {input_shape!r}") from None
 
 
-def summary(model, input_shape, batch_size=1, dtype=None):
+def summary(model, input_shape, batch_size=1, dtype=None, depth=None):
     """Per-layer table of ``model`` for inputs of shape ``(batch_size,) + input_shape``.
 
     Inputs:
@@ -79,8 +112,10 @@ def summary(model, input_shape, batch_size=1, dtype=None):
     - batch_size: int >= 1; counts are for the whole batch (1 = per image)
     - dtype: the input's float dtype; None = the dtype of the model's parameters (float32
       for a model without any)
+    - depth: None (every layer a row) or an int >= 0: modules that many levels deep become
+      one row each, blocks included (see Summary.rows_at); only the printed table changes
     Returns a Summary (str() is the table; attributes rows, total_params, total_mult_adds,
-    total_activations; method receptive_field(name)).
+    total_activations; methods rows_at(depth), receptive_field(name)).
 
     Runs one forward pass in evaluation mode on a random normal input (a fixed seed) and
     leaves the model as it was (``nn.probe.untouched``: training flags, forward caches,
@@ -91,6 +126,8 @@ def summary(model, input_shape, batch_size=1, dtype=None):
         raise ValueError(f"summary: expected a minicnn.nn.Module, received {type(model).__name__}")
     input_shape = _check_input_shape(input_shape)
     batch_size = check_int("summary", "batch_size", batch_size, 1)
+    if depth is not None:
+        depth = check_int("summary", "depth", depth, 0)
     first = next(iter(model.parameters()), None)
     if dtype is None:
         dtype = first.data.dtype if first is not None else np.float32
@@ -125,7 +162,7 @@ def summary(model, input_shape, batch_size=1, dtype=None):
     outs = _arrays(out)
     out_shape = tuple(int(v) for v in outs[0].shape) if outs else ()
     return Summary(type(model).__name__, rows, tracer.layer_geometry, shape, out_shape,
-                   int(batch_size), dtype)
+                   int(batch_size), dtype, tracer.blocks, depth)
 
 
 def receptive_field(model, input_shape, layer_name=None):

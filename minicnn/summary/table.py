@@ -1,5 +1,6 @@
 """What ``summary`` returns: ``Summary`` (the rows, the totals, ``str()`` as the printed
-table, ``receptive_field(name)``), made of ``Row`` (one leaf-layer call) and ``ReceptiveField``."""
+table, ``rows_at(depth)``, ``receptive_field(name)``), made of ``Row`` (one leaf-layer call,
+or one block's call collapsed) and ``ReceptiveField``."""
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -58,18 +59,27 @@ def _human(n):
     return str(n)
 
 
+def _level(name):
+    """How deep a dotted module name is: '' (the model) 0, 'layer1' 1, 'layer1.0' 2, ..."""
+    return name.count(".") + 1 if name else 0
+
+
 class Summary:
     """The result of ``summary(model, input_shape)``.
 
     - rows: list of Row, one per leaf-layer call in forward order
     - total_params, total_mult_adds, total_activations: ints (see the module docstring)
     - input_shape, output_shape: with the batch axis; batch_size; dtype
-    - str(summary): the table; receptive_field(name): a ReceptiveField
+    - depth: how deep str() shows the model (None: every layer; see rows_at)
+    - str(summary): the table; rows_at(depth): its rows; receptive_field(name): a ReceptiveField
     """
 
-    def __init__(self, model_name, rows, layer_geometry, input_shape, output_shape, batch_size, dtype):
+    def __init__(self, model_name, rows, layer_geometry, input_shape, output_shape, batch_size, dtype,
+                 blocks=(), depth=None):
         self.model_name = model_name
         self.rows = rows
+        self.blocks = list(blocks)
+        self.depth = depth
         self._layer_geometry = layer_geometry
         self.input_shape = input_shape
         self.output_shape = output_shape
@@ -87,6 +97,41 @@ class Summary:
         examples = ", ".join(repr(r.name) for r in self.rows[:3])
         raise ValueError(f"Summary.row: expected the name of a leaf layer ({examples}, ...), "
                          f"received {name!r}")
+
+    def rows_at(self, depth=None):
+        """The rows of the table shown ``depth`` levels deep (None: every leaf layer).
+
+        A module ``depth`` levels below the model (``layer1`` is 1 level, ``layer1.0`` 2)
+        that has children -- an Inception module, a residual block with its addition, a
+        dense block, a Sequential stage -- becomes one row per call: its output shape (the
+        concatenation, the sum), and the totals of the layers inside it (parameters,
+        multiply-adds, activations stored).  Depth 0 is the whole model as one row.  The
+        totals of the table do not change with the depth.
+        """
+        if depth is None:
+            return list(self.rows)
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ValueError(f"Summary.rows_at: expected depth an int >= 0 or None, received {depth!r}")
+        covering = {}
+        for b in self.blocks:
+            if _level(b.name) == depth:
+                covering.update((i, b) for i in range(b.first, b.end))
+        out, shown, uncalled = [], set(), {}
+        for i, r in enumerate(self.rows):
+            block = covering.get(i)
+            if block is not None:
+                if id(block) not in shown:
+                    shown.add(id(block))
+                    out.append(block.row(self.rows))
+            elif _level(r.name) <= depth:
+                out.append(r)
+            else:   # a layer the forward never called, inside a block it never called
+                name = ".".join(r.name.split(".")[:depth])
+                if name not in uncalled:
+                    uncalled[name] = Row(name, "(not called)", None, 0, 0, 0, None)
+                    out.append(uncalled[name])
+                uncalled[name].params += r.params
+        return out
 
     def receptive_field(self, layer_name=None):
         """ReceptiveField of the outputs of layer ``layer_name`` (any module, leaf or composite,
@@ -108,10 +153,11 @@ class Summary:
         header = ("Layer (type)", "Output (HxWxC)" if self.batch_size == 1 else "Output (N x HxWxC)",
                   "Activations", "Params", "Mult-adds", "RF")
         body = []
-        name_width = max(len(r.name) for r in self.rows) if self.rows else 0
-        for r in self.rows:
+        rows = self.rows_at(self.depth)
+        name_width = max(len(r.name) for r in rows) if rows else 0
+        for r in rows:
             layer = f"{r.name.ljust(name_width)}  {r.layer}" if name_width else r.layer
-            if r.output_shape is None:
+            if r.output_shape is None and not r.layer.endswith("(not called)"):
                 layer += "  (not called)"
             rf = "-" if r.receptive_field is None else (
                 str(r.receptive_field.size[0]) if r.receptive_field.size[0] == r.receptive_field.size[1]
@@ -128,8 +174,9 @@ class Summary:
         rule = "-" * len(fmt(header))
         nbytes = self.dtype.itemsize
         inputs = int(np.prod(self.input_shape))
-        lines = [f"{self.model_name}: input {'x'.join(map(str, self.input_shape))} (NCHW), {self.dtype.name}",
-                 rule, fmt(header), rule] + [fmt(line) for line in body] + [rule]
+        shown = "" if self.depth is None else f"; blocks {self.depth} level{'s' * (self.depth != 1)} deep"
+        lines = [f"{self.model_name}: input {'x'.join(map(str, self.input_shape))} (NCHW), {self.dtype.name}"
+                 f"{shown}", rule, fmt(header), rule] + [fmt(line) for line in body] + [rule]
         lines += [
             f"Total params:       {self.total_params:,} ({self.total_params * nbytes / 2**20:.1f} MiB "
             f"as {self.dtype.name})",
@@ -138,8 +185,13 @@ class Summary:
             f"Total activations:  {self.total_activations:,} ({self.total_activations * nbytes / 2**20:.1f} "
             f"MiB forward, {per}; every layer's output, ReLU included)",
             f"Input:              {inputs:,} values; output {'x'.join(map(str, self.output_shape))}",
+            "Params count every weight and bias, BatchNorm's scale and shift included (its running "
+            "statistics are buffers, not parameters)",
             "RF: receptive field of the layer's outputs in input pixels (Summary.receptive_field)",
         ]
+        if self.depth is not None:
+            lines.append("A block's row [n layers]: its output (a concatenation, a residual sum, ...) and "
+                         "the totals of the layers inside it")
         return "\n".join(lines)
 
     __repr__ = __str__

@@ -143,6 +143,8 @@ class _Tracer:
         self.called = set()
         self.seen_params = set()
         self.rows = []
+        self.row_owners = []      # id(module) of each row
+        self.blocks = []          # Block: one per composite call (Summary.rows_at collapses to them)
         self.last_name = None
         self._remember(x, _Geometry((1, 1), (1, 1), (0.0, 0.0), tuple(x.shape[2:4]) or (1, 1)))
 
@@ -244,10 +246,22 @@ class _Tracer:
         old = self.layer_geometry.get(name)
         self.layer_geometry[name] = g if old is None or g is None else _largest([old, g])
         own = [p for p in _own_parameters(module) if id(p) not in self.seen_params]
+        first = len(self.rows) if leaf else self._first_row_inside(module)
         if leaf or own:
             self.rows.append(self._row(module, name, out, own, g))
+            self.row_owners.append(id(module))
         if leaf:
             self.last_name = name
+        else:
+            self.blocks.append(Block(name, _describe(module), _shape_of(out), g, first, len(self.rows)))
+
+    def _first_row_inside(self, module):
+        """Index of the first row of the call of composite ``module`` that just ended: its
+        rows are the latest ones, every one of them a row of one of its descendants."""
+        desc, i = self._strict_descendants(module), len(self.rows)
+        while i > 0 and self.row_owners[i - 1] in desc:
+            i -= 1
+        return i
 
     def _row(self, module, name, out, own, g):
         self.seen_params.update(id(p) for p in own)
@@ -262,7 +276,34 @@ class _Tracer:
             mult_adds = int(outs[0].size // outs[0].shape[1]) * int(w.size)
         elif w is not None and len(outs) == 1 and hasattr(module, "out_features") and w.ndim == 2:
             mult_adds = int(outs[0].size // outs[0].shape[-1]) * int(w.size)  # rows * in * out
-        shape = tuple(int(v) for v in outs[0].shape) if len(outs) == 1 else \
-            tuple(tuple(int(v) for v in a.shape) for a in outs)
-        return Row(name, _describe(module), shape, activations, sum(p.size for p in own),
+        return Row(name, _describe(module), _shape_of(out), activations, sum(p.size for p in own),
                    mult_adds, g.public() if g is not None else None)
+
+
+def _shape_of(out):
+    """The output's shape with the batch axis (a tuple of shapes for several arrays)."""
+    outs = _arrays(out)
+    return tuple(int(v) for v in outs[0].shape) if len(outs) == 1 else \
+        tuple(tuple(int(v) for v in a.shape) for a in outs)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One call of a composite module: its rows are ``rows[first:end]`` (every layer it ran).
+
+    ``Summary.rows_at(depth)`` turns it into one row: its output (the concatenation of an
+    Inception module, the sum of a residual block), the totals of its rows, its field.
+    """
+    name: str
+    layer: str
+    output_shape: tuple
+    geometry: _Geometry
+    first: int
+    end: int
+
+    def row(self, rows):
+        inside = rows[self.first:self.end]
+        return Row(self.name, f"{self.layer} [{len(inside)} layers]", self.output_shape,
+                   sum(r.activations for r in inside), sum(r.params for r in inside),
+                   sum(r.mult_adds for r in inside),
+                   self.geometry.public() if self.geometry is not None else None)
