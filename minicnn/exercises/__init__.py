@@ -2,16 +2,20 @@
 
     minicnn exercise new all --out my_layers.py     # a skeleton: docstrings, shapes, blank bodies
     minicnn exercise check my_layers.py             # passed / FAILED / not implemented, with hints
+    minicnn exercise check my_layers.py relu        # only the relu functions (or name functions)
+    minicnn exercise check my_layers.py --json      # one JSON object, for an autograder
 
 ``new NAME`` writes the functions of one exercise (``linear``, ``relu``, ``conv``,
 ``maxpool``, ``batchnorm``, ``dropout``, ``lrn``, ``softmax``, ``residual``) or of ``all``.
-``check`` imports the file and checks every exercise function it defines against
-minicnn's own ops and numeric gradients (see checker.py); the exit code is 0 iff every
-implemented function passed.
+``check`` imports the file and checks every exercise function it defines (or the ones
+named) against minicnn's own ops and numeric gradients (see checker.py), and refuses
+a function that is, or uses, minicnn's own code (integrity.py).  The exit code is 0
+only when every checked function passed: "not implemented" is not a pass (report.py).
 
 From Python: ``skeleton(name) -> str``, ``main_new(name, out, force=False) -> exit code``,
-``main_check(path) -> exit code``, ``check_file(path) -> list of Result``; and
-``add_subparser(subparsers)`` adds the ``exercise`` command to an argparse parser.
+``main_check(path, names=None, as_json=False) -> exit code``, ``check_file(path,
+names=None) -> list of Result``; and ``add_subparser(subparsers)`` adds the ``exercise``
+command to an argparse parser.
 
 Writing a skeleton needs nothing beyond minicnn; checking one runs hypothesis (a
 dependency of minicnn), which is imported only when a file is checked.
@@ -22,9 +26,12 @@ import tempfile
 
 from minicnn.exercises import templates
 
-__all__ = ["NAMES", "skeleton", "main_new", "main_check", "check_file", "add_subparser"]
+__all__ = ["NAMES", "FUNCTIONS", "skeleton", "main_new", "main_check", "check_file", "add_subparser",
+           "function_names"]
 
 NAMES = templates.NAMES + ("all",)
+# Every exercise function, in the order of the exercises.
+FUNCTIONS = tuple(f for name in templates.NAMES for f in templates.load(name).FUNCTIONS)
 
 HEADER = '''"""minicnn exercises: {names}.
 
@@ -36,8 +43,10 @@ then check your work:
 The checker compares each function with minicnn's own ops (minicnn.functional) on small
 random inputs, checks each backward pass against numeric gradients, and names the classic
 mistake when it recognises one.  Conventions are minicnn's: NCHW layout, conv weights
-(F, C, KH, KW), linear weights (out, in).  A function you have not written yet is reported
-as "not implemented", not as an error.
+(F, C, KH, KW), linear weights (out, in).  Check a few functions at a time with
+`minicnn exercise check {out} relu_forward relu_backward` (or an exercise's name); the
+file passes when every function does.  Your functions must be your own: one that calls
+minicnn (other than the conv and relu ops the residual block may use) is REFUSED.
 """
 import numpy as np
 '''
@@ -83,23 +92,46 @@ def main_new(name, out, force=False):
     return 0
 
 
-def main_check(path, out=None):
-    """``minicnn exercise check PATH``: print the report; return the exit code (see checker.py)."""
+def function_names(names):
+    """Exercise and function names -> the function names they mean, in exercise order
+    ('relu' -> relu_forward, relu_backward; 'all' -> every one); ValueError for others."""
+    chosen = set()
+    for n in names:
+        if n == "all" or n in templates.NAMES:
+            chosen.update(FUNCTIONS if n == "all" else templates.load(n).FUNCTIONS)
+        elif n in FUNCTIONS:
+            chosen.add(n)
+        else:
+            raise ValueError(f"exercise check: expected exercise names ({', '.join(NAMES)}) or "
+                             f"function names ({', '.join(FUNCTIONS)}), received {n!r}")
+    return [f for f in FUNCTIONS if f in chosen]
+
+
+def main_check(path, names=None, as_json=False, out=None):
+    """``minicnn exercise check PATH [NAME ...] [--json]``: print the report; return the exit
+    code (report.py).  ``names``: exercise or function names to check (None: all in the file)."""
     try:
-        from minicnn.exercises import checker
+        names = None if not names else function_names(names)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    try:
+        from minicnn.exercises import report
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] != "hypothesis":
             raise
         print("exercise check: the checker runs hypothesis, a dependency of minicnn that is not "
               "installed here: pip install hypothesis", file=sys.stderr)
         return 2
-    return checker.main_check(path, out)
+    return report.main_check(path, names, as_json, out)
 
 
-def check_file(path):
-    """Check a student's file; return the list of checker.Result (one per function found)."""
+def check_file(path, names=None):
+    """Check a student's file; return the list of checker.Result (one per function found,
+    or per name in ``names``: exercise or function names)."""
     from minicnn.exercises import checker
-    return checker.check_module(checker.load_student_file(path))
+    names = None if not names else function_names(names)
+    return checker.check_module(checker.load_student_file(path), names)
 
 
 def add_subparser(subparsers):
@@ -114,9 +146,12 @@ def add_subparser(subparsers):
     new.add_argument("--out", required=True, help="the Python file to write")
     new.add_argument("--force", action="store_true", help="overwrite an existing file")
     new.set_defaults(func=lambda a: main_new(a.name, a.out, a.force))
-    chk = sub.add_parser("check", help="check the functions in an exercise file")
+    chk = sub.add_parser("check", help="check the functions in an exercise file (exit 0 only if all pass)")
     chk.add_argument("path", help="the exercise file")
-    chk.set_defaults(func=lambda a: main_check(a.path))
+    chk.add_argument("names", nargs="*", metavar="NAME",
+                     help="check only these functions or exercises (e.g. relu, conv_forward_naive)")
+    chk.add_argument("--json", action="store_true", help="print one JSON object (for autograders)")
+    chk.set_defaults(func=lambda a: main_check(a.path, a.names, a.json))
     return p
 
 

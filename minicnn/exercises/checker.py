@@ -2,37 +2,49 @@
 
 For every exercise function found in the student's file it
 
+0. refuses the function if it is minicnn's own or uses minicnn (integrity.py: minicnn
+   ships every answer, so a grade must mean the student wrote the code);
 1. runs one small fixed case: a NotImplementedError there means "not implemented"
    (the skeleton's blank), any other exception is reported with its message;
 2. runs hypothesis-drawn cases (small random shapes and hyper-parameters, derandomised
    so that a run is reproducible) comparing the result with minicnn's own op and every
    backward with numeric gradients (``minicnn.gradcheck``) -- on a failure hypothesis
    shrinks the case to a minimal one, which the report shows;
-3. on a failure, tries the classic mistakes on fixed inputs (``checks.py``): each is
+3. on a failure, tries the classic mistakes on fixed inputs (``checks/``): each is
    computed and compared with what the function returned, and a match names the hint.
 
-Everything runs in float64, so a relative error above ``TOL`` is a bug, not round-off.
+Everything runs in float64, so a relative error above a check's tolerance is a bug,
+not round-off.  Each check states its tolerance and the error a correct float64
+solution gives (measured with tests/fixtures/exercise_solution.py): a forward compared
+with minicnn's op agrees to ~1e-15; a backward is also compared with centred numeric
+gradients, whose own error (~1e-8) sets how close it can look.  report.py prints both.
 """
-import contextlib
+import contextvars
 import importlib.util
+import inspect
 import os
 import sys
-import tempfile
 import traceback
 import warnings
 from dataclasses import dataclass, field
 
-import hypothesis.configuration
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, reporting, settings
 
-from minicnn.exercises import hints as _hints
+from minicnn.exercises import integrity
 from minicnn.gradcheck import compare, numeric_gradient
 
-TOL = 1e-5      # relative error above which a float64 result is wrong
+# Tolerances (relative error) and what a correct solution gives, by kind of check.
+FORWARD_TOL, FORWARD_TYPICAL = 1e-7, 1e-15      # compared with minicnn's op
+BACKWARD_TOL, BACKWARD_TYPICAL = 1e-5, 1e-8     # ... and with numeric gradients
+TOL = FORWARD_TOL
 FLOOR = 1e-6    # least denominator of the relative error (entries ~0 are compared absolutely)
 
-PASSED, FAILED, NOT_IMPLEMENTED, ERROR, SKIPPED = "passed", "FAILED", "not implemented", "ERROR", "skipped"
+PASSED, FAILED, NOT_IMPLEMENTED, ERROR, SKIPPED, REFUSED = (
+    "passed", "FAILED", "not implemented", "ERROR", "skipped", "REFUSED")
+
+# The tolerance of the check that is running (Check.run sets it; expect() reads it).
+_tolerance = contextvars.ContextVar("tolerance", default=TOL)
 
 
 class Mismatch(Exception):
@@ -62,17 +74,31 @@ class NotImplementedYet(Exception):
         self.fn_name = fn_name
 
 
-def call(fn, *args):
-    """Call a student function on copies of its array arguments, translating its exceptions."""
-    args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+class Refused(Exception):
+    """A student function called into minicnn while it ran (see integrity.py)."""
+
+    def __init__(self, fn_name, what):
+        super().__init__(f"{fn_name} called {what}, minicnn's own code")
+        self.fn_name = fn_name
+
+
+def call(fn, *args, copy=True):
+    """Call a student function, translating its exceptions; ``copy``: on copies of its
+    array arguments (False where the function must update them in place)."""
+    if copy:
+        args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     try:
-        return fn(*args)
+        with integrity.watch(fn.__name__) as reached:
+            result = fn(*args)
     except NotImplementedError:
         raise NotImplementedYet(fn.__name__) from None
-    except (Mismatch, StudentError, NotImplementedYet):
+    except (Mismatch, StudentError, NotImplementedYet, Refused):
         raise
     except Exception as exc:  # the student's bug: report it, do not crash the checker
         raise StudentError(fn.__name__, exc) from None
+    if reached:
+        raise Refused(fn.__name__, reached[0])
+    return result
 
 
 def unpack(fn_name, result, names):
@@ -87,8 +113,11 @@ def where_text(label, index):
     return f"{label}[{', '.join(str(i) for i in index)}]" if index else label
 
 
-def expect(label, got, want, case="", tol=TOL, floor=FLOOR):
-    """Compare one returned array with the expected one; raise Mismatch or return the rel. error."""
+def expect(label, got, want, case="", tol=None, floor=FLOOR):
+    """Compare one returned array with the expected one; raise Mismatch or return the rel. error.
+
+    ``tol``: None for the running check's tolerance."""
+    tol = _tolerance.get() if tol is None else tol
     suffix = f" for {case}" if case else ""
     try:
         got = np.asarray(got, dtype=np.float64)
@@ -137,6 +166,8 @@ class Result:
     message: str = ""
     hints: list = field(default_factory=list)   # hint ids (see hints.py)
     notes: list = field(default_factory=list)   # "(fine)" remarks, hint ids too
+    tolerance: float = None  # the relative error it must stay below
+    typical: float = None    # about what a correct float64 solution gives
 
 
 @dataclass
@@ -147,6 +178,7 @@ class Check:
     - strategy: hypothesis strategy of case dicts; first: a fixed small case run first
     - diagnose(mod) -> hint ids of recognised mistakes (run after a failure)
     - needs: functions the body calls before this one (a forward for a backward)
+    - tol, typical: the relative error to stay below, and what a correct solution gives
     """
     name: str
     body: object
@@ -155,13 +187,35 @@ class Check:
     diagnose: object = None
     needs: tuple = ()
     max_examples: int = 10
-    describe: object = None
+    tol: float = None
+    typical: float = None
+
+    def __post_init__(self):
+        backward = "backward" in self.name
+        if self.tol is None:
+            self.tol = BACKWARD_TOL if backward else FORWARD_TOL
+        if self.typical is None:
+            self.typical = BACKWARD_TYPICAL if backward else FORWARD_TYPICAL
 
     def run(self, mod):
+        token = _tolerance.set(self.tol)
+        try:
+            result = self._run(mod)
+        finally:
+            _tolerance.reset(token)
+        result.tolerance, result.typical = self.tol, self.typical
+        return result
+
+    def _run(self, mod):
+        why = integrity.refusal(getattr(mod, self.name), self.name)
+        if why is not None:
+            return Result(self.name, REFUSED, message=why)
         notes = set()
         try:
             worst = self.body(mod, self.first, notes)
             worst = max(worst, self._hypothesis(mod, notes))
+        except Refused as e:
+            return Result(self.name, REFUSED, message=str(e))
         except NotImplementedYet as e:
             if e.fn_name == self.name:
                 return Result(self.name, NOT_IMPLEMENTED)
@@ -190,7 +244,7 @@ class Check:
             return []
         try:
             found = self.diagnose(mod)
-        except (NotImplementedYet, StudentError, Mismatch):
+        except (NotImplementedYet, StudentError, Mismatch, Refused):
             found = []
         return list(dict.fromkeys(found))   # unique, in order
 
@@ -212,14 +266,14 @@ class Check:
                 # It works on some cases and raises on others: a failure, with the case.
                 found.append(Mismatch(f"{e} for case {_case_text(case)}"))
                 raise found[-1] from None
-            except (Mismatch, NotImplementedYet) as e:
+            except (Mismatch, NotImplementedYet, Refused) as e:
                 found.append(e)
                 raise
 
         with reporting.with_reporter(lambda *_: None):
             try:
                 prop()
-            except (Mismatch, StudentError, NotImplementedYet):
+            except (Mismatch, StudentError, NotImplementedYet, Refused):
                 raise
             except Exception:   # noqa: BLE001 - hypothesis's Flaky wrapper: report what was raised
                 if found:
@@ -233,7 +287,6 @@ def _case_text(case):
 
 
 def _arity(fn):
-    import inspect
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -247,7 +300,7 @@ def load_student_file(path):
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"exercise check: expected a Python file, received {path!r} (no such file)")
-    name = "minicnn_exercise_" + str(abs(hash(path)))
+    name = "student_exercise_" + str(abs(hash(path)))
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     sys.path.insert(0, os.path.dirname(path))
@@ -259,65 +312,19 @@ def load_student_file(path):
 
 
 def check_module(mod, names=None):
-    """Check every exercise function present in ``mod``; return a list of Result."""
+    """Check the exercise functions of ``mod`` (those in ``names``, or every one present);
+    return a list of Result, in the order of the exercises.  A name in ``names`` that
+    ``mod`` does not define is "not implemented"."""
     from minicnn.exercises.checks import CHECKS
     results = []
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")   # overflow warnings of a naive softmax are the point
         for chk in CHECKS:
-            if (names is None or chk.name in names) and callable(getattr(mod, chk.name, None)):
+            if names is not None and chk.name not in names:
+                continue
+            if callable(getattr(mod, chk.name, None)):
                 results.append(chk.run(mod))
+            elif names is not None:
+                results.append(Result(chk.name, NOT_IMPLEMENTED, message="not defined in the file",
+                                      tolerance=chk.tol, typical=chk.typical))
     return results
-
-
-def format_report(results, out=sys.stdout):
-    """Print one line per function (status, worst error, where), then hints and a total."""
-    width = max([len(r.name) for r in results] + [10])
-    for r in results:
-        err = "" if r.error is None else f"worst rel. error {r.error:.2g}"
-        print(f"  {r.name:<{width}}  {r.status:<16} {err}".rstrip(), file=out)
-        if r.message:
-            print(f"      {r.message}", file=out)
-        for h in r.hints:
-            print(f"      hint: {_hints.text(h)}", file=out)
-        for h in r.notes:
-            print(f"      note: {_hints.text(h)}", file=out)
-    counts = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    order = (PASSED, FAILED, ERROR, SKIPPED, NOT_IMPLEMENTED)
-    print("  " + ", ".join(f"{counts[s]} {s.lower()}" for s in order if s in counts), file=out)
-
-
-def exit_code(results):
-    """0 iff every implemented function passed (not-implemented ones do not count)."""
-    return 0 if all(r.status in (PASSED, NOT_IMPLEMENTED) for r in results) else 1
-
-
-def main_check(path, out=None):
-    """``minicnn exercise check PATH``: print the report; return the exit code."""
-    out = sys.stdout if out is None else out
-    try:
-        with contextlib.redirect_stdout(sys.stderr):   # the student's own prints stay out of the report
-            mod = load_student_file(path)
-    except FileNotFoundError as e:
-        print(e, file=sys.stderr)
-        return 2
-    except Exception:  # noqa: BLE001 - a syntax error or failing import in the student's file
-        print(f"exercise check: could not import {path}:", file=sys.stderr)
-        traceback.print_exc(limit=-1, file=sys.stderr)
-        return 1
-    # Hypothesis caches what it learns under ./.hypothesis; keep the student's directory clean.
-    with tempfile.TemporaryDirectory(prefix="minicnn-check-") as home:
-        hypothesis.configuration.set_hypothesis_home_dir(home)
-        try:
-            results = check_module(mod)
-        finally:
-            hypothesis.configuration.set_hypothesis_home_dir(None)
-    if not results:
-        print(f"exercise check: {path} defines none of the exercise functions "
-              f"(create one with `minicnn exercise new all --out {os.path.basename(path)}`)", file=sys.stderr)
-        return 2
-    print(f"checking {path}", file=out)
-    format_report(results, out)
-    return exit_code(results)

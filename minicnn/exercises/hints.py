@@ -17,17 +17,38 @@ HINTS = {
                   "(dx.reshape(x.shape)) when the forward flattened x.",
     "bias": "The bias is missing or wrong: out needs + b (broadcast over the batch and positions), "
             "and db is dout summed over every axis except the bias's own.",
+    "bias_grad_positions": "db still has one value per output position: the bias is added at every "
+                           "position of every image, so db sums dout over the batch AND the positions: "
+                           "db = dout.sum(axis=(0, 2, 3)).",
+    "out_size_floor": "The output size must round down: OH = (H + 2*pad - KH) // stride + 1 (floor, as "
+                      "PyTorch). When (H + 2*pad - KH) / stride is not whole, the last window would stick "
+                      "out of the (padded) input, and it is dropped -- not added (ceil) or read past the edge.",
+    # -- linear -------------------------------------------------------------------------
+    "linear_flatten": "Right for x of shape (N, D), wrong for (N, d1, d2): flatten each example first, "
+                      "x.reshape(N, -1) (N = x.shape[0]), and give dx back the original shape.",
+    "linear_weight_layout": "w is (out, in), PyTorch's layout (M, D): out = x @ w.T + b, and dw has w's "
+                            "shape, dw = dout.T @ x -- not x @ w and x.T @ dout, which treat w as (in, out).",
     # -- relu ---------------------------------------------------------------------------
     "relu_local_grad": "ReLU's local gradient is 1 where x > 0 and 0 elsewhere, not x itself: "
                        "dx = dout * (x > 0).",
     "relu_dout": "The backward must multiply by the upstream gradient: dx = dout * (x > 0), "
                  "not just the mask.",
+    "relu_max_vs_maximum": "np.max(x, 0) is a reduction -- the largest value along axis 0 -- not an "
+                           "elementwise max: ReLU is np.maximum(x, 0) (or x * (x > 0)).",
     "relu_kink": "(fine) At exactly x == 0 you pass the gradient through (x >= 0); minicnn uses "
                  "x > 0. ReLU has no derivative at 0, and both are valid subgradients.",
     # -- convolution ------------------------------------------------------------------------
     "conv_pad_forward": "Padding is ignored in the forward: zero-pad x by `pad` on both sides of H "
                         "and W first (np.pad(x, ((0,0), (0,0), (pad,pad), (pad,pad)))), then slide the "
                         "windows over the padded input.",
+    "conv_out_size_pad": "The padding is counted once in the output size: x is padded on BOTH sides, so "
+                         "OH = (H + 2*pad - KH) // stride + 1 (your output misses the last row and column).",
+    "conv_pad_other": "Right with pad=0, wrong with pad>0. Zero-pad x by `pad` on every side of H and W "
+                      "(np.pad(x, ((0,0), (0,0), (pad,pad), (pad,pad)))), slide the windows over the padded "
+                      "input from its corner, and size the output OH = (H + 2*pad - KH) // stride + 1.",
+    "im2col_row_order": "The rows of the columns are in the wrong order: row (c*KH + p)*KW + q must hold "
+                        "tap (p, q) of channel c -- channel slowest -- which is the order of "
+                        "w.reshape(F, -1), so that the product lines weights up with their inputs.",
     "conv_pad_backward": "Padding is forgotten in the backward: it is right with pad=0 and wrong "
                          "with pad>0. dw must be computed from the *padded* input windows, and dx "
                          "accumulated into a padded array whose border is then cropped off.",
@@ -41,6 +62,9 @@ HINTS = {
     "overlap_add": "Overlapping windows must ADD their gradients: right when windows do not "
                    "overlap (stride >= window), wrong when they do. Use `dx[...] += ...`, not "
                    "`dx[...] = ...`.",
+    "pool_grad_window": "Max pooling's gradient goes only to the maximum of each window (the other "
+                        "values did not change the output): dx is zero elsewhere -- it is not spread over "
+                        "the window, which is average pooling's backward.",
     "pool_ties_all": "On a tie you send the gradient to every maximum of the window, so it is "
                      "counted several times (the gradients of a window no longer add up to dout). "
                      "Route it to one maximum -- the first in row-major order (np.argmax), as "
@@ -67,6 +91,8 @@ HINTS = {
                       "form, and it breaks the convolution's weight sharing. To reuse the (N, D) "
                       "code, move C last first: x.transpose(0, 2, 3, 1).reshape(-1, C) -- a bare "
                       "x.reshape(-1, C) mixes the channels.",
+    "bn_biased_normalise": "Normalise with the biased batch variance (divide by m: np.var's default). "
+                           "The unbiased m/(m-1) variance is for the running estimate only.",
     "bn_running_unbiased": "The running variance must use the unbiased batch variance (times "
                            "m/(m-1), m values per feature), as PyTorch does; normalise the batch "
                            "itself with the biased one.",

@@ -51,8 +51,8 @@ def batch_hints(got, per_example):
 CHECKS = []
 
 
-def check(name, strategy, first, diagnose=None, needs=(), max_examples=10):
+def check(name, strategy, first, diagnose=None, needs=(), max_examples=10, tol=None, typical=None):
     def deco(body):
-        CHECKS.append(Check(name, body, strategy, first, diagnose, needs, max_examples))
+        CHECKS.append(Check(name, body, strategy, first, diagnose, needs, max_examples, tol, typical))
         return body
     return deco

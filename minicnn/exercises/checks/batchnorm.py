@@ -3,8 +3,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import minicnn.functional as F
-from minicnn.exercises.checker import (NotImplementedYet, StudentError, call, close, expect, expect_numeric,
-                                         unpack)
+from minicnn.exercises.checker import call, close, expect, expect_numeric, unpack
 from minicnn.exercises.checks._common import attempt, batch_hints, check, rnd, seeds
 
 
@@ -36,13 +35,9 @@ def bn_text(c):
 
 def student_bn_forward(mod, c, x, gamma, beta, rm, rv):
     """Run the student's forward with its own running-stat arrays; return (out, cache, rm, rv)."""
-    rm, rv = rm.copy(), rv.copy()
-    try:
-        res = mod.batchnorm_forward(x.copy(), gamma.copy(), beta.copy(), rm, rv, c["training"], c["momentum"], 1e-5)
-    except NotImplementedError:
-        raise NotImplementedYet("batchnorm_forward") from None
-    except Exception as exc:  # noqa: BLE001 - the student's bug, reported like call() does
-        raise StudentError("batchnorm_forward", exc) from None
+    rm, rv = rm.copy(), rv.copy()   # copies made here: the student's forward updates them in place
+    res = call(mod.batchnorm_forward, x.copy(), gamma.copy(), beta.copy(), rm, rv, c["training"],
+               c["momentum"], 1e-5, copy=False)
     out, cache = unpack("batchnorm_forward", res, ("out", "cache"))
     return out, cache, rm, rv
 
@@ -84,6 +79,9 @@ def diagnose_bn_forward(mod):
     if res is not None:
         _, _, srm, srv = res
         m, mu, var = len(x), x.mean(axis=0), x.var(axis=0)
+        unbiased = (x - mu) / np.sqrt(x.var(axis=0, ddof=1) + 1e-5) * gamma + beta
+        if close(res[0], unbiased):
+            found.append("bn_biased_normalise")
         if close(srm, rm) and close(srv, rv):
             found.append("bn_running_in_place")
         elif close(srv, 0.9 * rv + 0.1 * var):
@@ -108,7 +106,7 @@ def student_bn_grads(mod, c):
 
 
 @check("batchnorm_backward", bn_cases(), BN_FIRST, needs=("batchnorm_forward",),
-       diagnose=lambda mod: diagnose_bn_backward(mod))
+       diagnose=lambda mod: diagnose_bn_backward(mod), typical=1e-7)
 def batchnorm_backward(mod, c, notes):
     x, gamma, beta, rm, rv, dout = bn_data(c)
     dx, dgamma, dbeta = student_bn_grads(mod, c)
@@ -117,7 +115,9 @@ def batchnorm_backward(mod, c, notes):
     case = bn_text(c)
     err = max(expect("dx", dx, tdx, case), expect("dgamma", dgamma, tdg, case), expect("dbeta", dbeta, tdb, case))
     fx = lambda v: F.batchnorm_forward(v, gamma, beta, rm.copy(), rv.copy(), tr, mom)[0]  # noqa: E731
-    return max(err, expect_numeric("dx", dx, fx, x, dout, case))
+    # floor 1e-4: with N = 2 every xhat is +-1 and dx is ~1e-7 (an eps effect), below the
+    # numeric gradient's noise; the comparison with minicnn's dx above checks those values.
+    return max(err, expect_numeric("dx", dx, fx, x, dout, case, floor=1e-4))
 
 
 def diagnose_bn_backward(mod):

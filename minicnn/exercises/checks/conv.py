@@ -18,11 +18,32 @@ def conv_case(n, c, h, w, f, k, stride, pad, seed=7):
 
 
 CONV_FIRST = conv_case(2, 2, 4, 4, 2, 3, 1, 1)
-# Fixed cases that separate the classic mistakes: plain, padded, strided, non-overlapping.
+# Fixed cases that separate the classic mistakes: plain, padded, strided, non-overlapping,
+# and strided where (H + 2*pad - K) / stride is not whole (floor drops the last window).
 CONV_PLAIN = conv_case(3, 2, 5, 5, 2, 3, 1, 0)
 CONV_PADDED = conv_case(3, 2, 5, 5, 2, 3, 1, 1)
 CONV_STRIDED = conv_case(3, 2, 5, 5, 2, 3, 2, 0)
 CONV_DISJOINT = conv_case(3, 2, 4, 4, 2, 2, 2, 0)
+CONV_UNEVEN = conv_case(2, 2, 6, 6, 2, 3, 2, 0)
+
+
+def out_size(g, pads=2):
+    """(OH, OW) with the padding counted ``pads`` times (2: both sides, right; 1: a classic slip)."""
+    return tuple((n + pads * g["pad"] - k) // g["stride"] + 1 for n, k in ((g["H"], g["KH"]), (g["W"], g["KW"])))
+
+
+def padding_hints(got, want, unpadded, g):
+    """Why an output (or im2col's columns, as (N, ., OH, OW)) that is right with pad=0 is wrong
+    with padding: the output size counted the padding once, the padding was ignored, or else."""
+    if close(got, want):
+        return []
+    oh, ow = out_size(g, pads=1)
+    if close(got, want[:, :, :oh, :ow]):
+        return ["conv_out_size_pad"]
+    if np.ndim(got) == 4 and all(a >= b for a, b in zip(np.shape(got)[2:], unpadded.shape[2:])):
+        if close(np.asarray(got)[:, :, :unpadded.shape[2], :unpadded.shape[3]], unpadded):
+            return ["conv_pad_forward"]
+    return ["conv_pad_other"]
 
 
 def conv_data(g):
@@ -61,11 +82,15 @@ def conv_forward_diagnosis(fwd_name):
     def diagnose(mod):
         plain, res = conv_forward_ok(mod, fwd_name, CONV_PLAIN)
         if plain:
-            found = []
-            if not conv_forward_ok(mod, fwd_name, CONV_PADDED)[0]:
-                found.append("conv_pad_forward")
+            g = CONV_PADDED
+            x, w, b, _ = conv_data(g)
+            padded = conv_forward_ok(mod, fwd_name, g)[1]
+            found = padding_hints(padded[0] if isinstance(padded, tuple) else None,
+                                  F.conv2d_forward(x, w, b, 1, g["pad"])[0], F.conv2d_forward(x, w, b)[0], g)
             if not conv_forward_ok(mod, fwd_name, CONV_STRIDED)[0]:
                 found.append("stride")
+            elif not conv_forward_ok(mod, fwd_name, CONV_UNEVEN)[0]:
+                found.append("out_size_floor")
             return found
         x, w, b, _ = conv_data(CONV_PLAIN)
         out = None if res is None or not isinstance(res, tuple) else res[0]
@@ -119,12 +144,16 @@ def conv_backward_diagnosis(fwd_name, bwd_name):
             found.append("conv_pad_backward")
         if plain and not grads_ok(mod, CONV_STRIDED)[0]:
             found.append("stride")
+        elif plain and not grads_ok(mod, CONV_UNEVEN)[0]:
+            found.append("out_size_floor")
         if not plain and grads_ok(mod, CONV_DISJOINT)[0]:
             found.append("overlap_add")
         if res is not None:
             x, w, b, dout = conv_data(CONV_PLAIN)
             per = [F.conv2d_backward(dout[n:n + 1], F.conv2d_forward(x[n:n + 1], w, b)[1]) for n in range(len(x))]
             found += batch_hints(res[1], [p[1] for p in per]) + batch_hints(res[2], [p[2] for p in per])
+            if np.shape(res[2]) == dout.shape[1:]:   # dout.sum(axis=0): still one per position
+                found.append("bias_grad_positions")
         return found
     return diagnose
 
@@ -162,11 +191,40 @@ def im2col_ok(mod, g):
     return close(np.reshape(cols, -1), want.reshape(-1))   # either accepted layout (see im2col_body)
 
 
+def student_cols(mod, g):
+    """The student's im2col of conv_data(g)'s x as (N, C*KH*KW, windows), or None."""
+    x = conv_data(g)[0]
+    cols = attempt(mod.im2col, x, g["KH"], g["KW"], g["stride"], g["pad"])
+    try:
+        return np.asarray(cols, dtype=np.float64).reshape(g["N"], g["C"] * g["KH"] * g["KW"], -1)
+    except (TypeError, ValueError):
+        return None
+
+
 def diagnose_im2col(mod):
-    if not im2col_ok(mod, CONV_PLAIN):
-        return []
-    return ([] if im2col_ok(mod, CONV_PADDED) else ["conv_pad_forward"]) + \
-           ([] if im2col_ok(mod, CONV_STRIDED) else ["stride"])
+    g = CONV_PLAIN
+    if not im2col_ok(mod, g):
+        # Rows (tap, channel) instead of (channel, tap): w.reshape(F, -1) no longer lines up.
+        want = true_im2col(conv_data(g)[0], g).reshape(g["N"], g["C"], g["KH"] * g["KW"], -1)
+        return ["im2col_row_order"] if close(student_cols(mod, g), want.transpose(0, 2, 1, 3).reshape(
+            g["N"], g["C"] * g["KH"] * g["KW"], -1)) else []
+    g = CONV_PADDED
+    x, rows = conv_data(g)[0], g["C"] * g["KH"] * g["KW"]
+    got = student_cols(mod, g)
+    oh, ow = out_size(g, pads=1)
+    if got is not None and got.shape[2] == oh * ow:   # windows of an output size that counted the padding once
+        got = got.reshape(g["N"], rows, oh, ow)
+    elif got is not None and got.shape[2] == g["OH"] * g["OW"]:
+        got = got.reshape(g["N"], rows, g["OH"], g["OW"])
+    g0 = dict(g, pad=0)
+    g0["OH"], g0["OW"] = out_size(g0)
+    unpadded = true_im2col(x, g0).reshape(g["N"], rows, g0["OH"], g0["OW"])
+    found = padding_hints(got, true_im2col(x, g).reshape(g["N"], rows, g["OH"], g["OW"]), unpadded, g)
+    if not im2col_ok(mod, CONV_STRIDED):
+        found.append("stride")
+    elif not im2col_ok(mod, CONV_UNEVEN):
+        found.append("out_size_floor")
+    return found
 
 
 CHECKS.append(Check("im2col", im2col_body, with_seed(conv_cases), CONV_FIRST, diagnose_im2col))
@@ -200,6 +258,8 @@ def diagnose_col2im(mod):
         found.append("overlap_add")
     if plain and not ok(CONV_STRIDED)[0]:
         found.append("stride")
+    elif plain and not ok(CONV_UNEVEN)[0]:
+        found.append("out_size_floor")
     return found
 
 

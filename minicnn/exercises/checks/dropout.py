@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from minicnn.exercises.checker import Mismatch, call, close, expect, unpack
+from minicnn.exercises.checker import FORWARD_TOL, FORWARD_TYPICAL, Mismatch, call, close, expect, unpack
 from minicnn.exercises.checks._common import attempt, check, mst, rnd, seeds
 
 
@@ -72,7 +72,9 @@ def diagnose_dropout_backward(mod):
     return ["dropout_backward_mask"] if close(dx, dout * (res[0] != 0)) else []
 
 
-@check("dropout_backward", dropout_cases, DROPOUT_FIRST, diagnose_dropout_backward, needs=("dropout_forward",))
+# Given the mask dropout is linear: its backward is compared exactly, with a forward's tolerance.
+@check("dropout_backward", dropout_cases, DROPOUT_FIRST, diagnose_dropout_backward, needs=("dropout_forward",),
+       tol=FORWARD_TOL, typical=FORWARD_TYPICAL)
 def dropout_backward(mod, c, notes):
     p, seed = c["p"], c["seed"]
     x = mst.kink_free_array(c["shape"], seed)

@@ -10,6 +10,8 @@ from minicnn.exercises.checks._common import attempt, batch_hints, check, rnd, s
 linear_cases = st.fixed_dictionaries({"N": st.integers(1, 3), "dims": st.sampled_from([(4,), (3,), (2, 3)]),
                                       "M": st.integers(1, 3), "seed": seeds()})
 LINEAR_FIRST = {"N": 3, "dims": (4,), "M": 2, "seed": 1}
+LINEAR_SQUARE = {"N": 3, "dims": (3,), "M": 3, "seed": 2}     # D == M: a transposed w still fits
+LINEAR_MULTI = {"N": 2, "dims": (2, 3), "M": 2, "seed": 5}    # x of shape (N, d1, d2)
 
 
 def linear_data(c):
@@ -18,10 +20,25 @@ def linear_data(c):
     return rnd(s, (c["N"],) + tuple(c["dims"])), rnd(s + 1, (c["M"], d)), rnd(s + 2, (c["M"],))
 
 
+def student_linear_out(mod, c):
+    x, w, b = linear_data(c)
+    res = attempt(mod.linear_forward, x, w, b)
+    return x.reshape(len(x), -1), w, b, (res[0] if isinstance(res, tuple) and len(res) == 2 else None)
+
+
 def diagnose_linear_forward(mod):
-    x, w, b = linear_data(LINEAR_FIRST)
-    out = attempt(lambda *a: unpack("linear_forward", mod.linear_forward(*a), ("out", "cache")), x, w, b)
-    return ["bias"] if out is not None and close(out[0], x @ w.T) else []
+    found = []
+    x, w, b, out = student_linear_out(mod, LINEAR_FIRST)
+    if close(out, x @ w.T):
+        found.append("bias")
+    # Right for x of shape (N, D), wrong for (N, d1, d2): each example is not flattened.
+    if close(out, x @ w.T + b) and not close(student_linear_out(mod, LINEAR_MULTI)[3],
+                                             F.linear_forward(*linear_data(LINEAR_MULTI))[0]):
+        found.append("linear_flatten")
+    x, w, b, out = student_linear_out(mod, LINEAR_SQUARE)
+    if close(out, x @ w + b):
+        found.append("linear_weight_layout")
+    return found
 
 
 @check("linear_forward", linear_cases, LINEAR_FIRST, diagnose_linear_forward)
@@ -46,8 +63,10 @@ def diagnose_linear_backward(mod):
         return []
     found = batch_hints(dw, [np.outer(dout[n], x[n]) for n in range(len(x))])
     found += batch_hints(db, list(dout))
-    x3, w3, b3 = linear_data({"N": 2, "dims": (2, 3), "M": 2, "seed": 5})
-    res = attempt(lambda: student_linear_grads(mod, {"N": 2, "dims": (2, 3), "M": 2, "seed": 5}))
+    if np.shape(dw) == w.T.shape and close(dw, (dout.T @ x).T):   # (in, out): x.T @ dout
+        found.append("linear_weight_layout")
+    x3 = linear_data(LINEAR_MULTI)[0]
+    res = attempt(lambda: student_linear_grads(mod, LINEAR_MULTI))
     if res is not None and np.shape(res[4][0]) != x3.shape:
         found.append("reshape_dx")
     return found

@@ -18,6 +18,7 @@ def pool_cases(draw):
 POOL_FIRST = dict(N=2, C=2, H=4, W=4, size=2, stride=2, seed=3)
 POOL_OVERLAP = dict(N=2, C=2, H=5, W=5, size=3, stride=1, seed=4)
 POOL_DISJOINT = dict(N=2, C=2, H=4, W=4, size=2, stride=2, seed=4)
+POOL_UNEVEN = dict(N=2, C=2, H=5, W=5, size=2, stride=2, seed=5)   # (5 - 2) / 2 is not whole
 
 
 def pool_text(g):
@@ -31,7 +32,17 @@ def pool_data(g):
     return x, rnd(g["seed"] + 1, out_shape)
 
 
-@check("max_pool_forward", pool_cases(), POOL_FIRST)
+def pool_forward_ok(mod, g):
+    x, _ = pool_data(g)
+    res = attempt(mod.max_pool_forward, x, g["size"], g["stride"])
+    return isinstance(res, tuple) and close(res[0], F.max_pool2d_forward(x, g["size"], g["stride"])[0])
+
+
+def diagnose_max_pool_forward(mod):
+    return ["out_size_floor"] if pool_forward_ok(mod, POOL_FIRST) and not pool_forward_ok(mod, POOL_UNEVEN) else []
+
+
+@check("max_pool_forward", pool_cases(), POOL_FIRST, diagnose_max_pool_forward)
 def max_pool_forward(mod, g, notes):
     x, _ = pool_data(g)
     out, _ = unpack("max_pool_forward", call(mod.max_pool_forward, x, g["size"], g["stride"]), ("out", "cache"))
@@ -91,6 +102,11 @@ def diagnose_max_pool_backward(mod):
     found = []
     if ok(POOL_DISJOINT) and not ok(POOL_OVERLAP):
         found.append("overlap_add")
+    x, dout = pool_data(POOL_DISJOINT)
+    dx = attempt(student_pool_dx, mod, x, dout, 2, 2)
+    spread = np.repeat(np.repeat(dout, 2, axis=2), 2, axis=3)   # every position of its window
+    if close(dx, spread) or close(dx, spread / 4):
+        found.append("pool_grad_window")
     xt, dt = tie_case(0)
     if close(attempt(student_pool_dx, mod, xt, dt, 2, 2), all_ties_dx(xt, dt)):
         found.append("pool_ties_all")

@@ -4,7 +4,12 @@ from hypothesis import strategies as st
 
 import minicnn.functional as F
 from minicnn.exercises.checker import call, close, expect, expect_numeric, unpack
+from minicnn.exercises import integrity
 from minicnn.exercises.checks._common import attempt, check, rnd, seeds
+
+# The skeleton offers minicnn's conv and relu ops (the exercises before this one) as pieces.
+for _fn in ("residual_block_forward", "residual_block_backward"):
+    integrity.allow(_fn, F.conv2d_forward, F.conv2d_backward, F.relu_forward, F.relu_backward)
 
 
 residual_cases = st.fixed_dictionaries({"N": st.integers(1, 2), "C": st.integers(1, 2),

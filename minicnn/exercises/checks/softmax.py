@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import minicnn.functional as F
-from minicnn.exercises.checker import call, close, expect, expect_numeric, unpack
+from minicnn.exercises.checker import BACKWARD_TOL, call, close, expect, expect_numeric, unpack
 from minicnn.exercises.checks._common import attempt, check, rnd, seeds
 
 
@@ -22,7 +22,9 @@ def student_softmax(mod, scores, y):
     return np.asarray(loss, dtype=float), dscores
 
 
-@check("softmax_cross_entropy", softmax_cases, SOFTMAX_FIRST, diagnose=lambda mod: diagnose_softmax(mod))
+# dscores is compared with numeric gradients (floor 1e-4): a backward's tolerance.
+@check("softmax_cross_entropy", softmax_cases, SOFTMAX_FIRST, diagnose=lambda mod: diagnose_softmax(mod),
+       tol=BACKWARD_TOL, typical=1e-7)
 def softmax_cross_entropy(mod, c, notes):
     scores, y = softmax_data(c)
     case = f"scores ({c['N']}, {c['K']})"
