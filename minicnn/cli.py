@@ -8,8 +8,10 @@
     minicnn evaluate runs/r20 [runs/other ...]         # one JSON object; several runs = ensemble
     minicnn plot runs/demo                             # curves, filters, feature maps, confusion
     minicnn data download cifar10 [--dest data]
-    minicnn models                                     # the zoo with parameter counts
-    minicnn summary resnet50 --input 3x224x224
+    minicnn models                                     # the zoo: family, dataset, input, parameters
+    minicnn summary alexnet                            # at its designed input (227x227x3)
+    minicnn summary googlenet --depth 1                # Inception modules as single rows
+    minicnn summary resnet50 --model-arg stride_in_1x1=true --input 224x224x3   # the paper's v1
     minicnn weights info resnet18.pth                  # keys, shapes, dtypes; which zoo model fits
     minicnn weights convert resnet18.pth r18.safetensors
     minicnn gradcheck                                  # numeric vs analytic gradients of every op
@@ -24,10 +26,17 @@ whatever it does, a Python user can do with the same calls.
 `minicnn train` measures the test images after every epoch: the val_* columns of
 history.json are test-set numbers (there is no separate validation split).
 
-Exit codes: 0 success, 1 training diverged / overfit test failed / gradcheck failed,
-2 bad arguments or unreadable files, 130 interrupted (a checkpoint was saved).
+`--model-arg KEY=VALUE` (train, summary; repeatable) passes an option to the model's
+constructor: VALUE is read as JSON or a Python literal (3, 0.8, true, "B", [16, 32]),
+anything else as a string; a KEY the model does not take is refused with its options
+listed (``models.options``).
+
+Exit codes: 0 success, 1 training diverged / overfit test failed / gradcheck failed /
+exercise check not passed, 2 bad arguments or unreadable files, 130 interrupted (a
+checkpoint was saved).
 """
 import argparse
+import ast
 import json
 import math
 import os
@@ -40,7 +49,7 @@ TRAIN_DEFAULTS = {
     "model": None, "data": None, "data_dir": None, "epochs": 10, "batch_size": 128, "lr": 0.05,
     "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
     "schedule": "cosine", "warmup": 0, "augment": False, "seed": 0, "overfit": None,
-    "backend": "numpy", "limit": None, "num_classes": None,
+    "backend": "numpy", "limit": None, "num_classes": None, "model_args": None,
 }
 DEFAULT_CIFAR_DIR = "data"
 
@@ -78,11 +87,18 @@ def _load_data(kind, data_dir, limit):
 
 
 # -------------------------------------------------------------------------- train
+def _flag(key):
+    """The command-line flag of a TRAIN_DEFAULTS key: 'batch_size' -> '--batch-size'."""
+    return "--model-arg" if key == "model_args" else "--" + key.replace("_", "-")
+
+
 def _train_settings(args):
     """Fill ``args`` with TRAIN_DEFAULTS, the saved run's options (--resume) and the given
     ones; returns the options given on this command line."""
     from minicnn import checkpoint, train
     given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
+    if "model_args" in given:
+        given["model_args"] = _parse_model_args(given["model_args"])
     if "data_dir" in given:
         given["data_dir"] = os.path.abspath(given["data_dir"])  # saved absolute, compared so
     settings = dict(TRAIN_DEFAULTS)
@@ -96,7 +112,7 @@ def _train_settings(args):
         changed = [k for k, v in given.items() if k != "epochs" and k in saved and saved[k] != v]
         if changed:
             raise CLIError(f"--resume continues the saved run; these options differ from it: "
-                           f"{', '.join('--' + k.replace('_', '-') for k in changed)} "
+                           f"{', '.join(_flag(k) for k in changed)} "
                            "(only --epochs may change)")
     elif not given.get("model"):
         raise CLIError("train: --model NAME is required (see `minicnn models`)")
@@ -119,8 +135,10 @@ def cmd_train(args):
             raise CLIError(str(e)) from None
     x_train, y_train, x_test, y_test, desc = _load_data(args.data, args.data_dir, args.limit)
     num_classes = args.num_classes or int(max(y_train.max(), y_test.max()) + 1)
-    model_kwargs = models.kwargs_for(args.model, num_classes, x_train.shape[1])
-    model = models.create(args.model, rng=args.seed, **model_kwargs)
+    options = _model_options(args.model, args.model_args or {}, {
+        "num_classes": "--num-classes", "in_channels": "the data (its images' channels)", "rng": "--seed"})
+    model_kwargs = {**models.kwargs_for(args.model, num_classes, x_train.shape[1]), **options}
+    model = _build(args.model, rng=args.seed, **model_kwargs)
     if args.backend != "numpy":
         model.to(args.backend)
     # --momentum's default (0.9) is SGD's and RMSProp's; Adam refuses only a given one.
@@ -132,7 +150,8 @@ def cmd_train(args):
     config = {"model": args.model, "model_kwargs": model_kwargs,
               "data": _dataset(args.data, args.data_dir)[0], "cli": cli_settings}
     epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
-    print(f"minicnn train: {args.model} ({model.num_parameters():,} parameters) on {desc}: "
+    with_options = "".join(f", {k}={v!r}" for k, v in options.items())
+    print(f"minicnn train: {args.model} ({model.num_parameters():,} parameters{with_options}) on {desc}: "
           f"{len(x_train):,} training / {len(x_test):,} test images, {epochs}, batch "
           f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, schedule {args.schedule}"
           f"{', augment' if args.augment else ''}, backend {args.backend}", flush=True)
@@ -227,27 +246,90 @@ def cmd_data(args):
 
 
 # --------------------------------------------------------- models/summary/gradcheck
+def _parse_model_args(pairs):
+    """['stride_in_1x1=true', 'survival_prob=0.8'] -> {'stride_in_1x1': True, 'survival_prob': 0.8}.
+
+    A VALUE is read as JSON (true, null, 0.8, [16, 32]), then as a Python literal (True,
+    (16, 32), 'B'); anything else is the string itself (shortcut=B)."""
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise CLIError(f"--model-arg: expected KEY=VALUE (e.g. stride_in_1x1=true), received {pair!r}")
+        options[key] = _literal(text.strip())
+    return options
+
+
+def _literal(text):
+    for read in (json.loads, ast.literal_eval):
+        try:
+            return read(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return text
+
+
+def _model_options(name, options, set_elsewhere):
+    """Check the --model-arg options of model ``name``: each must be one of its options
+    (models.options) and not one that another flag sets (``set_elsewhere``: key -> flag)."""
+    from minicnn import models
+    for key, flag in set_elsewhere.items():
+        if key in options:
+            raise CLIError(f"--model-arg {key}: {key} is set by {flag}, not by --model-arg")
+    models.check_options(name, options)
+    return dict(options)
+
+
+def _build(name, **kw):
+    """models.create, with a constructor's complaint about a keyword (an option that the
+    model fixes itself, such as resnext50_32x4d's groups) turned into a command-line error."""
+    from minicnn import models
+    try:
+        return models.create(name, **kw)
+    except TypeError as e:
+        if "keyword argument" not in str(e):
+            raise
+        raise CLIError(f"{name}: {e} (an option the model sets itself cannot be given)") from None
+
+
 def cmd_models(args):
     from minicnn import models
+    head = ("model", "family", "dataset", "input", "classes", "parameters", "")
     rows = []
     for name in models.names():
+        info = models.info(name)
         try:
-            count = f"{models.num_parameters(name):>13,}"
+            count = f"{models.parameter_count(name):,}"
         except Exception as e:  # one broken family must not hide the others
             count = f"error: {type(e).__name__}: {e}"
-        rows.append((name, count))
-    width = max(len(n) for n, _ in rows)
-    print(f"{'model':<{width}}  {'parameters':>13}")
-    for name, count in rows:
-        print(f"{name:<{width}}  {count}")
+        shape = "x".join(map(str, info.input_size)) if info.input_size else "-"
+        rows.append((name, info.family or "-", info.dataset or "-", shape,
+                     str(models.options(name).get("num_classes", "-")), count, info.title or ""))
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    for r in [head] + rows:
+        cells = [c.rjust(w) if i in (4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        print("  ".join(cells).rstrip())
+    print("input: C x H x W of one image, as `minicnn summary NAME` feeds it; classes and parameters "
+          "with the default options (`minicnn summary NAME --model-arg KEY=VALUE` to change them)")
     return 0
 
 
 def cmd_summary(args):
     import minicnn
     from minicnn import models
-    model = models.create(args.name, num_classes=args.num_classes, rng=0)
-    print(minicnn.summary(model, args.input, batch_size=args.batch_size))
+    from minicnn.summary import parse_input
+    options = _model_options(args.name, _parse_model_args(args.model_arg or []),
+                             {"num_classes": "--num-classes", "rng": "summary (seed 0)"})
+    if args.num_classes is not None:
+        options["num_classes"] = args.num_classes
+    if args.input is None:
+        shape = models.input_shape(args.name, **options)
+    else:
+        channels = models.input_shape(args.name, **options)[0] if models.info(args.name).input_size else None
+        shape = parse_input(args.input, channels, args.layout)
+    model = _build(args.name, rng=0, **options)
+    print(minicnn.summary(model, shape, batch_size=args.batch_size, depth=args.depth))
     return 0
 
 
@@ -310,11 +392,13 @@ _positive_int, _nonneg_int, _float = _at_least(1), _at_least(0), _at_least(0, fl
 
 
 def build_parser():
+    import minicnn
     from minicnn.data import DATASETS
     from minicnn.optim import OPTIMIZERS
     from minicnn.schedules import SCHEDULES
     p = argparse.ArgumentParser(prog="minicnn", description="CNNs from scratch in NumPy: train, "
                                 "evaluate and inspect models of the minicnn zoo.")
+    p.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -343,6 +427,8 @@ def build_parser():
                    help="sanity check: train on N images until 100%% train accuracy")
     t.add_argument("--limit", type=_positive_int, metavar="N", help="use the first N train and N test images")
     t.add_argument("--num-classes", type=_positive_int)
+    t.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE",
+                   help="a model option, e.g. survival_prob=0.8 (repeatable; see `minicnn summary NAME`)")
     t.add_argument("--backend", choices=["numpy", "cupy"])
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     t.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
@@ -376,12 +462,20 @@ def build_parser():
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_data)
 
-    m = sub.add_parser("models", help="list the zoo with parameter counts")
+    m = sub.add_parser("models", help="list the zoo: family, dataset, input size, classes, parameters")
     m.set_defaults(func=cmd_models)
 
-    s = sub.add_parser("summary", help="per-layer table of a zoo model")
+    s = sub.add_parser("summary", help="per-layer table of a zoo model: shapes, parameters, "
+                       "multiply-adds, receptive fields")
     s.add_argument("name")
-    s.add_argument("--input", default="3x224x224", help="input shape without batch, e.g. 3x32x32")
+    s.add_argument("--input", help="one input without the batch axis, C x H x W (3x224x224) or "
+                   "H x W x C (224x224x3); default: the size the model was designed for")
+    s.add_argument("--layout", choices=("chw", "hwc"), help="the order of --input when its first and "
+                   "last sizes both equal the model's channels (3x3x3)")
+    s.add_argument("--depth", type=_nonneg_int, help="show modules N levels deep as one row each "
+                   "(blocks with their concatenated / summed output; 0: the whole model)")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="a model option, e.g. stride_in_1x1=true (repeatable)")
     s.add_argument("--num-classes", type=_positive_int)
     s.add_argument("--batch-size", type=_positive_int, default=1)
     s.set_defaults(func=cmd_summary)
