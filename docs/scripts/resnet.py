@@ -19,13 +19,27 @@ print(f"  minicnn.nn.residual.Bottleneck(256, 64): {sb.total_params:,} parameter
 print(f"  minicnn.nn.residual.BasicBlock(256, 256): {sbb.total_params:,} parameters, "
       f"{sbb.total_mult_adds:,} ({_tour.human(sbb.total_mult_adds)}) multiply-adds at 56x56")
 
-print("\nthe ImageNet ResNets (He et al. 2016, Table 1):")
-for name in ("resnet18", "resnet50"):
-    s = _tour.summary(models.create(name, rng=0), (3, 224, 224))
-    print(f"  {name:9s} {s.total_params:>12,} parameters  {s.total_mult_adds:>15,} multiply-adds "
-          f"({_tour.human(s.total_mult_adds)})")
-for name in ("resnet34", "resnet101", "resnet152"):
-    print(f"  {name:9s} {_tour.params(models.create(name, rng=0)):>12,} parameters")
+# The paper's Table 1 "FLOPs" (multiply-adds, Sec. 3.3) and VGG-19's from the same section.
+PAPER = {"resnet18": "1.8G", "resnet34": "3.6G", "resnet50": "3.8G", "resnet101": "7.6G",
+         "resnet152": "11.3G", "vgg19": "19.6G"}
+
+
+def mult_adds(name, **kw):
+    s = _tour.summary(models.create(name, rng=0, **kw), models.input_shape(name))
+    return s.total_params, s.total_mult_adds
+
+
+print("\nthe ImageNet ResNets at 224x224 (He et al. 2016, Table 1), multiply-adds of v1 (the paper's:")
+print("stride 2 in the first 1x1 of a downsampling bottleneck) and v1.5 (torchvision's, minicnn's")
+print("default: stride 2 in the 3x3), against the paper's FLOPs:")
+for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):
+    params, v15 = mult_adds(name)
+    # Basic blocks have no 1x1 to move the stride to: v1 and v1.5 are one network.
+    v1 = mult_adds(name, stride_in_1x1=True)[1] if models.takes(name, "stride_in_1x1") else v15
+    print(f"  {name:9s} {params:>11,} parameters  v1 {_tour.human(v1):>6s} ({v1:,})  "
+          f"v1.5 {_tour.human(v15):>6s} ({v15:,})  paper {PAPER[name]}")
+params, vgg = mult_adds("vgg19")
+print(f"  {'vgg19':9s} {params:>11,} parameters  {_tour.human(vgg)} ({vgg:,})  paper {PAPER['vgg19']}")
 
 print("\nthe CIFAR-10 ResNets (Sec. 4.2; 6n+2 layers, option-A identity shortcuts):")
 for name in ("plain20", "resnet20", "plain56", "resnet56", "resnet110"):
