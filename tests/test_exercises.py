@@ -162,14 +162,16 @@ MUTANTS = [
     ("relu backward returns the mask", mutate(("return dout * (cache > 0)", "return (cache > 0) * 1.0")),
      "relu_backward", "relu_dout"),
     ("conv windows ignore the stride",
-     mutate(("win = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]", "win = xp[:, :, i:i + kh, j:j + kw]")),
+     mutate(("win = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]",
+             "win = xp[:, :, i:i + kh, j:j + kw]")),
      "conv_forward_naive", "stride"),
     ("conv without its bias", mutate(("axes=([1, 2, 3], [1, 2, 3])) + b", "axes=([1, 2, 3], [1, 2, 3]))")),
      "conv_forward_naive", "bias"),
     ("linear dx left flat", mutate(("return (dout @ w).reshape(x.shape), dw", "return dout @ w, dw")),
      "linear_backward", "reshape_dx"),
     ("batch norm evaluates with the batch's statistics",
-     mutate(("    else:\n        mu, var = running_mean, running_var", "    else:\n        mu, var = x.mean(axis=axes), x.var(axis=axes)")),
+     mutate(("    else:\n        mu, var = running_mean, running_var",
+             "    else:\n        mu, var = x.mean(axis=axes), x.var(axis=axes)")),
      "batchnorm_forward", "bn_eval_batch_stats"),
     ("running statistics rebound, not updated in place",
      mutate(("running_mean *= 1 - momentum\n        running_mean += momentum * mu\n"
@@ -182,7 +184,8 @@ MUTANTS = [
     ("dropout also in evaluation", mutate(("if not training:\n        return x.copy(), None", "if False:\n        pass")),
      "dropout_forward", "dropout_eval"),
     ("LRN window the wrong way round",
-     mutate(("sq = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)", "sq = np.pad(x * x, ((0, 0), ((size - 1) // 2, size // 2)")),
+     mutate(("sq = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)",
+             "sq = np.pad(x * x, ((0, 0), ((size - 1) // 2, size // 2)")),
      "lrn_forward", "lrn_window"),
     ("softmax gradient without the one-hot", mutate(("    d[np.arange(n), y] -= 1\n", "")),
      "softmax_cross_entropy", "softmax_onehot"),
@@ -367,7 +370,8 @@ def test_importing_minicnn_is_fine_when_the_checked_code_does_not_use_it(tmp_pat
     assert {r.status for r in results.values()} == {checker.PASSED}
     # ... but not other ops of minicnn.
     src = mutate(("dh, dw2, db2 = F.conv2d_backward(ds, c2)",
-                  "dh, dw2, db2 = F.conv2d_backward(ds, c2)\n    F.linear_forward(dh.reshape(len(dh), -1), dw2.reshape(len(dw2), -1)[:, :1], db2)"))
+                  "dh, dw2, db2 = F.conv2d_backward(ds, c2)\n"
+                  "    F.linear_forward(dh.reshape(len(dh), -1), dw2.reshape(len(dw2), -1)[:, :1], db2)"))
     r = by_name(exercises.check_file(write(tmp_path, src), ["residual_block_backward"]))["residual_block_backward"]
     assert r.status == checker.REFUSED and "linear_forward" in r.message
 
