@@ -143,7 +143,8 @@ class AlexNetTorchvision(Sequential):
                                       ("flatten", Flatten()), ("classifier", head)]))
 
 
-@register("alexnet_torchvision")
+@register("alexnet_torchvision", family="AlexNet", dataset="ImageNet", input_size=(3, 224, 224),
+          params=61_100_840, title="torchvision's: 64 CONV1 filters, no LRN, adaptive pool")
 def alexnet_torchvision(num_classes=1000, dropout=0.5, rng=None):
     """torchvision's AlexNet (64 filters in CONV1, no LRN; 61,100,840 parameters), its names."""
     return AlexNetTorchvision(num_classes=num_classes, dropout=dropout, rng=rng)

@@ -160,7 +160,8 @@ class GoogLeNetTorchvision(AuxiliaryTaps):
         self._cache = None
 
 
-@register("googlenet_torchvision")
+@register("googlenet_torchvision", family="GoogLeNet", dataset="ImageNet", input_size=(3, 224, 224),
+          params=13_004_888, title="torchvision's: BatchNorm, 3x3 branches, aux heads")
 def googlenet_torchvision(num_classes=1000, aux_logits=True, transform_input=False, dropout=0.2,
                           dropout_aux=0.7, rng=None):
     """torchvision's GoogLeNet (BatchNorm, 3x3 "5x5" branches, ceil-mode pools; 6,624,904
