@@ -36,7 +36,6 @@ exercise check not passed, 2 bad arguments or unreadable files, 130 interrupted 
 checkpoint was saved).
 """
 import argparse
-import ast
 import json
 import math
 import os
@@ -247,27 +246,8 @@ def cmd_data(args):
 
 # --------------------------------------------------------- models/summary/gradcheck
 def _parse_model_args(pairs):
-    """['stride_in_1x1=true', 'survival_prob=0.8'] -> {'stride_in_1x1': True, 'survival_prob': 0.8}.
-
-    A VALUE is read as JSON (true, null, 0.8, [16, 32]), then as a Python literal (True,
-    (16, 32), 'B'); anything else is the string itself (shortcut=B)."""
-    options = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise CLIError(f"--model-arg: expected KEY=VALUE (e.g. stride_in_1x1=true), received {pair!r}")
-        options[key] = _literal(text.strip())
-    return options
-
-
-def _literal(text):
-    for read in (json.loads, ast.literal_eval):
-        try:
-            return read(text)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            pass
-    return text
+    from minicnn.models import catalog
+    return catalog.parse_options(pairs or [], where="--model-arg")
 
 
 def _model_options(name, options, set_elsewhere):
@@ -294,24 +274,8 @@ def _build(name, **kw):
 
 
 def cmd_models(args):
-    from minicnn import models
-    head = ("model", "family", "dataset", "input", "classes", "parameters", "")
-    rows = []
-    for name in models.names():
-        info = models.info(name)
-        try:
-            count = f"{models.parameter_count(name):,}"
-        except Exception as e:  # one broken family must not hide the others
-            count = f"error: {type(e).__name__}: {e}"
-        shape = "x".join(map(str, info.input_size)) if info.input_size else "-"
-        rows.append((name, info.family or "-", info.dataset or "-", shape,
-                     str(models.options(name).get("num_classes", "-")), count, info.title or ""))
-    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    for r in [head] + rows:
-        cells = [c.rjust(w) if i in (4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
-        print("  ".join(cells).rstrip())
-    print("input: C x H x W of one image, as `minicnn summary NAME` feeds it; classes and parameters "
-          "with the default options (`minicnn summary NAME --model-arg KEY=VALUE` to change them)")
+    from minicnn.models import catalog
+    print(catalog.zoo_table())
     return 0
 
 
@@ -319,7 +283,7 @@ def cmd_summary(args):
     import minicnn
     from minicnn import models
     from minicnn.summary import parse_input
-    options = _model_options(args.name, _parse_model_args(args.model_arg or []),
+    options = _model_options(args.name, _parse_model_args(args.model_arg),
                              {"num_classes": "--num-classes", "rng": "summary (seed 0)"})
     if args.num_classes is not None:
         options["num_classes"] = args.num_classes
@@ -348,14 +312,7 @@ def cmd_weights(args):
         weights.save(weights.load(args.file), args.out)
         print(f"wrote {args.out}")
         return 0
-    about = weights.info(args.file)
-    print(f"{about['path']}: {about['format']}, {about['num_tensors']} tensors, "
-          f"{about['total_params']:,} values (buffers included)")
-    width = max((len(k) for k in about["tensors"]), default=0)
-    for key, t in about["tensors"].items():
-        print(f"  {key:<{width}}  {t['dtype']:<8} {'x'.join(map(str, t['shape'])) or 'scalar'}")
-    fits = weights.match_models(weights.load(args.file))
-    print("fits: " + (", ".join(fits) if fits else "no minicnn zoo model (keys or shapes differ)"))
+    print(weights.describe(args.file))
     return 0
 
 

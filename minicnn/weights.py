@@ -277,6 +277,20 @@ def info(path):
             "num_tensors": len(state), "total_params": int(sum(v.size for v in state.values()))}
 
 
+def describe(path):
+    """``info(path)`` as text, one line per tensor, and which zoo models the file fits
+    (what ``minicnn weights info`` prints)."""
+    about = info(path)
+    lines = [f"{about['path']}: {about['format']}, {about['num_tensors']} tensors, "
+             f"{about['total_params']:,} values (buffers included)"]
+    width = max((len(k) for k in about["tensors"]), default=0)
+    for key, t in about["tensors"].items():
+        lines.append(f"  {key:<{width}}  {t['dtype']:<8} {'x'.join(map(str, t['shape'])) or 'scalar'}")
+    fits = _matching({k: t["shape"] for k, t in about["tensors"].items()})
+    lines.append("fits: " + (", ".join(fits) if fits else "no minicnn zoo model (keys or shapes differ)"))
+    return "\n".join(lines)
+
+
 _MODEL_SHAPES = {}   # zoo model name -> {key: shape}, built once per process
 
 
@@ -316,7 +330,11 @@ def match_models(state, names=None):
     """
     if isinstance(state, (str, os.PathLike)):
         state = load(state)
+    return _matching({k: np.shape(v) for k, v in state.items()}, names)
+
+
+def _matching(shapes, names=None):
     from minicnn import models
-    shapes = {k: tuple(np.shape(v)) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    shapes = {k: tuple(v) for k, v in shapes.items() if not k.endswith("num_batches_tracked")}
     return [name for name in sorted(models.names() if names is None else names)
             if fits(shapes, _model_shapes(name))]
