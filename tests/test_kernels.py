@@ -452,47 +452,6 @@ def test_bench_ops_quick_runs():
     assert "conv LeNet conv1" in proc.stdout and "GEMM" in proc.stdout
 
 
-def test_benchmark_run_quick_runs():
-    """benchmarks/run.py --quick runs without PyTorch and prints both tables (no timing is checked)."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"),
-                           "--quick", "--repeat", "1", "--no-torch"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert "GEMM ceiling" in proc.stdout and "| conv 3x3 |" in proc.stdout and "| ResNet-20 |" in proc.stdout
-
-
-def test_benchmark_textbook_ops_are_correct():
-    """The benchmark's textbook NumPy ops compute what minicnn computes (else the table
-    would compare against something else)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_run", os.path.join(ROOT, "benchmarks", "run.py"))
-    run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((3, 4, 9, 9))
-    w = rng.standard_normal((5, 4, 3, 3))
-    b = rng.standard_normal(5)
-    out, cache = conv2d_forward(x, w, b, stride=2, pad=1)
-    dout = rng.standard_normal(out.shape)
-    for got, want in zip(run.tb_conv(x, w, b, 2, 1, dout), (out,) + conv2d_backward(dout, cache)):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
-    out, cache = max_pool2d_forward(x, 3, 2)
-    dout = rng.standard_normal(out.shape)
-    for got, want in zip(run.tb_max_pool(x, 3, 2, dout), (out, max_pool2d_backward(dout, cache))):
-        np.testing.assert_allclose(got, want, rtol=1e-12)
-    import minicnn.functional as F
-    out, cache = F.lrn_forward(x, 5, 1e-2, 0.75, 2.0)
-    dout = rng.standard_normal(out.shape)
-    for got, want in zip(run.tb_lrn(x, 5, 1e-2, 0.75, 2.0, dout), (out, F.lrn_backward(dout, cache))):
-        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
-    out, cache = F.batchnorm_forward(x, gamma, beta, np.zeros(4), np.ones(4), True)
-    dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
-    tout, tdx, tdgamma, tdbeta = run.tb_batchnorm(x, gamma, beta, dout)
-    for got, want in ((tout, out), (tdx, dx), (tdgamma, dgamma), (tdbeta, dbeta)):
-        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_conv_threads_work_after_fork():
     """A forked child (a data-loader worker, say) gets its own chunk threads: the parent's
