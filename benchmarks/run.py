@@ -133,8 +133,8 @@ def selected_models(args):
 
 def make_job(args, kind, row, lib):
     big = kind in ("train", "infer") and workloads.model_cases(args.quick)[row].big
-    return {"kind": kind, "row": row, "rows": selected_ops(args) if kind == "ops" else None, "lib": lib, "quick": args.quick,
-            "path": {"minicnn": ROOT, "baseline": args.baseline}.get(lib),
+    return {"kind": kind, "row": row, "rows": selected_ops(args) if kind == "ops" else None,
+            "lib": lib, "quick": args.quick, "path": {"minicnn": ROOT, "baseline": args.baseline}.get(lib),
             "cores": harness.core_count(), "repeat": args.repeat,
             "steps": args.big_steps if big else args.steps, "min_time": 0.0 if big else args.min_time}
 
@@ -189,19 +189,26 @@ def figures(runs, key, per_process):
     return harness.over_rounds(values), errors
 
 
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
 def print_header(args, libs):
     model, isa = harness.cpu_description()
-    torch_version = importlib.metadata.version("torch") if "torch" in libs else "not used"
+    torch_version = _version("torch") if "torch" in libs else "not used"
     print(f"# minicnn benchmark, {time.strftime('%Y-%m-%d %H:%M')}: {model} ({platform.machine()}; "
           f"{', '.join(isa) or 'no avx2/avx512f/fma'}), {harness.core_count()} cores, load average "
           f"{harness.load_average():.2f} at the start")
-    print(f"# python {platform.python_version()}, numpy {importlib.metadata.version('numpy')}, torch {torch_version}")
+    print(f"# python {platform.python_version()}, numpy {_version('numpy')}, torch {torch_version}")
     print(f"# minicnn: {ROOT} (git {harness.git_revision(ROOT)})")
     if args.baseline:
         print(f"# baseline: {args.baseline} (git {harness.git_revision(args.baseline)})")
     if harness.load_average() > harness.core_count() / 2:
-        print(f"# BUSY MACHINE: load average {harness.load_average():.2f} on {harness.core_count()} cores -- "
-              "threaded code waits for descheduled threads (PyTorch's OpenMP team most), so expect a "
+        print(f"# BUSY MACHINE: load average {harness.load_average():.2f} on {harness.core_count()} "
+              "cores -- threaded code waits for descheduled threads (PyTorch's OpenMP team most), so expect a "
               "wide spread; measure on a quiet machine")
     tuning = harness.tuning_environment()
     print("# tuning variables set: " + (", ".join(f"{k}={v}" for k, v in tuning.items()) or "none"))
@@ -238,7 +245,8 @@ def print_networks(args, libs, results, kind):
     others = [lib for lib in libs if lib != "minicnn"]
     cases = workloads.model_cases(args.quick)
     # The batch in the title is the CIFAR rows' one; the ResNet-18 row names its own.
-    batch = "".join(sorted({f", batch {cases[i].batch}" for i in selected_models(args) if not cases[i].big}))
+    batch = "".join(sorted({f", batch {cases[i].batch}" for i in selected_models(args)
+                            if not cases[i].big}))
     title = {"train": f"training{batch}, SGD momentum", "infer": f"inference (eval, no grad){batch}"}[kind]
     rows, errors = [], set()
     for i in selected_models(args):
@@ -258,7 +266,8 @@ def print_results(args, libs, results):
     size = gemm_size(args)
     for lib in ("numpy", "torch"):
         if ("gemm", None, lib) in results:
-            gemm[lib], _ = figures(results[("gemm", None, lib)], None, lambda t: 2.0 * size ** 3 / min(t) / 1e9)
+            gemm[lib], _ = figures(results[("gemm", None, lib)], None,
+                                   lambda t: 2.0 * size ** 3 / min(t) / 1e9)
     print(f"# GEMM ceiling ({size}^3 float32, best call of each process): "
           + ", ".join(f"{k} {report.fmt_spread(v, report.per_second)} GFLOP/s" for k, v in gemm.items()))
     errors = set()
@@ -295,7 +304,8 @@ def run_memory(args, libs):
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=None, help="processes per library and group (3; --quick: 1)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="processes per library and group (3; --quick: 1)")
     ap.add_argument("--repeat", type=int, default=7, help="timed op calls per process")
     ap.add_argument("--steps", type=int, default=5, help="timed network steps per process")
     ap.add_argument("--big-steps", type=int, default=3, help="timed ResNet-18 steps per process")
@@ -315,7 +325,10 @@ def parse_args(argv):
     args.min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 0.5)
     for name in ("rounds", "repeat", "steps", "big_steps"):
         if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')}: expected an integer >= 1, received {getattr(args, name)}")
+            ap.error(f"--{name.replace('_', '-')}: expected an integer >= 1, "
+                     f"received {getattr(args, name)}")
+    if args.min_time < 0:
+        ap.error(f"--min-time: expected seconds >= 0, received {args.min_time}")
     if args.baseline:
         args.baseline = os.path.abspath(args.baseline)
         if not os.path.isfile(os.path.join(args.baseline, "minicnn", "__init__.py")):

@@ -64,7 +64,8 @@ def test_baseline_must_be_a_minicnn_checkout(tmp_path):
 def test_a_child_imports_the_checkout_it_is_given(tmp_path):
     """enter_checkout refuses to time a minicnn other than the one asked for (here: an empty
     directory, while this checkout is on PYTHONPATH)."""
-    code = f"import sys; sys.path.append({BENCH!r}); import harness; harness.enter_checkout({str(tmp_path)!r})"
+    code = (f"import sys; sys.path.append({BENCH!r}); import harness; "
+            f"harness.enter_checkout({str(tmp_path)!r})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": ROOT})
     assert proc.returncode != 0
