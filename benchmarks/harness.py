@@ -13,6 +13,10 @@ starts children and does the arithmetic.  The allocator and the thread settings 
 ones users get: nothing here sets MALLOC_* or other process-wide tuning (run.py prints
 any such variable it finds set, since the children inherit it).
 
+Every child also reports the share of the cores that OTHER work kept busy while it timed
+(busy_elsewhere): on a small shared machine that is what scatters the figures most, and
+run.py runs a disturbed process again and counts the ones left in the table's notes.
+
 Per process, each workload gets warm-up calls, then timed calls (at least ``calls`` of
 them and at least ``min_seconds`` of work), and its figure is the median.  Over the rounds
 the reported figure is the median of those process medians, with their min-max beside it:
@@ -115,6 +119,37 @@ def time_calls(fn, calls, warmup=1, min_seconds=0.0):
         fn()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def _busy_cpu_seconds():
+    """CPU seconds all cores have spent busy since boot, by /proc/stat (user, nice, system,
+    irq, softirq, and steal: time the hypervisor gave to other guests); None without /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_elsewhere(fn, *args):
+    """(fn(*args), share): ``share`` is the part of the machine's cores (0 to 1) that other
+    processes -- or the hypervisor -- kept busy while fn ran; None where /proc/stat is missing.
+
+    On a machine of 2 cores shared with other work that share is what scatters the figures
+    most: a thread team waits for its descheduled member.  Measured while another process
+    kept one of the 2 cores busy (share ~50%): a LeNet-5 training step went from ~12 to ~90 ms
+    in minicnn and from ~8 to ~260 ms in PyTorch.  So run.py shows the share of every process
+    and runs a disturbed one again.
+    """
+    busy0, own0, t0 = _busy_cpu_seconds(), sum(os.times()[:2]), time.perf_counter()
+    result = fn(*args)
+    busy1, own1, t1 = _busy_cpu_seconds(), sum(os.times()[:2]), time.perf_counter()
+    if busy0 is None or busy1 is None or t1 <= t0:
+        return result, None
+    others = max(0.0, (busy1 - busy0) - (own1 - own0))
+    return result, min(1.0, others / ((t1 - t0) * (os.cpu_count() or 1)))
 
 
 def guarded(fn, *args):

@@ -25,10 +25,11 @@ the "textbook" path (textbook.py, op rows only).  How it times -- a fresh proces
 each process's median with the min-max beside it -- is in harness.py; the workloads are in
 workloads.py.
 
-Options: --rounds R (processes per library and group, default 3), --repeat R (timed op
-calls per process), --steps S / --big-steps S (timed network steps per process),
---min-time T (seconds of timed calls per row and process, at least), --only a,b (rows whose
-name contains one of these), --baseline PATH, --no-torch, --no-textbook, --no-ops,
+Options: --rounds R (processes per library and group, default 3), --retries N (how often a
+process disturbed by other work is run again, default 1), --repeat R (timed op calls per
+process), --steps S / --big-steps S (timed network steps per process), --min-time T
+(seconds of timed calls per row and process, at least), --only a,b (rows whose name
+contains one of these), --baseline PATH, --no-torch, --no-textbook, --no-ops,
 --no-train, --no-infer, --no-memory, --no-resnet18, --quick (tiny sizes, one round: a smoke
 test whose numbers mean nothing).
 """
@@ -49,6 +50,7 @@ import workloads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GEMM_SIZE, GEMM_QUICK_SIZE = 1024, 256
+DISTURBED = 0.10     # share of the cores busy with other work above which a process is counted as disturbed
 
 
 # ----------------------------------------------------------------------------- in a child
@@ -98,7 +100,7 @@ def child_main(job):
     elif job["lib"] == "torch":
         import torch
         torch.set_num_threads(job["cores"])    # every core it may use, as minicnn's pool does
-    result = harness.guarded(KINDS[job["kind"]], job)
+    result, info["elsewhere"] = harness.busy_elsewhere(harness.guarded, KINDS[job["kind"]], job)
     print(json.dumps({"info": info, "result": result}))
 
 
@@ -140,32 +142,46 @@ def make_job(args, kind, row, lib):
 
 
 def run_rounds(args, libs):
-    """{(kind, row, lib): [child results, one per round]}; progress on stderr."""
+    """{(kind, row, lib): [child results, one per round]}; progress on stderr.
+
+    A process during which other work kept more than DISTURBED of the cores busy is run
+    again, up to --retries times (the last attempt counts): the table should describe the
+    libraries, not the neighbours.
+    """
     groups = plan(args, libs)
     results, start = {}, time.time()
     for r in range(args.rounds):
         for kind, row, group_libs in groups:
             for lib in harness.rotated(group_libs, r):
-                res = harness.run_child(make_job(args, kind, row, lib))
+                for attempt in range(args.retries + 1):
+                    res = harness.run_child(make_job(args, kind, row, lib))
+                    share = (res.get("info") or {}).get("elsewhere")
+                    again = share is not None and share > DISTURBED and attempt < args.retries
+                    print(f"[{time.time() - start:4.0f} s] round {r + 1}/{args.rounds}: "
+                          + progress(args, kind, row, lib, res) + (" -- disturbed: again" if again else ""),
+                          file=sys.stderr, flush=True)
+                    if not again:
+                        break
                 results.setdefault((kind, row, lib), []).append(res)
-                print(f"[{time.time() - start:4.0f} s] round {r + 1}/{args.rounds}: "
-                      + progress(args, kind, row, lib, res), file=sys.stderr, flush=True)
     return results
 
 
 def progress(args, kind, row, lib, res):
     """One process's outcome in a line: what ran and its own figure (or its error)."""
-    what = f"{kind}, {lib}" if row is None else f"{kind} {workloads.model_cases(args.quick)[row].name}, {lib}"
+    name = "" if row is None else " " + workloads.model_cases(args.quick)[row].name
+    what = f"{kind}{name}, {lib}"
     part = res.get("result", res)
+    elsewhere = (res.get("info") or {}).get("elsewhere")
+    busy = "" if elsewhere is None else f"; cores busy elsewhere {100 * elsewhere:.0f}%"
     if "error" in part:
         return f"{what}: {part['error']}"
     if kind in ("train", "infer"):
         times = part["times"]
         rate = workloads.model_cases(args.quick)[row].batch / statistics.median(times)
-        return f"{what}: {rate:.0f} images/s (median of {len(times)} steps)"
+        return f"{what}: {rate:.0f} images/s (median of {len(times)} steps{busy})"
     if kind == "gemm":
-        return f"{what}: {2.0 * gemm_size(args) ** 3 / min(part['times']) / 1e9:.0f} GFLOP/s"
-    return f"{what}: {len(part)} rows"
+        return f"{what}: {2.0 * gemm_size(args) ** 3 / min(part['times']) / 1e9:.0f} GFLOP/s{busy}"
+    return f"{what}: {len(part)} rows{busy}"
 
 
 def gemm_size(args):
@@ -208,8 +224,8 @@ def print_header(args, libs):
         print(f"# baseline: {args.baseline} (git {harness.git_revision(args.baseline)})")
     if harness.load_average() > harness.core_count() / 2:
         print(f"# BUSY MACHINE: load average {harness.load_average():.2f} on {harness.core_count()} "
-              "cores -- threaded code waits for descheduled threads (PyTorch's OpenMP team most), so expect a "
-              "wide spread; measure on a quiet machine")
+              "cores -- threaded code waits for descheduled threads, so expect a wide spread; "
+              "measure on a quiet machine")
     tuning = harness.tuning_environment()
     print("# tuning variables set: " + (", ".join(f"{k}={v}" for k, v in tuning.items()) or "none"))
     print(f"# float32; each (library, workload group) in a fresh process, {args.rounds} round(s), "
@@ -285,6 +301,19 @@ def print_results(args, libs, results):
                 errors.add(f"{info['file']}: Cython kernels NOT loaded (its plain NumPy path was timed)")
     for e in sorted(errors):
         print(f"# {e}")
+    print_disturbed(results)
+
+
+def print_disturbed(results):
+    """How many processes shared the cores with other work (harness.busy_elsewhere)."""
+    shares = [(r.get("info") or {}).get("elsewhere") for runs in results.values() for r in runs]
+    shares = [s for s in shares if s is not None]
+    if not shares:
+        return
+    disturbed = [s for s in shares if s > DISTURBED]
+    print(f"# {len(disturbed)} of {len(shares)} processes ran while other work kept more than "
+          f"{100 * DISTURBED:.0f}% of the cores busy" + (f" (up to {100 * max(disturbed):.0f}%): their "
+                                                        "figures are in the spread" if disturbed else ""))
 
 
 def run_memory(args, libs):
@@ -311,6 +340,9 @@ def parse_args(argv):
     ap.add_argument("--big-steps", type=int, default=3, help="timed ResNet-18 steps per process")
     ap.add_argument("--min-time", type=float, default=None,
                     help="seconds of timed calls per row and process, at least (0.5; --quick: 0)")
+    ap.add_argument("--retries", type=int, default=None, help="how often a process that shared the "
+                    "cores with other work (more than 10%% of them busy elsewhere) is run again "
+                    "(1; --quick: 0)")
     ap.add_argument("--only", default="", help="only rows whose name contains one of these "
                     "comma-separated substrings")
     ap.add_argument("--baseline", metavar="PATH", help="another minicnn checkout to compare with")
@@ -322,11 +354,14 @@ def parse_args(argv):
     if args._child:
         return args
     args.rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    args.retries = args.retries if args.retries is not None else (0 if args.quick else 1)
     args.min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 0.5)
     for name in ("rounds", "repeat", "steps", "big_steps"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}: expected an integer >= 1, "
                      f"received {getattr(args, name)}")
+    if args.retries < 0:
+        ap.error(f"--retries: expected an integer >= 0, received {args.retries}")
     if args.min_time < 0:
         ap.error(f"--min-time: expected seconds >= 0, received {args.min_time}")
     if args.baseline:

@@ -38,6 +38,8 @@ def test_run_quick_prints_every_table_without_errors():
                  "| ResNet-18 32x32 (batch 2) |", "textbook ms"):
         assert text in out, text
     assert "Error" not in out and "error" not in out, out
+    if os.path.exists("/proc/stat"):
+        assert "processes ran while other work kept more than 10% of the cores busy" in out
     # One process per (library, group): gemm, ops x 2 (minicnn, textbook), 5 networks x 2 modes.
     assert proc.stderr.count("round 1/1") == 1 + 2 + 10, proc.stderr
 
@@ -104,6 +106,12 @@ def test_time_calls_counts_and_fills_the_minimum_time():
     assert len(times) == 3 and len(calls) == 5
     times = harness.time_calls(lambda: None, 1, warmup=0, min_seconds=0.02)
     assert len(times) > 1 or sum(times) >= 0.02
+
+
+def test_busy_elsewhere_returns_the_result_and_a_share():
+    result, share = harness.busy_elsewhere(lambda n: sum(range(n)), 200000)
+    assert result == sum(range(200000))
+    assert share is None if not os.path.exists("/proc/stat") else 0.0 <= share <= 1.0
 
 
 def test_cpu_description_and_core_count():
