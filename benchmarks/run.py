@@ -222,7 +222,7 @@ def print_header(args, libs):
     print(f"# minicnn: {ROOT} (git {harness.git_revision(ROOT)})")
     if args.baseline:
         print(f"# baseline: {args.baseline} (git {harness.git_revision(args.baseline)})")
-    if harness.load_average() > harness.core_count() / 2:
+    if harness.load_average() >= harness.core_count():      # the per-process count below is the finer test
         print(f"# BUSY MACHINE: load average {harness.load_average():.2f} on {harness.core_count()} "
               "cores -- threaded code waits for descheduled threads, so expect a wide spread; "
               "measure on a quiet machine")
