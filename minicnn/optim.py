@@ -137,10 +137,12 @@ class Optimizer:
 
     def step(self):
         """Update every parameter that has a gradient, in place, with its group's
-        hyper-parameters; then count the step."""
+        hyper-parameters; then count the step.  A frozen parameter (``requires_grad``
+        False, see ``Module.freeze``) is skipped whole: no update, no weight decay, and its
+        momentum or moment buffers stay as they are, so that it can be unfrozen later."""
         self.step_count += 1
         for i, g, p, st in self._slots():
-            if p.grad is None:
+            if p.grad is None or not getattr(p, "requires_grad", True):
                 continue
             if p.grad.shape != p.data.shape:
                 raise ValueError(f"{type(self).__name__}.step: expected the gradient of parameter "

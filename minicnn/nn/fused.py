@@ -69,8 +69,8 @@ def bn_relu_backward(bn, relu, dout, cache):
     if cache is RAN_AS_LAYERS:
         return bn.backward(relu.backward(dout))
     dx, dgamma, dbeta = batchnorm_relu_backward(dout, cache)
-    bn.weight.grad += dgamma
-    bn.bias.grad += dbeta
+    bn._accumulate(bn.weight, dgamma)   # as bn.backward does: nothing into a frozen parameter
+    bn._accumulate(bn.bias, dbeta)
     return dx
 
 

@@ -344,6 +344,13 @@ class _BatchNorm(Module):
     torchvision's BatchNorm also saves a ``num_batches_tracked`` counter; minicnn does
     not keep it (it only matters for momentum=None), and ``load_state_dict`` ignores
     those keys so that torchvision weights load.
+
+    Frozen: a BatchNorm whose ``weight`` and ``bias`` are both frozen (``Module.freeze``)
+    is in evaluation mode whatever ``train()`` says -- it normalises with its running
+    statistics and leaves them fixed -- so a frozen pretrained backbone stays the network
+    it was.  (PyTorch users call ``bn.eval()`` by hand after every ``model.train()``, or
+    swap in torchvision's FrozenBatchNorm2d.)  ``training`` reads the mode in effect;
+    ``train()`` records the mode asked for, which comes back on ``unfreeze``.
     """
 
     _name = "BatchNorm"
@@ -362,6 +369,16 @@ class _BatchNorm(Module):
         self.register_buffer("running_mean", init.zeros((self.num_features,), dtype))
         self.register_buffer("running_var", init.ones((self.num_features,), dtype))
         self._cache = None
+
+    @property
+    def training(self):
+        """The mode in effect: the one ``train()``/``eval()`` asked for, except that a frozen
+        BatchNorm is always in evaluation mode (see the class doc)."""
+        return self._asked_training and (self.weight.requires_grad or self.bias.requires_grad)
+
+    @training.setter
+    def training(self, mode):
+        object.__setattr__(self, "_asked_training", mode)
 
     def check_input(self, x):
         """The checks of forward, also run by minicnn.nn.fused before its fused BN + ReLU."""

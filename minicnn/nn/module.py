@@ -44,6 +44,8 @@ class Parameter:
     - ``data``: the array (NumPy or CuPy, float32 or float64)
     - ``grad``: an array of zeros with the shape, dtype and backend of ``data``;
       ``Module.backward`` adds into it, ``zero_grad`` resets it.
+    - ``requires_grad``: True (PyTorch's name); ``Module.freeze`` sets it False, and then
+      backward adds nothing into ``grad`` and the optimizers leave the parameter as it is.
     """
 
     def __init__(self, data):
@@ -54,6 +56,7 @@ class Parameter:
                              f"{data.dtype}")
         self.data = data
         self.grad = backend.get_array_module(data).zeros_like(data)
+        self.requires_grad = True
 
     @property
     def shape(self):
@@ -71,7 +74,8 @@ class Parameter:
         self.grad[...] = 0
 
     def __repr__(self):
-        return f"Parameter(shape={self.shape}, dtype={self.data.dtype.name})"
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.shape}, dtype={self.data.dtype.name}{frozen})"
 
 
 class Module:
@@ -175,22 +179,28 @@ class Module:
         for _, m in self.named_modules():
             yield m
 
-    def named_parameters(self):
+    def named_parameters(self, trainable_only=False):
         """(dotted name, Parameter): own parameters first, then each child's, recursively.
 
         A parameter shared by two modules is yielded once (so an optimizer steps it once).
+        ``trainable_only=True`` leaves out the frozen ones (``requires_grad`` False).
         """
         seen = set()
         for prefix, module in self.named_modules():
             for name in module._param_names:
                 p = getattr(module, name)
-                if id(p) in seen:
+                if id(p) in seen or (trainable_only and not p.requires_grad):
                     continue
                 seen.add(id(p))
                 yield (f"{prefix}.{name}" if prefix else name), p
 
     def parameters(self):
         for _, p in self.named_parameters():
+            yield p
+
+    def trainable_parameters(self):
+        """The parameters that are not frozen: what an optimizer needs to be given."""
+        for _, p in self.named_parameters(trainable_only=True):
             yield p
 
     def named_buffers(self):
@@ -232,8 +242,8 @@ class Module:
         return cache
 
     def _accumulate(self, param, grad):
-        """param.grad += grad (grads accumulate, as in PyTorch)."""
-        if param is not None and grad is not None:
+        """param.grad += grad (grads accumulate, as in PyTorch); nothing for a frozen parameter."""
+        if param is not None and grad is not None and param.requires_grad:
             param.grad += grad
 
     def zero_grad(self):
@@ -252,6 +262,39 @@ class Module:
     def eval(self):
         """Evaluation mode: BatchNorm uses running statistics, Dropout is the identity."""
         return self.train(False)
+
+    # ------------------------------------------------------------------- freezing
+    def freeze(self, prefix=None, exclude=None):
+        """Stop training the parameters whose dotted name starts with ``prefix``; returns self.
+
+        ``prefix``: None (every parameter), a name, or a tuple/list of names; a name matches
+        itself and everything below it ("layer1" matches ``layer1.0.conv1.weight``, not
+        ``layer10.0.conv1.weight``).  ``exclude``: names (same rules) left as they are --
+        ``model.freeze(exclude=model.classifier_names)`` freezes the backbone of a zoo model
+        and trains only its head.  A name that matches no parameter is a ValueError.
+
+        A frozen parameter has ``requires_grad = False``: backward adds nothing into its
+        ``grad`` (dx still flows through the layer to the layers before it), and the
+        optimizers skip it (no update, no weight decay, no momentum), even when they were
+        given it.  A BatchNorm whose parameters are all frozen stays in evaluation mode
+        (see ``_BatchNorm``).  Freezing is not saved in ``state_dict``: to resume a run
+        whose backbone was frozen, freeze the new model the same way before resuming.
+        """
+        return self._set_requires_grad("freeze", False, prefix, exclude)
+
+    def unfreeze(self, prefix=None, exclude=None):
+        """Train again the parameters ``freeze`` would select (same arguments); returns self."""
+        return self._set_requires_grad("unfreeze", True, prefix, exclude)
+
+    def _set_requires_grad(self, op, value, prefix, exclude):
+        op = f"{type(self).__name__}.{op}"
+        params = list(self.named_parameters())
+        chosen = _matching(op, "prefix", params, prefix, self) if prefix is not None else params
+        skipped = {id(p) for _, p in _matching(op, "exclude", params, exclude, self)} if exclude else set()
+        for _, p in chosen:
+            if id(p) not in skipped:
+                p.requires_grad = value
+        return self
 
     # ---------------------------------------------------------------- state dict
     def state_dict(self):
@@ -389,6 +432,25 @@ class Module:
             return f"{type(self).__name__}({extra})"
         head = f"{type(self).__name__}({extra}" if extra else f"{type(self).__name__}("
         return head + "\n" + "\n".join(lines) + "\n)"
+
+
+def _matching(op, what, named_params, prefixes, model):
+    """The (name, parameter) pairs whose name is one of ``prefixes`` or lies below one;
+    a ValueError for a prefix that matches nothing, listing the model's top-level names."""
+    if isinstance(prefixes, str):
+        prefixes = (prefixes,)
+    if not isinstance(prefixes, (tuple, list)) or not all(isinstance(p, str) and p for p in prefixes):
+        raise ValueError(f"{op}: expected {what} as a non-empty name or a tuple/list of them, "
+                         f"received {prefixes!r}")
+    found = []
+    for prefix in prefixes:
+        hits = [(n, p) for n, p in named_params if n == prefix or n.startswith(prefix + ".")]
+        if not hits:
+            top = list(model._param_names) + list(model._module_names)
+            raise ValueError(f"{op}: {what} {prefix!r} matches no parameter; the top-level names "
+                             f"are {', '.join(top) or '(none)'}")
+        found += hits
+    return found
 
 
 class Sequential(Module):
