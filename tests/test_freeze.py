@@ -6,7 +6,9 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from minicnn import models, nn, optim
+import minicnn.functional as F
+from minicnn import backend, models, nn, optim
+from minicnn.functional import conv
 from minicnn.gradcheck import check_module
 from minicnn.train import fit
 
@@ -163,6 +165,46 @@ def test_gradient_flows_through_a_frozen_middle_layer():
             assert err < 1e-6, (name, err)
     for name, p in model.named_parameters():
         assert p.grad.any() != name.startswith("layer10"), name
+
+
+# ------------------------------------------------------------------ a frozen conv skips dw
+
+
+@pytest.mark.parametrize("layer,dtype,cython", [
+    # (N, C, H, W, F, KH, KW, stride, pad, groups): each algorithm of choose_algorithm
+    ((2, 8, 8, 8, 8, 3, 3, 1, 1, 1), np.float32, True),        # direct (im2col without AVX2)
+    ((2, 16, 8, 8, 16, 3, 3, 1, 1, 1), np.float64, True),      # winograd
+    ((2, 16, 9, 9, 8, 3, 3, 2, 1, 2), np.float32, True),       # im2col, grouped, strided
+    ((2, 8, 6, 6, 4, 1, 1, 1, 0, 1), np.float64, True),        # im2col's pointwise path
+    ((2, 6, 7, 7, 4, 3, 2, 2, 1, 2), np.float64, False),       # batched
+])
+def test_conv_backward_need_dw_false_gives_the_same_dx_and_no_dw(layer, dtype, cython):
+    n, c, h, w_, f, kh, kw, stride, pad, groups = layer
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((f, c // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    with backend.use_cython(cython):
+        assert (conv.choose_algorithm(np, x, w, stride, pad, groups) == "batched") == (not cython)
+        out, cache = F.conv2d_forward(x, w, b, stride, pad, groups)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        dx, dw, db = F.conv2d_backward(dout, cache)
+        dx2, dw2, db2 = F.conv2d_backward(dout, cache, need_dw=False)
+        assert dw2 is None and db2 is None and np.array_equal(dx, dx2)
+        assert F.conv2d_backward(dout, cache, need_dx=False, need_dw=False) == (None, None, None)
+
+
+def test_frozen_conv_asks_for_no_weight_gradient(monkeypatch):
+    layer = nn.Conv2d(3, 4, 3, padding=1, rng=0)
+    asked = []
+    real = F.conv2d_backward
+    monkeypatch.setattr(F, "conv2d_backward", lambda *a, **k: asked.append(k["need_dw"]) or real(*a, **k))
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    for prefix in ("weight", "bias", None):
+        layer(x)
+        layer.freeze(prefix).backward(np.ones((2, 4, 5, 5), np.float32))
+        layer.unfreeze()
+    assert asked == [True, True, False]   # one trainable parameter left: dw is computed
 
 
 # ------------------------------------------------------------------ resume

@@ -124,22 +124,24 @@ def forward_batched(x, w, b, stride, pad, groups):
     return out
 
 
-def backward_batched(dout, x, w, stride, pad, groups, need_dx=True):
+def backward_batched(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
     """(dx, dw) of forward_batched.  With X the columns of x and Y = W X the output (per group):
 
         dW = dY X^T   (summed over images)        dX = W^T dY, then col2im(dX) -> dx
 
-    ``need_dx=False`` skips dx (None).
+    ``need_dx=False`` / ``need_dw=False`` skip dx / dw (None).
     """
     xp = backend.get_array_module(x)
     n, c = x.shape[:2]
     f, cg, kh, kw = w.shape
     oh, ow = dout.shape[2:]
-    col = im2col(x, kh, kw, stride, pad).reshape(n, groups, cg * kh * kw, oh * ow)
     dout_mat = dout.reshape(n, groups, f // groups, oh * ow)
     w_mat = w.reshape(groups, f // groups, cg * kh * kw)
-    # dW = sum over images of dout_n @ col_n^T; the transpose is a view BLAS reads directly.
-    dw = xp.matmul(dout_mat, col.swapaxes(2, 3)).sum(axis=0).reshape(w.shape)
+    dw = None
+    if need_dw:
+        col = im2col(x, kh, kw, stride, pad).reshape(n, groups, cg * kh * kw, oh * ow)
+        # dW = sum over images of dout_n @ col_n^T; the transpose is a view BLAS reads directly.
+        dw = xp.matmul(dout_mat, col.swapaxes(2, 3)).sum(axis=0).reshape(w.shape)
     if not need_dx:
         return None, dw
     # dcol = W^T @ dout per image and group; col2im adds each column back onto its window.
@@ -203,7 +205,7 @@ def conv2d_forward(x, w, b, stride=1, pad=0, groups=1):
     return out, (x, w, b is not None, stride, pad, groups)
 
 
-def conv2d_backward(dout, cache, need_dx=True):
+def conv2d_backward(dout, cache, need_dx=True, need_dw=True):
     """Backward pass of conv2d_forward, by the same algorithm as the forward pass.
 
     Inputs:
@@ -211,6 +213,8 @@ def conv2d_backward(dout, cache, need_dx=True):
     - cache: from conv2d_forward
     - need_dx: False skips the input gradient (dx is then None): a network's first conv
       reads the images, whose gradient nothing uses, and dx is about half its backward
+    - need_dw: False skips the weight and bias gradients (dw and db are then None): a
+      frozen layer (``Module.freeze``) passes dx on and trains nothing
     Returns (dx, dw, db): (N, C, H, W), (F, C // groups, KH, KW), (F,) (db is None without bias).
     """
     x, w, has_bias, stride, pad, groups = cache
@@ -221,17 +225,19 @@ def conv2d_backward(dout, cache, need_dx=True):
     oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
     check_float_array(op, "dout", dout, dtype=w.dtype)
     check_shape(op, "dout", dout, (n, f, oh, ow))
-    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    need_dx = bool(need_dx)
+    need_dx, need_dw = bool(need_dx), bool(need_dw)
+    db = dout.sum(axis=(0, 2, 3)) if has_bias and need_dw else None
+    if not (need_dx or need_dw):
+        return None, None, None
     algorithm = choose_algorithm(xp, x, w, stride, pad, groups)
     if algorithm == "batched":
-        dx, dw = backward_batched(dout, x, w, stride, pad, groups, need_dx)
+        dx, dw = backward_batched(dout, x, w, stride, pad, groups, need_dx, need_dw)
     elif algorithm == "direct":
-        dx, dw = conv_direct.backward(dout, x, w, pad, need_dx)
+        dx, dw = conv_direct.backward(dout, x, w, pad, need_dx, need_dw)
     elif algorithm == "winograd":
-        dx, dw = conv_winograd.backward(dout, x, w, pad, need_dx)
+        dx, dw = conv_winograd.backward(dout, x, w, pad, need_dx, need_dw)
     else:
-        dx, dw = conv_im2col.backward(dout, x, w, stride, pad, groups, need_dx)
+        dx, dw = conv_im2col.backward(dout, x, w, stride, pad, groups, need_dx, need_dw)
     return dx, dw, db
 
 

@@ -100,7 +100,7 @@ def forward(x, w, b, pad_h, pad_w, isa=None):
     return out
 
 
-def backward(dout, x, w, pad, need_dx=True):
+def backward(dout, x, w, pad, need_dx=True, need_dw=True):
     """(dx, dw) of forward, both gradients by the direct kernels.
 
     dW: ``direct.grad_w`` (a register block of filters x kernel taps, each a vector of sums
@@ -113,6 +113,7 @@ def backward(dout, x, w, pad, need_dx=True):
     -- the stride-1 conv of dout, padded by KH-1-pad (KW-1-pad), with the filters flipped in
     both spatial axes and their in/out channels swapped.  Layers with few input channels
     (they are dx's filters, and the kernel works in blocks of 8) take col2im for dx instead.
+    ``need_dx=False`` / ``need_dw=False`` skip dx / dW (None).
     """
     direct = backend.cython_kernels(np, "direct")
     isa = best_isa()
@@ -125,6 +126,8 @@ def backward(dout, x, w, pad, need_dx=True):
         dx = forward(dout, w_flip, None, kh - 1 - pad, kw - 1 - pad, isa)
     else:
         dx = None
+    if not need_dw:
+        return dx, None
     x = np.ascontiguousarray(x)
     n = x.shape[0]
     oh, ow = dout.shape[2:]

@@ -94,13 +94,14 @@ def forward(x, w, b, pad, oh, ow):
     return out
 
 
-def backward(dout, x, w, pad, need_dx=True):
+def backward(dout, x, w, pad, need_dx=True, need_dw=True):
     """(dx, dw) of forward, chunk by chunk (see winograd.py for the algebra).
 
     Per chunk: dM = the output gradient transformed; V^T recomputed from x; dU += dM @ V^T;
     then dV = U^T @ dM, which the input-gradient transform adds back onto the chunk's
     images of dx.  dU is summed per thread over fixed shares of the chunks, added up in a
-    fixed order (``runtime.sum_over_chunks``).  ``need_dx=False`` skips dx (None).
+    fixed order (``runtime.sum_over_chunks``).  ``need_dx=False`` / ``need_dw=False`` skip
+    dx / dw (None).
     """
     kernels = backend.cython_kernels(np, "winograd")
     x = np.ascontiguousarray(x)
@@ -128,12 +129,13 @@ def backward(dout, x, w, pad, need_dx=True):
             views = buffers(t)                  # dM, V^T (and dV)
             dm, vt = views[0], views[1]
             kernels.output_grad_transform(dout[n0:n0 + m], dm)
-            # V recomputed, transposed: NumPy's matmul ran dU = dM @ V^T 2x faster from a
-            # contiguous V^T than from a transposed view (64->64 8x8, 4 images: 157 -> 58 us).
-            vt = vt.reshape(16, t, c)
-            kernels.input_transform(x[n0:n0 + m], pad, vt, channels_last=True)
-            np.matmul(dm, vt, out=du_part)
-            du += du_part
+            if need_dw:
+                # V recomputed, transposed: NumPy's matmul ran dU = dM @ V^T 2x faster from a
+                # contiguous V^T than from a transposed view (64->64 8x8, 4 images: 157 -> 58 us).
+                vt = vt.reshape(16, t, c)
+                kernels.input_transform(x[n0:n0 + m], pad, vt, channels_last=True)
+                np.matmul(dm, vt, out=du_part)
+                du += du_part
             if not need_dx:
                 continue
             dv = views[2]
@@ -142,6 +144,8 @@ def backward(dout, x, w, pad, need_dx=True):
         return du
 
     du = runtime.sum_over_chunks(images, n, step, n * f * c * th * tw * 16)
+    if not need_dw:
+        return dx, None
     dw = np.empty(w.shape, dtype=x.dtype)
     kernels.filter_grad_transform(du, dw)                             # dw = G^T dU G
     return dx, dw

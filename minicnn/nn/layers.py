@@ -59,7 +59,8 @@ class Conv2d(Module):
     ``input_grad``: True (the default) makes backward return dL/dx.  Set it False on a
     layer whose input is the data -- nothing upstream to train -- and backward skips dx
     (about half the backward of a first conv) and returns None.  ``minicnn.train.fit``
-    does that for the duration of training (see ``minicnn.nn.input_grad``).
+    does that for the duration of training (see ``minicnn.nn.input_grad``).  A frozen
+    layer (``Module.freeze``) skips dw and db in the same way.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, groups=1,
@@ -95,7 +96,9 @@ class Conv2d(Module):
         return out
 
     def backward(self, dout):
-        dx, dw, db = F.conv2d_backward(dout, self._get_cache(), need_dx=self.input_grad)
+        trains = self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad)
+        dx, dw, db = F.conv2d_backward(dout, self._get_cache(), need_dx=self.input_grad,
+                                       need_dw=trains)
         self._accumulate(self.weight, dw)
         self._accumulate(self.bias, db)
         return dx
