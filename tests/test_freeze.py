@@ -194,15 +194,27 @@ def test_conv_backward_need_dw_false_gives_the_same_dx_and_no_dw(layer, dtype, c
         assert F.conv2d_backward(dout, cache, need_dx=False, need_dw=False) == (None, None, None)
 
 
-def test_frozen_conv_asks_for_no_weight_gradient(monkeypatch):
-    layer = nn.Conv2d(3, 4, 3, padding=1, rng=0)
+def test_linear_backward_need_dw_false_gives_the_same_dx_and_no_dw():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((4, 2, 3)), rng.standard_normal((5, 6)), rng.standard_normal(5)
+    out, cache = F.linear_forward(x, w, b)
+    dout = rng.standard_normal(out.shape)
+    dx, _, _ = F.linear_backward(dout, cache)
+    dx2, dw2, db2 = F.linear_backward(dout, cache, need_dw=False)
+    assert dw2 is None and db2 is None and np.array_equal(dx, dx2)
+
+
+@pytest.mark.parametrize("kind", ["Conv2d", "Linear"])
+def test_frozen_layer_asks_for_no_weight_gradient(monkeypatch, kind):
+    layer, fn, shape = ((nn.Conv2d(3, 4, 3, padding=1, rng=0), "conv2d_backward", (2, 3, 5, 5))
+                        if kind == "Conv2d" else (nn.Linear(3, 4, rng=0), "linear_backward", (2, 3)))
     asked = []
-    real = F.conv2d_backward
-    monkeypatch.setattr(F, "conv2d_backward", lambda *a, **k: asked.append(k["need_dw"]) or real(*a, **k))
-    x = np.random.default_rng(1).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    real = getattr(F, fn)
+    monkeypatch.setattr(F, fn, lambda *a, **k: asked.append(k["need_dw"]) or real(*a, **k))
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     for prefix in ("weight", "bias", None):
-        layer(x)
-        layer.freeze(prefix).backward(np.ones((2, 4, 5, 5), np.float32))
+        out = layer(x)
+        layer.freeze(prefix).backward(np.ones_like(out))
         layer.unfreeze()
     assert asked == [True, True, False]   # one trainable parameter left: dw is computed
 

@@ -37,10 +37,11 @@ def linear_forward(x, w, b):
     return out, (x.shape, x2, w, b is not None)
 
 
-def linear_backward(dout, cache):
+def linear_backward(dout, cache, need_dw=True):
     """Backward of linear_forward.
 
-    Inputs: dout (N, M); cache.  Returns (dx, dw, db): x's shape, (M, D), (M,) (None without bias).
+    Inputs: dout (N, M); cache; need_dw: False skips dw and db (None), for a frozen layer.
+    Returns (dx, dw, db): x's shape, (M, D), (M,) (None without bias).
     """
     x_shape, x2, w, has_bias = cache
     op = "linear_backward"
@@ -48,6 +49,8 @@ def linear_backward(dout, cache):
     check_float_array(op, "dout", dout, dtype=w.dtype)
     check_shape(op, "dout", dout, (x2.shape[0], w.shape[0]))
     dx = (dout @ w).reshape(x_shape)
+    if not need_dw:
+        return dx, None, None
     dw = dout.T @ x2        # sums over the batch: every example used the same w
     db = dout.sum(axis=0) if has_bias else None
     return dx, dw, db

@@ -96,9 +96,8 @@ class Conv2d(Module):
         return out
 
     def backward(self, dout):
-        trains = self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad)
         dx, dw, db = F.conv2d_backward(dout, self._get_cache(), need_dx=self.input_grad,
-                                       need_dw=trains)
+                                       need_dw=self._trains())
         self._accumulate(self.weight, dw)
         self._accumulate(self.bias, db)
         return dx
@@ -128,7 +127,7 @@ class Linear(Module):
     rule for both keeps the code and its explanation short.  A final classifier layer
     feeds softmax, not a ReLU: the zoo's models scale its weights by 0.1
     (``minicnn.models._common.final_linear``) so that the untrained loss is ln(K).
-    Bias zeros.
+    Bias zeros.  A frozen layer (``Module.freeze``) skips dw and db.
     """
 
     def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
@@ -152,7 +151,7 @@ class Linear(Module):
         return out
 
     def backward(self, dout):
-        dx, dw, db = F.linear_backward(dout, self._get_cache())
+        dx, dw, db = F.linear_backward(dout, self._get_cache(), need_dw=self._trains())
         self._accumulate(self.weight, dw)
         self._accumulate(self.bias, db)
         return dx
@@ -377,7 +376,7 @@ class _BatchNorm(Module):
     def training(self):
         """The mode in effect: the one ``train()``/``eval()`` asked for, except that a frozen
         BatchNorm is always in evaluation mode (see the class doc)."""
-        return self._asked_training and (self.weight.requires_grad or self.bias.requires_grad)
+        return self._asked_training and self._trains()
 
     @training.setter
     def training(self, mode):

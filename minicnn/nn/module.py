@@ -246,6 +246,11 @@ class Module:
         if param is not None and grad is not None and param.requires_grad:
             param.grad += grad
 
+    def _trains(self):
+        """Whether any of this module's own parameters is trainable (a layer whose are all
+        frozen may skip computing their gradients)."""
+        return any(getattr(self, name).requires_grad for name in self._param_names)
+
     def zero_grad(self):
         """Set every parameter's gradient to zero (in place)."""
         for p in self.parameters():
