@@ -68,6 +68,10 @@ def test_bad_prefix_types_are_refused(bad):
         small_net().unfreeze(bad)
     with pytest.raises(ValueError, match="Sequential.freeze: exclude 'head' matches no parameter"):
         small_net().freeze(exclude="head")
+    model = small_net()                 # a model that is not from the zoo names no classifier
+    with pytest.raises(ValueError, match=r"at least one name in exclude, received \(\) \(only zoo"):
+        model.freeze(exclude=model.classifier_names)
+    assert frozen_names(model) == []
 
 
 # ------------------------------------------------------------------ a frozen backbone trains

@@ -247,8 +247,8 @@ class Module:
             param.grad += grad
 
     def _trains(self):
-        """Whether any of this module's own parameters is trainable (a layer whose are all
-        frozen may skip computing their gradients)."""
+        """Whether any of this module's own parameters is trainable (a layer whose parameters
+        are all frozen may skip computing their gradients)."""
         return any(getattr(self, name).requires_grad for name in self._param_names)
 
     def zero_grad(self):
@@ -295,7 +295,8 @@ class Module:
         op = f"{type(self).__name__}.{op}"
         params = list(self.named_parameters())
         chosen = _matching(op, "prefix", params, prefix, self) if prefix is not None else params
-        skipped = {id(p) for _, p in _matching(op, "exclude", params, exclude, self)} if exclude else set()
+        skipped = ({id(p) for _, p in _matching(op, "exclude", params, exclude, self)}
+                   if exclude is not None else set())
         for _, p in chosen:
             if id(p) not in skipped:
                 p.requires_grad = value
@@ -447,6 +448,9 @@ def _matching(op, what, named_params, prefixes, model):
     if not isinstance(prefixes, (tuple, list)) or not all(isinstance(p, str) and p for p in prefixes):
         raise ValueError(f"{op}: expected {what} as a non-empty name or a tuple/list of them, "
                          f"received {prefixes!r}")
+    if not prefixes:       # freeze(exclude=model.classifier_names) on a model that names none
+        raise ValueError(f"{op}: expected at least one name in {what}, received {prefixes!r} "
+                         "(only zoo models name their classifier_names)")
     found = []
     for prefix in prefixes:
         hits = [(n, p) for n, p in named_params if n == prefix or n.startswith(prefix + ".")]
