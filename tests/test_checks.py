@@ -100,3 +100,14 @@ def test_untouched_restores_on_error():
         with untouched(model, training=False):
             model(np.zeros((1, 5, 4, 4), np.float32))    # wrong channel count
     assert all(m.training for m in model.modules())
+
+
+def test_untouched_keeps_the_mode_a_frozen_batchnorm_was_asked_for():
+    model = _bn_dropout_model().train()
+    bn = model[1]
+    bn.freeze()
+    assert not bn.training                        # frozen: in effect, evaluation mode
+    with untouched(model, training=False):
+        model(np.ones((2, 2, 4, 4), np.float32))
+    bn.unfreeze()
+    assert bn.training                            # the mode train() asked for, not the effective one

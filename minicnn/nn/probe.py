@@ -55,7 +55,9 @@ def untouched(model, training=None):
     parameters are not saved (a forward pass does not change them).
     """
     modules = list(model.modules())
-    modes = [m.training for m in modules]
+    # The mode each module was asked for: a frozen BatchNorm reads as eval (``training`` is
+    # its effective mode) but keeps the mode train()/eval() asked for, to use when unfrozen.
+    modes = [getattr(m, "_asked_training", m.training) for m in modules]
     caches = [m.__dict__.get("_cache", _ABSENT) for m in modules]
     buffers = [(b, b.copy()) for m in modules for b in (getattr(m, n) for n in m._buffer_names)
                if b is not None]
