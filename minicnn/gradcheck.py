@@ -97,7 +97,7 @@ def compare(analytic, numeric, floor=1e-8):
 
 
 def check_module(module, x, rng=None, h=1e-5, floor=1e-8):
-    """Gradient-check a Module: its dx and every parameter's gradient against numeric ones.
+    """Gradient-check a Module: its dx and every trainable (not frozen) parameter's gradient against numeric ones.
 
     The module is converted to float64 in place (``module.to(np.float64)``) and x is
     copied to float64.  A random upstream gradient (never all ones: that would hide,
@@ -124,7 +124,8 @@ def check_module(module, x, rng=None, h=1e-5, floor=1e-8):
     module.zero_grad()
     run(x)
     dx = module.backward(dout)
-    params = list(module.named_parameters())
+    # Frozen parameters (Module.freeze) get no gradient by design: nothing to check.
+    params = list(module.named_parameters(trainable_only=True))
     analytic = {name: np.array(backend.asnumpy(p.grad)) for name, p in params}
 
     report = {"x": compare(dx, numeric_gradient(run, x, dout, h), floor)}

@@ -246,3 +246,14 @@ def test_resume_with_a_frozen_backbone_is_bit_identical(tmp_path):
     for key in end:
         assert np.array_equal(end[key], resumed[key]), key
         assert np.array_equal(end[key], start[key]) == (not key.startswith("fc.")), key
+
+
+def test_check_module_leaves_out_frozen_parameters():
+    from minicnn.gradcheck import check_module
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, rng=0), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 4 * 4, 2, rng=0))
+    model.freeze("0")
+    x = np.random.default_rng(1).standard_normal((2, 2, 4, 4))
+    report = check_module(model, x)
+    assert set(report) == {"x", "3.weight", "3.bias"}
+    assert max(report.values()) < 1e-6
