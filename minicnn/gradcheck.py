@@ -97,7 +97,8 @@ def compare(analytic, numeric, floor=1e-8):
 
 
 def check_module(module, x, rng=None, h=1e-5, floor=1e-8):
-    """Gradient-check a Module: its dx and every trainable (not frozen) parameter's gradient against numeric ones.
+    """Gradient-check a Module: its dx and every trainable (not frozen) parameter's gradient
+    against numeric ones.
 
     The module is converted to float64 in place (``module.to(np.float64)``) and x is
     copied to float64.  A random upstream gradient (never all ones: that would hide,
