@@ -47,6 +47,8 @@ TWINS = [
     ("squeezenet1_0", 64, 2), ("squeezenet1_0", 224, 1),
     ("alexnet_torchvision", 96, 2), ("alexnet_torchvision", 224, 1),
     ("googlenet_torchvision", 96, 2), ("googlenet_torchvision", 224, 1),
+    ("mobilenet_v2", 64, 2), ("mobilenet_v2", 224, 1),
+    ("shufflenet_v2_x1_0", 64, 2), ("shufflenet_v2_x1_0", 224, 1),
 ]
 
 

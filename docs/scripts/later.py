@@ -7,6 +7,7 @@ import _tour
 
 import minicnn.models as models
 from minicnn.nn.blocks import DepthwiseSeparableConv, Fire
+from minicnn.nn.inverted_residual import InvertedResidual
 from minicnn.nn.layers import Conv2d
 from minicnn.nn.module import Sequential
 from minicnn.nn.stochastic_depth import linear_decay
@@ -84,3 +85,15 @@ dws = _tour.summary(DepthwiseSeparableConv(512, 512, rng=0), (512, 14, 14))
 print(f"  at 14x14x512 -> 512: standard 3x3 conv {std.total_mult_adds:,} mult-adds, depthwise-separable "
       f"{dws.total_mult_adds:,}: {std.total_mult_adds / dws.total_mult_adds:.1f}x fewer "
       f"(1 / (1/N + 1/9) = {1 / (1 / 512 + 1 / 9):.1f} for N = 512)")
+
+print("\nMobileNet v2 (Sandler et al. 2018): inverted residuals, linear bottlenecks")
+mb2 = line("mobilenet_v2", (3, 224, 224))
+print(f"  vs MobileNet v1: {mb2.total_params / mb.total_params:.2f}x the parameters, "
+      f"{mb2.total_mult_adds / mb.total_mult_adds:.2f}x the multiply-adds")
+block = _tour.summary(InvertedResidual(24, 24, 1, 6, rng=0), (24, 56, 56))
+print(f"  an inverted residual at 56x56x24 (expanded to 144): {block.total_params:,} parameters, "
+      f"{block.total_mult_adds:,} mult-adds")
+
+print("\nShuffleNet v2 (Ma et al. 2018): channel split, one branch, concat, channel shuffle")
+sh = line("shufflenet_v2_x1_0", (3, 224, 224))
+print(f"  vs MobileNet v2: {sh.total_mult_adds / mb2.total_mult_adds:.2f}x the multiply-adds")

@@ -9,7 +9,8 @@ input's dtype), with NumPy or CuPy arrays (see ``minicnn.backend``).
     out, cache = F.conv2d_forward(x, w, b, stride=1, pad=1)
     dx, dw, db = F.conv2d_backward(dout, cache)
 """
-from minicnn.functional.activations import relu_backward, relu_forward, sigmoid_backward, sigmoid_forward
+from minicnn.functional.activations import (relu6_backward, relu6_forward, relu_backward, relu_forward,
+                                           sigmoid_backward, sigmoid_forward)
 from minicnn.functional.batchnorm import batchnorm_backward, batchnorm_forward
 from minicnn.functional.conv import (conv2d_backward, conv2d_backward_naive, conv2d_forward,
                                      conv2d_forward_naive)
@@ -21,6 +22,7 @@ from minicnn.functional.lrn import lrn_backward, lrn_forward
 from minicnn.functional.pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
                                      avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward,
                                      global_avg_pool_forward, max_pool2d_backward, max_pool2d_forward)
+from minicnn.functional.shuffle import channel_shuffle_backward, channel_shuffle_forward
 
 __all__ = [
     "conv2d_forward", "conv2d_backward", "conv2d_forward_naive", "conv2d_backward_naive",
@@ -28,7 +30,8 @@ __all__ = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
     "global_avg_pool_forward", "global_avg_pool_backward",
-    "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
+    "relu_forward", "relu_backward", "relu6_forward", "relu6_backward", "sigmoid_forward", "sigmoid_backward",
+    "channel_shuffle_forward", "channel_shuffle_backward",
     "linear_forward", "linear_backward", "lrn_forward", "lrn_backward",
     "batchnorm_forward", "batchnorm_backward", "dropout_forward", "dropout_backward",
     "softmax_cross_entropy",

@@ -91,3 +91,30 @@ def sigmoid_backward(dout, cache):
     check_float_array(op, "dout", dout, dtype=s.dtype)
     check_shape(op, "dout", dout, s.shape)
     return dout * s * (1 - s)
+
+
+def relu6_forward(x):
+    """ReLU6, min(max(0, x), 6) (Krizhevsky 2010; MobileNet v1/v2 use it so that activations
+    stay in a range low-precision arithmetic represents well).
+
+    Inputs: x of any shape.  Returns (out, cache); out has x's shape and dtype.
+    """
+    op = "relu6_forward"
+    xp = backend.get_array_module(x=x, op=op)
+    check_float_array(op, "x", x)
+    # Gradient 1 on the open interval (0, 6) only: both kinks get 0, as PyTorch's hardtanh.
+    mask = (x > 0) & (x < 6)
+    return xp.minimum(xp.maximum(x, x.dtype.type(0)), x.dtype.type(6)), mask
+
+
+def relu6_backward(dout, cache):
+    """dx = dout where 0 < x < 6, else 0 (both kinks get gradient 0, as PyTorch).
+
+    Inputs: dout of x's shape; cache from relu6_forward.  Returns dx.
+    """
+    op = "relu6_backward"
+    mask = cache
+    xp = backend.get_array_module(dout=dout, op=op)
+    check_float_array(op, "dout", dout)
+    check_shape(op, "dout", dout, mask.shape)
+    return xp.where(mask, dout, dout.dtype.type(0))

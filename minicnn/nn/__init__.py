@@ -12,7 +12,8 @@
 See module.py for the Module contract and init.py for weight initialisation.  One file per
 idea: layers.py (the plain layers), residual.py (BasicBlock, Bottleneck), preact.py,
 squeeze_excitation.py, stochastic_depth.py, shortcuts.py, blocks.py (Inception, Fire,
-dense, depthwise-separable), fractal.py; fused.py runs BN + ReLU and add + ReLU in one
+dense, depthwise-separable), fractal.py, inverted_residual.py (MobileNet v2),
+shuffle.py (ShuffleNet v2); fused.py runs BN + ReLU and add + ReLU in one
 pass for the blocks, hooks.py lets a caller watch every module call, classifier.py swaps a
 model's classifier (``Module.reset_classifier``).
 """
@@ -29,3 +30,5 @@ from minicnn.nn.squeeze_excitation import SqueezeExcitation  # noqa: F401
 from minicnn.nn.stochastic_depth import Residual, StochasticDepth  # noqa: F401
 from minicnn.nn.blocks import (DenseBlock, DenseLayer, DepthwiseSeparableConv, Fire,  # noqa: F401
                                FractalBlock, Inception, ParallelConcat, Transition)
+from minicnn.nn.inverted_residual import InvertedResidual, ReLU6  # noqa: F401
+from minicnn.nn.shuffle import ShuffleUnit  # noqa: F401
