@@ -50,8 +50,11 @@ def relu_backward(dout, cache):
 
     Inputs: dout of x's shape; cache from relu_forward.  Returns dx.
     """
-    op = "relu_backward"
-    mask = cache
+    return _pass_where(dout, cache, "relu_backward")
+
+
+def _pass_where(dout, mask, op):
+    """dx = dout where ``mask`` (bool, dout's shape), else 0: the backward of ReLU and ReLU6."""
     xp = backend.get_array_module(dout=dout, op=op)
     check_float_array(op, "dout", dout)
     check_shape(op, "dout", dout, mask.shape)
@@ -112,9 +115,5 @@ def relu6_backward(dout, cache):
 
     Inputs: dout of x's shape; cache from relu6_forward.  Returns dx.
     """
-    op = "relu6_backward"
-    mask = cache
-    xp = backend.get_array_module(dout=dout, op=op)
-    check_float_array(op, "dout", dout)
-    check_shape(op, "dout", dout, mask.shape)
-    return xp.where(mask, dout, dout.dtype.type(0))
+    # The cache is the mask of where the gradient passes, as ReLU's: the same backward.
+    return _pass_where(dout, cache, "relu6_backward")
