@@ -29,6 +29,7 @@ from collections import OrderedDict
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -245,7 +246,10 @@ def load(path):
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {name: z[name] for name in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+    # Besides BadZipFile, a flipped bit in a member's header reads as an unsupported
+    # compression method (NotImplementedError), "encrypted" (RuntimeError) or bad deflate data.
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, ValueError,
+            OSError, EOFError, KeyError) as e:
         raise CheckpointError(f"{what} (truncated, corrupted or not an .npz file?): "
                               f"{type(e).__name__}: {e}") from None
     if _MARK not in data:

@@ -651,3 +651,18 @@ def test_progress_bar_on_stderr(capsys):
     fit(model, opt, (x, y), epochs=1, batch_size=16, log=quiet, progress=True)
     err = capsys.readouterr().err
     assert "epoch 1/1:" in err and "/2 [" in err               # a bar over the 2 batches
+
+
+@pytest.mark.parametrize("field, value", [(10, 99), (8, 1)])   # compression method; "encrypted" flag
+def test_checkpoint_with_a_damaged_zip_header_gives_a_clear_error(tmp_path, field, value):
+    # zipfile reports these as NotImplementedError / RuntimeError, not BadZipFile.
+    x, y = toy_data(32)
+    model, opt, _ = make()
+    fit(model, opt, (x, y), epochs=1, batch_size=16, run_dir=tmp_path, log=quiet, progress=False)
+    data = bytearray((tmp_path / "last.npz").read_bytes())
+    central = data.index(b"PK\x01\x02")          # the first member's central-directory entry
+    data[central + field] = value
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="damaged.npz.*not a readable"):
+        checkpoint.load(damaged)
