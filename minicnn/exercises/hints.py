@@ -72,6 +72,14 @@ HINTS = {
     "pool_ties_other": "(fine) On ties your gradient goes to a maximum other than the first; any one "
                        "maximum is a valid subgradient, but minicnn and PyTorch pick the first "
                        "(np.argmax over the flattened window).",
+    "pool_pad_zero": "The padding wins the max: you padded with 0, so a window of negative numbers "
+                     "returns 0, a value that is not in the input. Pad with -inf (np.pad(x, ..., "
+                     "constant_values=-np.inf)): padding must never be the maximum.",
+    "avg_exclude_pad": "Each window is divided by its count of real pixels (PyTorch's "
+                       "count_include_pad=False). minicnn's avg_pool2d counts the zero padding: divide "
+                       "every window by size*size.",
+    "avg_grad_scale": "Average pooling's backward must divide too: each of the size*size inputs of a "
+                      "window moved the output by 1/(size*size), so each gets dout / (size*size).",
     # -- batch norm -----------------------------------------------------------------------
     "bn_dx_constant_stats": "dx treats the batch mean and variance as constants (dx = dout * gamma "
                             "/ std). In training they depend on every x, which adds the terms "
