@@ -10,6 +10,13 @@ from minicnn import exercises
 from minicnn.exercises import checker, report
 from test_exercises import SOLUTION, by_name, mutate, write
 
+ARCH_SOLUTION = (pathlib.Path(__file__).parent / "fixtures" / "architecture_solution.py").read_text()
+
+
+def arch(*changes):
+    return mutate(*changes, source=ARCH_SOLUTION)
+
+
 
 AVG_DIVIDE = "dout[:, :, i, j][:, :, None, None] / (size * size)"
 
@@ -34,6 +41,76 @@ def _real(shape, size, stride, pad, i, j):
      mutate(("dxp[:, :, i * stride:i * stride + size, j * stride:j * stride + size] += ",
              "dxp[:, :, i * stride:i * stride + size, j * stride:j * stride + size] = ")),
      "avg_pool_backward", "overlap_add"),
+    # -- the lecture's questions
+    ("output size without the padding", arch(("(h + 2 * pad - kernel_size)", "(h - kernel_size)"),
+                                             ("(w + 2 * pad - kernel_size)", "(w - kernel_size)")),
+     "conv_output_shape", "size_pad_forgotten"),
+    ("output size with the padding once", arch(("(h + 2 * pad - kernel_size)", "(h + pad - kernel_size)"),
+                                               ("(w + 2 * pad - kernel_size)", "(w + pad - kernel_size)")),
+     "conv_output_shape", "conv_out_size_pad"),
+    ("output size rounded up", arch(("(h + 2 * pad - kernel_size) // stride", "-(-(h + 2 * pad - kernel_size) // stride)"),
+                                    ("(w + 2 * pad - kernel_size) // stride", "-(-(w + 2 * pad - kernel_size) // stride)")),
+     "conv_output_shape", "out_size_floor"),
+    ("output shape in the slides' H x W x C", arch(("return num_filters, oh, ow", "return oh, ow, num_filters")),
+     "conv_output_shape", "shape_order"),
+    ("output depth = input channels", arch(("return num_filters, oh, ow", "return c, oh, ow")),
+     "conv_output_shape", "depth_is_filters"),
+    ("conv parameters without the bias",
+     arch(("(kernel_size * kernel_size * in_channels + 1) * num_filters", "kernel_size * kernel_size * in_channels * num_filters")),
+     "conv_params", "params_bias"),
+    ("conv parameters without the input channels",
+     arch(("(kernel_size * kernel_size * in_channels + 1) * num_filters", "(kernel_size * kernel_size + 1) * num_filters")),
+     "conv_params", "params_in_channels"),
+    ("pool parameters like a conv's", arch(("def pool_params(input_shape, size, stride):\n    return 0",
+                                            "def pool_params(input_shape, size, stride):\n    return size * size * input_shape[0]")),
+     "pool_params", "pool_no_params"),
+    ("VGG memory with ReLU outputs", arch(("            c = v\n        activations += c * h * w",
+                                           "            c = v\n            activations += c * h * w\n        activations += c * h * w"),
+                                          ("        activations += out\n", "        activations += 2 * out if out != fc[-1] else out\n")),
+     "vgg_memory", "vgg_relu_counted"),
+    ("VGG memory without the input", arch(("activations, params = c * h * w, 0", "activations, params = 0, 0")),
+     "vgg_memory", "vgg_input_forgotten"),
+    ("VGG parameters without biases", arch(("params += (3 * 3 * c + 1) * v", "params += 3 * 3 * c * v"),
+                                           ("params += (width + 1) * out", "params += width * out")),
+     "vgg_memory", "params_bias"),
+    ("receptive field as the sum of kernels", arch(("rf = 1 + num_layers * (kernel_size - 1)", "rf = num_layers * kernel_size")),
+     "stacked_convs", "rf_sum_kernels"),
+    ("naive inception counted in FLOPs", arch(("ops = h * w * c * (ch1x1", "ops = 2 * h * w * c * (ch1x1")),
+     "inception_naive", "ops_flops_2x"),
+    ("naive inception without the pool's channels", arch(("(ch1x1 + ch3x3 + ch5x5 + c, h, w)", "(ch1x1 + ch3x3 + ch5x5, h, w)")),
+     "inception_naive", "inception_pool_depth"),
+    ("inception counted in FLOPs", arch(("    ops = h * w * (c * ch1x1", "    ops = 2 * h * w * (c * ch1x1")),
+     "inception_bottleneck", "ops_flops_2x"),
+    ("inception depth with the reduce convs", arch(("(ch1x1 + ch3x3 + ch5x5 + pool_proj, h, w)",
+                                                    "(ch1x1 + ch3x3red + ch3x3 + ch5x5red + ch5x5 + pool_proj, h, w)")),
+     "inception_bottleneck", "inception_concat_reduce"),
+    ("residual block without BatchNorm", arch(("return 2 * (9 * channels * channels) + 2 * (2 * channels)",
+                                               "return 2 * (9 * channels * channels)"),
+                                              (" + 2 * (w + w + channels)", "")),
+     "residual_params", "resnet_bn_params"),
+    ("residual convs with a bias", arch(("return 2 * (9 * channels * channels) + 2 * (2 * channels)",
+                                         "return 2 * (9 * channels * channels + channels) + 2 * (2 * channels)")),
+     "residual_params", "resnet_conv_bias"),
+    ("fc without its bias", arch(("c * h * w * num_outputs + num_outputs", "c * h * w * num_outputs")),
+     "gap_vs_fc", "params_bias"),
+    ("GAP output (C, 1, 1)", arch(("return (c,), 0,", "return (c, 1, 1), 0,")), "gap_vs_fc", "gap_keeps_hw"),
+    ("GAP with parameters", arch(("return (c,), 0,", "return (c,), c,")), "gap_vs_fc", "gap_no_params"),
+    ("separable cost in FLOPs", arch(("return oh * ow * 9 * c * out_channels, oh * ow * 9 * c + oh * ow * c * out_channels",
+                                      "return 2 * oh * ow * 9 * c * out_channels, 2 * (oh * ow * 9 * c + oh * ow * c * out_channels)")),
+     "depthwise_separable_cost", "ops_flops_2x"),
+    ("depthwise counted as a full conv", arch(("oh * ow * 9 * c + oh * ow * c * out_channels",
+                                               "oh * ow * 9 * c * c + oh * ow * c * out_channels")),
+     "depthwise_separable_cost", "depthwise_full"),
+    ("SE without biases", arch(("return channels * hidden + hidden + hidden * channels + channels",
+                                "return channels * hidden + hidden * channels")),
+     "se_params", "params_bias"),
+    ("dense block forgets its input", arch(("return num_input_features + num_layers * growth_rate, params",
+                                            "return num_layers * growth_rate, params")),
+     "dense_block", "dense_input_channels"),
+    ("dense block without BatchNorm", arch(("params += 2 * c + c * inter + 2 * inter + 9", "params += c * inter + 9")),
+     "dense_block", "dense_bn_params"),
+    ("dense layers all read k0 channels", arch(("c = num_input_features + i * growth_rate", "c = num_input_features")),
+     "dense_block", "dense_no_growth"),
 ]
 
 
@@ -44,6 +121,43 @@ def test_each_classic_mistake_fails_with_its_hint(tmp_path, label, source, fn, h
     assert hint in r.hints, (label, r.hints, r.message)
     assert r.message
     assert report.exit_code([r]) == 1
+
+
+def test_correct_architecture_answers_pass(tmp_path):
+    path = write(tmp_path, ARCH_SOLUTION)
+    results = exercises.check_file(path, ["architecture"])
+    assert [(r.name, r.status) for r in results] == [(n, checker.PASSED) for n in
+                                                     exercises.function_names(["architecture"])]
+    assert report.exit_code(results) == 0
+
+
+def test_the_lectures_numbers_are_minicnns():
+    """The lecture's answers, as the checker's references (minicnn.summary) compute them."""
+    from minicnn.exercises.checks import architecture as A
+    assert A.conv_shape((3, 227, 227), 96, 11, 4, 0) == (96, 55, 55)
+    assert A.conv_params_reference(3, 96, 11) == 34_944 and A.pool_params_reference((96, 55, 55), 3, 2) == 0
+    activations, params = A.vgg_reference(*A.VGG16)
+    assert params == 138_357_544 and 15.2e6 < activations < 15.3e6   # the slide's rows (its "24M" total is a slip)
+    assert A.stack_reference(3, 3, 64) == (7, 27 * 64 * 64, 49 * 64 * 64)
+    assert A.naive_reference((256, 28, 28), 128, 192, 96) == ((672, 28, 28), 854_196_224)   # "854M ops"
+    assert A.bottleneck_reference(*A.GOOGLENET_3A)[0] == (256, 28, 28)
+    assert A.gap_reference((1024, 7, 7), 1000) == ((1024,), 0, 50_177_000)
+    assert A.dense_reference(64, 6, 32, 4)[0] == 256                   # DenseNet-121's first block
+
+
+def test_an_answer_copied_from_the_slides_fails(tmp_path):
+    src = ARCH_SOLUTION + '''
+
+def conv_output_shape(input_shape, num_filters, kernel_size, stride, pad):
+    return 96, 55, 55
+
+
+def conv_params(in_channels, num_filters, kernel_size):
+    return 34944
+'''
+    results = by_name(exercises.check_file(write(tmp_path, src), ["conv_output_shape", "conv_params"]))
+    assert {r.status for r in results.values()} == {checker.FAILED}
+    assert "conv_output_shape(" in results["conv_output_shape"].message   # names the drawn case
 
 
 def test_pooling_solutions_pass(tmp_path):

@@ -154,6 +154,50 @@ HINTS = {
                            "branch.",
     "residual_shortcut_forward": "out must be relu(x + conv(relu(conv(x)))): add x (the shortcut) "
                                  "before the last ReLU.",
+    # -- architecture questions -------------------------------------------------------------
+    "size_pad_forgotten": "The padding is missing from the output size: OH = (H + 2*pad - K) // stride + 1 "
+                          "(padding adds `pad` rows at the top AND at the bottom).",
+    "shape_order": "The shape is in the slides' order (H, W, C); minicnn's (and PyTorch's) is (C, H, W): "
+                   "the lecture's 55x55x96 is (96, 55, 55).",
+    "depth_is_filters": "The output depth is the number of filters, not the input's channels: each "
+                        "filter spans all C input channels and gives ONE output channel.",
+    "params_bias": "The biases are missing: a conv or fc layer has one bias per output channel "
+                   "(AlexNet CONV1: 11*11*3*96 weights + 96 biases = 34,944).",
+    "params_in_channels": "The input channels are missing from the weights: every filter spans the "
+                          "full depth of its input, K*K*C weights (C = input channels), not K*K.",
+    "pool_no_params": "A pooling layer has no parameters: a max (or an average) of its window is a "
+                      "fixed function; there is nothing to learn, so 0.",
+    "vgg_relu_counted": "ReLU's outputs are counted too: the lecture's table applies ReLU in place, so "
+                        "only the INPUT and the CONV, POOL and FC outputs hold new values. (minicnn's "
+                        "summary does count them -- its 'total activations' is what minicnn stores.)",
+    "vgg_input_forgotten": "The input image is missing from the memory: the lecture's table starts with "
+                           "INPUT: [224x224x3] memory 224*224*3 = 150K.",
+    "rf_sum_kernels": "Receptive fields do not add up kernel sizes: each extra KxK layer (stride 1) "
+                      "widens it by K - 1, so L layers see 1 + L*(K - 1) -- three 3x3 convs see 7, not 9.",
+    "ops_flops_2x": "Your count is twice the checker's: it counts MULTIPLY-ADDS (one multiply and its "
+                    "add = one op, as the lecture's 854M and the papers' tables do); FLOPs count the "
+                    "multiply and the add separately, a factor of 2.",
+    "inception_pool_depth": "The pooling branch is missing from the concatenated depth: the 3x3 max "
+                            "pool (stride 1, pad 1) keeps all C input channels, and they are concatenated "
+                            "too (the naive module's depth only grows: 128 + 192 + 96 + 256 = 672).",
+    "inception_concat_reduce": "The 1x1 reduce convs' channels are counted in the output: only the last "
+                               "layer of each branch is concatenated (ch1x1 + ch3x3 + ch5x5 + pool_proj).",
+    "resnet_bn_params": "The BatchNorm parameters are missing: each BatchNorm2d learns a scale and a shift "
+                        "per channel (2C parameters).",
+    "resnet_conv_bias": "minicnn's ResNet convs have no bias: the BatchNorm that follows each subtracts the "
+                        "mean (which would cancel a bias) and adds its own shift.",
+    "gap_keeps_hw": "minicnn's GlobalAvgPool2d flattens: (C, H, W) -> (C,), one mean per channel, so a "
+                    "Linear can follow directly (PyTorch's AdaptiveAvgPool2d(1) gives (C, 1, 1)).",
+    "gap_no_params": "Global average pooling has no parameters: it is a mean per channel. That is the "
+                     "point -- the fc it replaces holds C*H*W*outputs weights.",
+    "depthwise_full": "The depthwise conv is counted as a full 3x3 conv: it has ONE 3x3 filter per input "
+                      "channel (groups = C), so it costs OH*OW*9*C, not OH*OW*9*C*C.",
+    "dense_input_channels": "The block's input channels are missing: a dense block concatenates its input "
+                            "too, so it outputs k0 + L*k channels (DenseNet-121's first block: 64 + 6*32 = 256).",
+    "dense_bn_params": "The BatchNorm parameters are missing: each of the two BatchNorms of a dense layer "
+                       "learns a scale and a shift per channel of its input.",
+    "dense_no_growth": "Each dense layer reads the concatenation of the block input and EVERY earlier "
+                       "layer: layer l's 1x1 conv has k0 + (l - 1)*k input channels, not k0.",
 }
 
 
