@@ -111,6 +111,27 @@ def _real(shape, size, stride, pad, i, j):
      "dense_block", "dense_bn_params"),
     ("dense layers all read k0 channels", arch(("c = num_input_features + i * growth_rate", "c = num_input_features")),
      "dense_block", "dense_no_growth"),
+    # -- the blocks
+    ("inception concatenated in reverse", arch(("return np.concatenate(outs, axis=1)", "return np.concatenate(outs[::-1], axis=1)")),
+     "InceptionModule", "concat_order"),
+    ("inception concatenated on the batch axis", arch(("return np.concatenate(outs, axis=1)", "return np.concatenate(outs, axis=0)")),
+     "InceptionModule", "concat_axis"),
+    ("bottleneck backward without the shortcut", arch(("        return d + ds\n", "        return d\n")),
+     "BottleneckBlock", "residual_shortcut"),
+    ("bottleneck without its 1x1", arch(("nn.Conv2d(channels, w, 1, bias=False, rng=rng)",
+                                         "nn.Conv2d(channels, w, 3, padding=1, bias=False, rng=rng)")),
+     "BottleneckBlock", "bottleneck_1x1"),
+    ("SE gate per position", arch(("        self.g = self.sigmoid(self.fc2(self.relu(self.fc1(self.pool(x)))))\n"
+                                   "        return x * self.g[:, :, None, None]",
+                                   "        n, c, h, w = x.shape\n"
+                                   "        s = x.transpose(0, 2, 3, 1).reshape(-1, c)\n"
+                                   "        g = self.sigmoid(self.fc2(self.relu(self.fc1(s))))\n"
+                                   "        return x * g.reshape(n, h, w, c).transpose(0, 3, 1, 2)")),
+     "SEBlock", "se_per_channel"),
+    ("dense block without its input", arch(("            features = np.concatenate([features, new], axis=1)\n        return features\n",
+                                            "            features = np.concatenate([features, new], axis=1)\n"
+                                            "        return features[:, x.shape[1]:]\n")),
+     "DenseBlock", "dense_concat_input"),
 ]
 
 
@@ -158,6 +179,64 @@ def conv_params(in_channels, num_filters, kernel_size):
     results = by_name(exercises.check_file(write(tmp_path, src), ["conv_output_shape", "conv_params"]))
     assert {r.status for r in results.values()} == {checker.FAILED}
     assert "conv_output_shape(" in results["conv_output_shape"].message   # names the drawn case
+
+
+def test_correct_blocks_pass_and_skeletons_do_not(tmp_path):
+    results = exercises.check_file(write(tmp_path, ARCH_SOLUTION), ["blocks"])
+    assert [(r.name, r.status) for r in results] == [(n, checker.PASSED) for n in exercises.function_names(["blocks"])]
+    assert all(r.error <= r.tolerance for r in results)
+    for name in ("architecture", "blocks"):
+        out = tmp_path / f"{name}.py"
+        assert exercises.main_new(name, str(out)) == 0
+        results = exercises.check_file(out)
+        assert [r.name for r in results] == exercises.function_names([name])
+        assert {r.status for r in results} == {checker.NOT_IMPLEMENTED} and report.exit_code(results) == 1
+
+
+# minicnn's own blocks handed in, each in another disguise.
+BLOCK_CHEATS = [
+    ("an alias", "import minicnn.nn as nn\nInceptionModule = nn.Inception\n", "InceptionModule"),
+    ("a subclass", "import minicnn.nn as nn\n\n\nclass BottleneckBlock(nn.Bottleneck):\n"
+                   "    def __init__(self, channels, rng=None):\n        super().__init__(channels, channels // 4, rng=rng)\n",
+     "BottleneckBlock"),
+    ("a wrapper", '''
+import minicnn.nn as nn
+
+
+class SEBlock(nn.Module):
+    def __init__(self, channels, reduction=16, rng=None):
+        super().__init__()
+        self.se = nn.SqueezeExcitation(channels, reduction, rng=rng)
+
+    def forward(self, x):
+        return self.se(x)
+
+    def backward(self, dout):
+        return self.se.backward(dout)
+''', "SEBlock"),
+    ("minicnn's concatenation", '''
+import minicnn.nn as nn
+
+
+class InceptionModule(nn.Module):
+    def __init__(self, in_channels, ch1x1=64, ch3x3red=96, ch3x3=128, ch5x5red=16, ch5x5=32, pool_proj=32, rng=None):
+        super().__init__()
+        self.b1 = nn.Conv2d(in_channels, ch1x1, 1, rng=rng)
+        self.cat = nn.ParallelConcat(self.b1)
+
+    def forward(self, x):
+        return self.cat(x)
+
+    def backward(self, dout):
+        return self.cat.backward(dout)
+''', "InceptionModule"),
+]
+
+
+@pytest.mark.parametrize("label, source, fn", BLOCK_CHEATS, ids=[c[0] for c in BLOCK_CHEATS])
+def test_minicnns_own_blocks_are_refused(tmp_path, label, source, fn):
+    r = by_name(exercises.check_file(write(tmp_path, source), [fn]))[fn]
+    assert r.status == checker.REFUSED and "minicnn" in r.message, (label, r)
 
 
 def test_pooling_solutions_pass(tmp_path):

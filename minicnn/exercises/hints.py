@@ -148,7 +148,7 @@ HINTS = {
     "softmax_onehot": "dscores must subtract 1 at the correct class: (softmax - onehot(y)) / N.",
     # -- residual ---------------------------------------------------------------------------
     "residual_shortcut": "The shortcut's gradient is missing: x reaches the sum directly too, so "
-                         "dx = (gradient at the sum) + (gradient back through the two convs).",
+                         "dx = (gradient at the sum) + (gradient back through the branch's convs).",
     "residual_final_relu": "The ReLU after the addition is skipped in the backward: first "
                            "dsum = dout * (out > 0), then split dsum between the shortcut and the "
                            "branch.",
@@ -198,6 +198,20 @@ HINTS = {
                        "learns a scale and a shift per channel of its input.",
     "dense_no_growth": "Each dense layer reads the concatenation of the block input and EVERY earlier "
                        "layer: layer l's 1x1 conv has k0 + (l - 1)*k input channels, not k0.",
+    # -- blocks ---------------------------------------------------------------------------
+    "concat_order": "The branches are concatenated in another order: the checker (and GoogLeNet, and "
+                    "minicnn's nn.Inception) expects b1, b2, b3, b4 -- the next layer's weights are "
+                    "tied to channel positions, so the order is part of the block.",
+    "concat_axis": "The outputs are concatenated on the wrong axis: depth concatenation joins the "
+                   "CHANNELS, axis=1 of (N, C, H, W) -- axis 0 would stack images, 2 and 3 the map.",
+    "bottleneck_1x1": "conv1 and conv3 must be 1x1 convs: the bottleneck first cuts the channels to C/4 "
+                      "with a cheap 1x1, runs the 3x3 there, and restores C with another 1x1 -- that is "
+                      "what makes it cheaper than two 3x3 convs on C channels.",
+    "se_per_channel": "The SE gate is computed per position: squeeze FIRST -- average x over H and W, "
+                      "one value per channel -- then one gate per channel scales the channel's whole map "
+                      "(out = x * g[:, :, None, None]).",
+    "dense_concat_input": "The block's output must include its input: a dense block returns the "
+                          "concatenation of x and every layer's new features, k0 + L*k channels.",
 }
 
 
