@@ -50,7 +50,8 @@ mistake when it recognises one.  Conventions are minicnn's: NCHW layout, conv we
 (F, C, KH, KW), linear weights (out, in).  Check a few functions at a time with
 `minicnn exercise check {out} relu_forward relu_backward` (or an exercise's name); the
 file passes when every function does.  Your functions must be your own: one that calls
-minicnn (other than the conv and relu ops the residual block may use) is REFUSED.
+minicnn is REFUSED (except what a skeleton offers: the residual block may use minicnn's
+conv and relu ops, the architecture blocks minicnn.nn's plain layers).
 """
 import numpy as np
 '''

@@ -51,6 +51,14 @@ def _case_text(args):
     return ", ".join(repr(a) for a in args)
 
 
+DIAGNOSE_CASES = {}   # question name -> a second (not the lecture's) case for recognising mistakes
+
+
+def _gives(wrong):
+    """A mistake's test: the answer equals what ``wrong(*args)`` computes."""
+    return lambda got, args: close(got, _flat(wrong(*args)), 1e-9)
+
+
 def question(name, strategy, lecture, labels, reference, mistakes=(), recognise=()):
     """Register the check of question ``name``.
 
@@ -75,14 +83,6 @@ def question(name, strategy, lecture, labels, reference, mistakes=(), recognise=
 
     check(name, st.tuples(*strategy) if isinstance(strategy, tuple) else strategy, lecture, diagnose,
           max_examples=8, typical=0.0)(body)
-
-
-DIAGNOSE_CASES = {}   # question name -> a second (not the lecture's) case for recognising mistakes
-
-
-def _gives(wrong):
-    """A mistake's test: the answer equals what ``wrong(*args)`` computes."""
-    return lambda got, args: close(got, _flat(wrong(*args)), 1e-9)
 
 
 class Build:
@@ -195,12 +195,10 @@ question("pool_params", pool_configs(), ((96, 55, 55), 3, 2), ("params",), pool_
 def _vgg(config, input_shape, fc):
     """A VGG-style Sequential (minicnn's make_layers) with its fc layers."""
     c, h, w = input_shape
-    feats = make_layers(list(config), in_channels=c, rng=0)
-    side = [n for n in (h, w)]
-    for v in config:
-        side = [s // 2 for s in side] if v == "M" else side
-    last = [v for v in config if v != "M"][-1] if any(v != "M" for v in config) else c
-    layers, width = [feats, nn.Flatten()], last * side[0] * side[1]
+    pools = config.count("M")
+    channels = [v for v in config if v != "M"]
+    width = (channels[-1] if channels else c) * (h >> pools) * (w >> pools)
+    layers = [make_layers(list(config), in_channels=c, rng=0), nn.Flatten()]
     for i, out in enumerate(fc):
         layers += [nn.Linear(width, out, rng=0)] + ([nn.ReLU()] if i < len(fc) - 1 else [])
         width = out
