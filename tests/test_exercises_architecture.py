@@ -8,7 +8,7 @@ import pytest
 
 from minicnn import exercises
 from minicnn.exercises import checker, report
-from test_exercises import SOLUTION, by_name, mutate, write
+from test_exercises import SOLUTION, by_name, cli, mutate, write
 
 ARCH_SOLUTION = (pathlib.Path(__file__).parent / "fixtures" / "architecture_solution.py").read_text()
 
@@ -191,6 +191,18 @@ def test_correct_blocks_pass_and_skeletons_do_not(tmp_path):
         results = exercises.check_file(out)
         assert [r.name for r in results] == exercises.function_names([name])
         assert {r.status for r in results} == {checker.NOT_IMPLEMENTED} and report.exit_code(results) == 1
+
+
+def test_skeleton_wrong_cheating_and_correct_architecture_files_exit_1_1_1_0(tmp_path):
+    assert cli("new", "architecture", "--out", "skeleton.py", cwd=tmp_path).returncode == 0
+    wrong = write(tmp_path, MUTANTS[-1][1], "wrong.py")
+    cheat = write(tmp_path, BLOCK_CHEATS[0][1], "cheat.py")
+    good = write(tmp_path, ARCH_SOLUTION, "good.py")
+    codes = [cli("check", f, cwd=tmp_path) for f in ("skeleton.py", wrong, cheat, good)]
+    assert [c.returncode for c in codes] == [1, 1, 1, 0], [c.stdout[-500:] for c in codes]
+    assert "12 not implemented" in codes[0].stdout
+    assert "FAILED" in codes[1].stdout and "hint:" in codes[1].stdout and "REFUSED" in codes[2].stdout
+    assert "17 passed" in codes[3].stdout
 
 
 # minicnn's own blocks handed in, each in another disguise.
