@@ -12,7 +12,7 @@ import pytest
 from minicnn import exercises
 from minicnn.exercises import checker, hints, report
 
-# A correct submission of all 21 functions, NumPy only (the residual block uses minicnn's
+# A correct submission of all 23 functions, NumPy only (the residual block uses minicnn's
 # conv and relu ops, as its skeleton allows).
 SOLUTION = (pathlib.Path(__file__).parent / "fixtures" / "exercise_solution.py").read_text()
 
@@ -263,7 +263,7 @@ def cli(*args, cwd):
 # ----------------------------------------------------------------------------- grading
 def test_correct_solution_passes_everything(tmp_path):
     results = exercises.check_file(write(tmp_path, SOLUTION))
-    assert [r.name for r in results] == list(exercises.FUNCTIONS)
+    assert [r.name for r in results] == list(exercises.ALL_FUNCTIONS)
     bad = [(r.name, r.status, r.message) for r in results if r.status != checker.PASSED]
     assert not bad
     # Every error is below its tolerance, which is far above what a correct solution gives.
@@ -276,7 +276,7 @@ def test_fresh_skeleton_is_not_implemented_and_does_not_pass(tmp_path):
     out = tmp_path / "my_layers.py"
     assert exercises.main_new("all", str(out)) == 0
     results = exercises.check_file(out)
-    assert len(results) == len(exercises.FUNCTIONS)
+    assert len(results) == len(exercises.ALL_FUNCTIONS)
     assert {r.status for r in results} == {checker.NOT_IMPLEMENTED}
     assert report.exit_code(results) == 1   # an autograder must not count a blank file as a pass
 
@@ -288,10 +288,10 @@ def test_skeleton_wrong_cheating_and_correct_submissions_exit_1_1_1_0(tmp_path):
     good = write(tmp_path, SOLUTION, "good.py")
     codes = [cli("check", f, cwd=tmp_path) for f in ("skeleton.py", wrong, cheat, good)]
     assert [c.returncode for c in codes] == [1, 1, 1, 0], [c.stdout[-500:] for c in codes]
-    assert "21 not implemented" in codes[0].stdout and "not passed" in codes[0].stdout
+    assert "23 not implemented" in codes[0].stdout and "not passed" in codes[0].stdout
     assert "FAILED" in codes[1].stdout and "hint:" in codes[1].stdout
     assert "REFUSED" in codes[2].stdout and "minicnn's own code" in codes[2].stdout
-    assert "21 passed" in codes[3].stdout and "every checked function passed" in codes[3].stdout
+    assert "23 passed" in codes[3].stdout and "every checked function passed" in codes[3].stdout
     # and through the `minicnn` command itself
     from minicnn import cli as main_cli
     assert main_cli.main(["exercise", "check", str(cheat)]) == 1
@@ -337,14 +337,14 @@ def test_json_report_for_autograders(tmp_path):
     out = json.loads(r.stdout)
     assert out["passed"] is False and out["file"].endswith("student.py")
     fns = {f["name"]: f for f in out["functions"]}
-    assert len(fns) == 21
+    assert len(fns) == 23
     assert fns["relu_forward"]["status"] == "pass" and fns["relu_forward"]["tolerance"] == 1e-7
     bad = fns["linear_backward"]
     assert bad["status"] == "fail" and bad["detail"] == "wrong result" and bad["error"] > 1e-5
     assert bad["tolerance"] == 1e-5 and bad["typical_error"] == 1e-8 and "dw[" in bad["message"]
     assert [h["id"] for h in bad["hints"]] == ["batch_sum"] and "summed over the batch" in bad["hints"][0]["text"]
     assert fns["softmax_cross_entropy"]["status"] == "refused" and "rule" in out
-    assert out["counts"] == {"pass": 19, "fail": 1, "not-implemented": 0, "refused": 1}
+    assert out["counts"] == {"pass": 21, "fail": 1, "not-implemented": 0, "refused": 1}
     blank = tmp_path / "blank.py"
     exercises.main_new("relu", str(blank))
     out = json.loads(cli("check", blank, "--json", cwd=tmp_path).stdout)
@@ -389,9 +389,10 @@ def test_each_classic_mistake_fails_with_its_hint(tmp_path, label, source, fn, h
 def test_every_hint_has_text_and_a_mutant():
     for name, body in hints.HINTS.items():
         assert len(body) > 40, name
-    # Every mistake the checker names is proven by a mutant above; the notes on accepted
-    # choices (not mistakes) by the tests below.
-    assert set(hints.HINTS) - {m[3] for m in MUTANTS} == {"relu_kink", "pool_ties_other"}
+    # Every mistake the checker names is proven by a mutant above or in
+    # test_exercises_architecture.py; the notes on accepted choices (not mistakes) by the tests below.
+    from test_exercises_architecture import MUTANTS as MORE
+    assert set(hints.HINTS) - {m[3] for m in MUTANTS + MORE} == {"relu_kink", "pool_ties_other"}
 
 
 def test_padding_counted_once_is_not_called_padding_ignored(tmp_path):

@@ -6,7 +6,10 @@
     minicnn exercise check my_layers.py --json      # one JSON object, for an autograder
 
 ``new NAME`` writes the functions of one exercise (``linear``, ``relu``, ``conv``,
-``maxpool``, ``batchnorm``, ``dropout``, ``lrn``, ``softmax``, ``residual``) or of ``all``.
+``maxpool``, ``avgpool``, ``batchnorm``, ``dropout``, ``lrn``, ``softmax``, ``residual``) or
+of ``all`` of those; ``architecture`` (the CNN-architectures lecture's questions: sizes,
+parameters, memory, operation counts) and ``blocks`` (Inception, bottleneck, depthwise-
+separable, SE and dense blocks built from minicnn.nn's layers) are a second assignment.
 ``check`` imports the file and checks every exercise function it defines (or the ones
 named) against minicnn's own ops and numeric gradients (see checker.py), and refuses
 a function that is, or uses, minicnn's own code (integrity.py).  The exit code is 0
@@ -27,11 +30,12 @@ import tempfile
 from minicnn.exercises import templates
 
 __all__ = ["NAMES", "FUNCTIONS", "skeleton", "main_new", "main_check", "check_file", "add_subparser",
-           "function_names"]
+           "function_names", "ALL_FUNCTIONS"]
 
 NAMES = templates.NAMES + ("all",)
-# Every exercise function, in the order of the exercises.
+# Every exercise function, in the order of the exercises; ALL_FUNCTIONS: those of ``all``.
 FUNCTIONS = tuple(f for name in templates.NAMES for f in templates.load(name).FUNCTIONS)
+ALL_FUNCTIONS = tuple(f for name in templates.ALL for f in templates.load(name).FUNCTIONS)
 
 HEADER = '''"""minicnn exercises: {names}.
 
@@ -46,7 +50,8 @@ mistake when it recognises one.  Conventions are minicnn's: NCHW layout, conv we
 (F, C, KH, KW), linear weights (out, in).  Check a few functions at a time with
 `minicnn exercise check {out} relu_forward relu_backward` (or an exercise's name); the
 file passes when every function does.  Your functions must be your own: one that calls
-minicnn (other than the conv and relu ops the residual block may use) is REFUSED.
+minicnn is REFUSED (except what a skeleton offers: the residual block may use minicnn's
+conv and relu ops, the architecture blocks minicnn.nn's plain layers).
 """
 import numpy as np
 '''
@@ -54,7 +59,7 @@ import numpy as np
 
 def skeleton(name, out="my_layers.py"):
     """The source text of the exercise file for ``name`` (one of NAMES)."""
-    chosen = templates.NAMES if name == "all" else (name,)
+    chosen = templates.ALL if name == "all" else (name,)
     parts = [templates.load(n).SOURCE for n in chosen]   # load() rejects unknown names
     return HEADER.format(names=", ".join(chosen), out=os.path.basename(out)) + "".join(
         "\n\n" + p.strip("\n") + "\n" for p in parts)
@@ -98,7 +103,7 @@ def function_names(names):
     chosen = set()
     for n in names:
         if n == "all" or n in templates.NAMES:
-            chosen.update(FUNCTIONS if n == "all" else templates.load(n).FUNCTIONS)
+            chosen.update(ALL_FUNCTIONS if n == "all" else templates.load(n).FUNCTIONS)
         elif n in FUNCTIONS:
             chosen.add(n)
         else:
@@ -142,7 +147,8 @@ def add_subparser(subparsers):
     p = subparsers.add_parser("exercise", help="assignment-style exercises with an automatic checker")
     sub = p.add_subparsers(dest="exercise_command", required=True)
     new = sub.add_parser("new", help="write an exercise skeleton")
-    new.add_argument("name", choices=NAMES, help="which exercise ('all' for every one)")
+    new.add_argument("name", choices=NAMES, help="which exercise ('all': every layer exercise; "
+                     "'architecture' and 'blocks': the CNN-architectures assignment)")
     new.add_argument("--out", required=True, help="the Python file to write")
     new.add_argument("--force", action="store_true", help="overwrite an existing file")
     new.set_defaults(func=lambda a: main_new(a.name, a.out, a.force))

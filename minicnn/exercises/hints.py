@@ -72,6 +72,14 @@ HINTS = {
     "pool_ties_other": "(fine) On ties your gradient goes to a maximum other than the first; any one "
                        "maximum is a valid subgradient, but minicnn and PyTorch pick the first "
                        "(np.argmax over the flattened window).",
+    "pool_pad_zero": "The padding wins the max: you padded with 0, so a window of negative numbers "
+                     "returns 0, a value that is not in the input. Pad with -inf (np.pad(x, ..., "
+                     "constant_values=-np.inf)): padding must never be the maximum.",
+    "avg_exclude_pad": "Each window is divided by its count of real pixels (PyTorch's "
+                       "count_include_pad=False). minicnn's avg_pool2d counts the zero padding: divide "
+                       "every window by size*size.",
+    "avg_grad_scale": "Average pooling's backward must divide too: each of the size*size inputs of a "
+                      "window moved the output by 1/(size*size), so each gets dout / (size*size).",
     # -- batch norm -----------------------------------------------------------------------
     "bn_dx_constant_stats": "dx treats the batch mean and variance as constants (dx = dout * gamma "
                             "/ std). In training they depend on every x, which adds the terms "
@@ -140,12 +148,70 @@ HINTS = {
     "softmax_onehot": "dscores must subtract 1 at the correct class: (softmax - onehot(y)) / N.",
     # -- residual ---------------------------------------------------------------------------
     "residual_shortcut": "The shortcut's gradient is missing: x reaches the sum directly too, so "
-                         "dx = (gradient at the sum) + (gradient back through the two convs).",
+                         "dx = (gradient at the sum) + (gradient back through the branch's convs).",
     "residual_final_relu": "The ReLU after the addition is skipped in the backward: first "
                            "dsum = dout * (out > 0), then split dsum between the shortcut and the "
                            "branch.",
     "residual_shortcut_forward": "out must be relu(x + conv(relu(conv(x)))): add x (the shortcut) "
                                  "before the last ReLU.",
+    # -- architecture questions -------------------------------------------------------------
+    "size_pad_forgotten": "The padding is missing from the output size: OH = (H + 2*pad - K) // stride + 1 "
+                          "(padding adds `pad` rows at the top AND at the bottom).",
+    "shape_order": "The shape is in the slides' order (H, W, C); minicnn's (and PyTorch's) is (C, H, W): "
+                   "the lecture's 55x55x96 is (96, 55, 55).",
+    "depth_is_filters": "The output depth is the number of filters, not the input's channels: each "
+                        "filter spans all C input channels and gives ONE output channel.",
+    "params_bias": "The biases are missing: a conv or fc layer has one bias per output channel "
+                   "(AlexNet CONV1: 11*11*3*96 weights + 96 biases = 34,944).",
+    "params_in_channels": "The input channels are missing from the weights: every filter spans the "
+                          "full depth of its input, K*K*C weights (C = input channels), not K*K.",
+    "pool_no_params": "A pooling layer has no parameters: a max (or an average) of its window is a "
+                      "fixed function; there is nothing to learn, so 0.",
+    "vgg_relu_counted": "ReLU's outputs are counted too: the lecture's table applies ReLU in place, so "
+                        "only the INPUT and the CONV, POOL and FC outputs hold new values. (minicnn's "
+                        "summary does count them -- its 'total activations' is what minicnn stores.)",
+    "vgg_input_forgotten": "The input image is missing from the memory: the lecture's table starts with "
+                           "INPUT: [224x224x3] memory 224*224*3 = 150K.",
+    "rf_sum_kernels": "Receptive fields do not add up kernel sizes: each extra KxK layer (stride 1) "
+                      "widens it by K - 1, so L layers see 1 + L*(K - 1) -- three 3x3 convs see 7, not 9.",
+    "ops_flops_2x": "Your count is twice the checker's: it counts MULTIPLY-ADDS (one multiply and its "
+                    "add = one op, as the lecture's 854M and the papers' tables do); FLOPs count the "
+                    "multiply and the add separately, a factor of 2.",
+    "inception_pool_depth": "The pooling branch is missing from the concatenated depth: the 3x3 max "
+                            "pool (stride 1, pad 1) keeps all C input channels, and they are concatenated "
+                            "too (the naive module's depth only grows: 128 + 192 + 96 + 256 = 672).",
+    "inception_concat_reduce": "The 1x1 reduce convs' channels are counted in the output: only the last "
+                               "layer of each branch is concatenated (ch1x1 + ch3x3 + ch5x5 + pool_proj).",
+    "resnet_bn_params": "The BatchNorm parameters are missing: each BatchNorm2d learns a scale and a shift "
+                        "per channel (2C parameters).",
+    "resnet_conv_bias": "minicnn's ResNet convs have no bias: the BatchNorm that follows each subtracts the "
+                        "mean (which would cancel a bias) and adds its own shift.",
+    "gap_keeps_hw": "minicnn's GlobalAvgPool2d flattens: (C, H, W) -> (C,), one mean per channel, so a "
+                    "Linear can follow directly (PyTorch's AdaptiveAvgPool2d(1) gives (C, 1, 1)).",
+    "gap_no_params": "Global average pooling has no parameters: it is a mean per channel. That is the "
+                     "point -- the fc it replaces holds C*H*W*outputs weights.",
+    "depthwise_full": "The depthwise conv is counted as a full 3x3 conv: it has ONE 3x3 filter per input "
+                      "channel (groups = C), so it costs OH*OW*9*C, not OH*OW*9*C*C.",
+    "dense_input_channels": "The block's input channels are missing: a dense block concatenates its input "
+                            "too, so it outputs k0 + L*k channels (DenseNet-121's first block: 64 + 6*32 = 256).",
+    "dense_bn_params": "The BatchNorm parameters are missing: each of the two BatchNorms of a dense layer "
+                       "learns a scale and a shift per channel of its input.",
+    "dense_no_growth": "Each dense layer reads the concatenation of the block input and EVERY earlier "
+                       "layer: layer l's 1x1 conv has k0 + (l - 1)*k input channels, not k0.",
+    # -- blocks ---------------------------------------------------------------------------
+    "concat_order": "The branches are concatenated in another order: the checker (and GoogLeNet, and "
+                    "minicnn's nn.Inception) expects b1, b2, b3, b4 -- the next layer's weights are "
+                    "tied to channel positions, so the order is part of the block.",
+    "concat_axis": "The outputs are concatenated on the wrong axis: depth concatenation joins the "
+                   "CHANNELS, axis=1 of (N, C, H, W) -- axis 0 would stack images, 2 and 3 the map.",
+    "bottleneck_1x1": "conv1 and conv3 must be 1x1 convs: the bottleneck first cuts the channels to C/4 "
+                      "with a cheap 1x1, runs the 3x3 there, and restores C with another 1x1 -- that is "
+                      "what makes it cheaper than two 3x3 convs on C channels.",
+    "se_per_channel": "The SE gate is computed per position: squeeze FIRST -- average x over H and W, "
+                      "one value per channel -- then one gate per channel scales the channel's whole map "
+                      "(out = x * g[:, :, None, None]).",
+    "dense_concat_input": "The block's output must include its input: a dense block returns the "
+                          "concatenation of x and every layer's new features, k0 + L*k channels.",
 }
 
 

@@ -20,7 +20,9 @@ function -- status REFUSED, exit code 1 -- when
 Importing minicnn at the top of the file is fine; using it inside a checked function
 is not, except for the ops an exercise's skeleton offers: ``ALLOWED`` (the residual
 block may be built from minicnn's conv2d and relu ops, the subject of the exercises
-before it).  A determined cheat can still copy minicnn's source into the file; the
+before it; the blocks of the architecture assignment from minicnn.nn's plain layers --
+but not from its blocks, which are the answers).  A checked class is judged by its
+methods.  A determined cheat can still copy minicnn's source into the file; the
 rule is there so that a grade means the student wrote the code that was graded.
 """
 import contextlib
@@ -48,6 +50,15 @@ def allow(fn_name, *objects):
     block: conv2d_forward, relu_forward, ...)."""
     ALLOWED.setdefault(fn_name, set()).update(id(o) for o in objects)
     ALLOWED[fn_name].update(id(o.__code__) for o in objects if hasattr(o, "__code__"))
+
+
+def allow_classes(fn_name, *classes):
+    """Let ``fn_name`` use these minicnn classes: build them, call them and their methods
+    (those of their minicnn base classes too: Module.__call__, Module.__setattr__, ...)."""
+    for cls in classes:
+        for klass in cls.__mro__:
+            if is_minicnn(klass):
+                allow(fn_name, klass, *[v for v in vars(klass).values() if inspect.isfunction(v)])
 
 
 def _module_name(obj):
@@ -121,6 +132,9 @@ def _reached(fn, seen_fns):
     """The minicnn objects and modules that the code of ``fn`` reaches."""
     if is_minicnn(fn):
         return [fn]
+    if inspect.isclass(fn):   # a student's class: its minicnn base classes, what its methods reach
+        return [b for b in fn.__mro__[1:] if is_minicnn(b)] + [
+            o for v in vars(fn).values() if inspect.isfunction(v) for o in _reached(v, seen_fns)]
     fn = inspect.unwrap(getattr(fn, "__func__", fn))
     if isinstance(fn, functools.partial):
         return _reached(fn.func, seen_fns) + [a for a in list(fn.args) + list(fn.keywords.values())

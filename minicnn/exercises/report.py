@@ -39,7 +39,8 @@ _JSON_STATUS = {PASSED: "pass", FAILED: "fail", ERROR: "fail", SKIPPED: "fail",
 _DETAIL = {FAILED: "wrong result", ERROR: "raised an exception"}
 
 RULE = ("a checked function may not be, or use, minicnn's own code (minicnn.functional holds every "
-        "answer); only the residual block may call minicnn's conv2d and relu ops, as its skeleton says")
+        "answer); only the residual block may call minicnn's conv2d and relu ops, and the architecture "
+        "blocks minicnn.nn's plain layers (not its blocks), as their skeletons say")
 
 
 def exit_code(results):

@@ -1,4 +1,4 @@
-"""Checks of max pooling, ties included."""
+"""Checks of max pooling, padding and ties included."""
 import numpy as np
 from hypothesis import strategies as st
 
@@ -12,45 +12,65 @@ def pool_cases(draw):
     size = draw(st.integers(1, 3))
     stride = draw(st.integers(1, 3))
     return dict(N=draw(st.integers(1, 2)), C=draw(st.integers(1, 2)), H=draw(st.integers(size, 6)),
-                W=draw(st.integers(size, 6)), size=size, stride=stride, seed=draw(seeds()))
+                W=draw(st.integers(size, 6)), size=size, stride=stride, pad=draw(st.integers(0, size // 2)),
+                seed=draw(seeds()))
 
 
-POOL_FIRST = dict(N=2, C=2, H=4, W=4, size=2, stride=2, seed=3)
-POOL_OVERLAP = dict(N=2, C=2, H=5, W=5, size=3, stride=1, seed=4)
-POOL_DISJOINT = dict(N=2, C=2, H=4, W=4, size=2, stride=2, seed=4)
-POOL_UNEVEN = dict(N=2, C=2, H=5, W=5, size=2, stride=2, seed=5)   # (5 - 2) / 2 is not whole
+POOL_FIRST = dict(N=2, C=2, H=4, W=4, size=2, stride=2, pad=0, seed=3)
+POOL_OVERLAP = dict(N=2, C=2, H=5, W=5, size=3, stride=1, pad=0, seed=4)
+POOL_DISJOINT = dict(N=2, C=2, H=4, W=4, size=2, stride=2, pad=0, seed=4)
+POOL_UNEVEN = dict(N=2, C=2, H=5, W=5, size=2, stride=2, pad=0, seed=5)   # (5 - 2) / 2 is not whole
+POOL_PADDED = dict(N=2, C=2, H=5, W=5, size=3, stride=2, pad=1, seed=6)
 
 
 def pool_text(g):
-    return f"x ({g['N']}, {g['C']}, {g['H']}, {g['W']}), size={g['size']}, stride={g['stride']}"
+    return f"x ({g['N']}, {g['C']}, {g['H']}, {g['W']}), size={g['size']}, stride={g['stride']}, pad={g['pad']}"
 
 
-def pool_data(g):
+def pool_args(g):
+    return g["size"], g["stride"], g["pad"]
+
+
+def pool_data(g, shift=0.0):
+    """A tie-free x (shifted: all negative for shift < -max) and a dout of the output's shape."""
     shape = (g["N"], g["C"], g["H"], g["W"])
-    x = mst.tie_free_array(shape, g["seed"], spacing=0.1)
-    out_shape = F.max_pool2d_forward(x, g["size"], g["stride"])[0].shape
+    x = mst.tie_free_array(shape, g["seed"], spacing=0.1) + shift
+    out_shape = F.max_pool2d_forward(x, *pool_args(g))[0].shape
     return x, rnd(g["seed"] + 1, out_shape)
+
+
+def zero_padded_max(x, size, stride, pad):
+    """The mistake: padding with 0, so that a window of negative numbers returns 0."""
+    xz = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    return F.max_pool2d_forward(xz, size, stride)[0]
 
 
 def pool_forward_ok(mod, g):
     x, _ = pool_data(g)
-    res = attempt(mod.max_pool_forward, x, g["size"], g["stride"])
-    return isinstance(res, tuple) and close(res[0], F.max_pool2d_forward(x, g["size"], g["stride"])[0])
+    res = attempt(mod.max_pool_forward, x, *pool_args(g))
+    return isinstance(res, tuple) and close(res[0], F.max_pool2d_forward(x, *pool_args(g))[0])
 
 
 def diagnose_max_pool_forward(mod):
-    return ["out_size_floor"] if pool_forward_ok(mod, POOL_FIRST) and not pool_forward_ok(mod, POOL_UNEVEN) else []
+    found = []
+    if pool_forward_ok(mod, POOL_FIRST) and not pool_forward_ok(mod, POOL_UNEVEN):
+        found.append("out_size_floor")
+    x, _ = pool_data(POOL_PADDED, shift=-10.0)
+    res = attempt(mod.max_pool_forward, x, *pool_args(POOL_PADDED))
+    if isinstance(res, tuple) and close(res[0], zero_padded_max(x, *pool_args(POOL_PADDED))):
+        found.append("pool_pad_zero")
+    return found
 
 
 @check("max_pool_forward", pool_cases(), POOL_FIRST, diagnose_max_pool_forward)
 def max_pool_forward(mod, g, notes):
-    x, _ = pool_data(g)
-    out, _ = unpack("max_pool_forward", call(mod.max_pool_forward, x, g["size"], g["stride"]), ("out", "cache"))
-    return expect("out", out, F.max_pool2d_forward(x, g["size"], g["stride"])[0], pool_text(g))
+    x, _ = pool_data(g, shift=-10.0 if g["seed"] % 2 else 0.0)   # all negative half of the time
+    out, _ = unpack("max_pool_forward", call(mod.max_pool_forward, x, *pool_args(g)), ("out", "cache"))
+    return expect("out", out, F.max_pool2d_forward(x, *pool_args(g))[0], pool_text(g))
 
 
-def student_pool_dx(mod, x, dout, size, stride):
-    _, cache = unpack("max_pool_forward", call(mod.max_pool_forward, x, size, stride), ("out", "cache"))
+def student_pool_dx(mod, x, dout, size, stride, pad=0):
+    _, cache = unpack("max_pool_forward", call(mod.max_pool_forward, x, size, stride, pad), ("out", "cache"))
     return call(mod.max_pool_backward, dout, cache)
 
 
@@ -68,14 +88,14 @@ def all_ties_dx(x, dout):
     return (is_max * dout[:, :, :, None, :, None]).reshape(x.shape)
 
 
-@check("max_pool_backward", pool_cases(), POOL_FIRST, needs=("max_pool_forward",),
+@check("max_pool_backward", pool_cases(), POOL_OVERLAP, needs=("max_pool_forward",),
        diagnose=lambda mod: diagnose_max_pool_backward(mod))
 def max_pool_backward(mod, g, notes):
     x, dout = pool_data(g)
     case = pool_text(g)
-    dx = student_pool_dx(mod, x, dout, g["size"], g["stride"])
-    err = expect("dx", dx, F.max_pool2d_backward(dout, F.max_pool2d_forward(x, g["size"], g["stride"])[1]), case)
-    err = max(err, expect_numeric("dx", dx, lambda v: F.max_pool2d_forward(v, g["size"], g["stride"])[0],
+    dx = student_pool_dx(mod, x, dout, *pool_args(g))
+    err = expect("dx", dx, F.max_pool2d_backward(dout, F.max_pool2d_forward(x, *pool_args(g))[1]), case)
+    err = max(err, expect_numeric("dx", dx, lambda v: F.max_pool2d_forward(v, *pool_args(g))[0],
                                   x, dout, case))
     # Ties: not differentiable; any one maximum per window is a valid choice, all of them is not.
     xt, dt = tie_case(g["seed"])
@@ -97,8 +117,8 @@ def max_pool_backward(mod, g, notes):
 def diagnose_max_pool_backward(mod):
     def ok(g):
         x, dout = pool_data(g)
-        dx = attempt(student_pool_dx, mod, x, dout, g["size"], g["stride"])
-        return close(dx, F.max_pool2d_backward(dout, F.max_pool2d_forward(x, g["size"], g["stride"])[1]))
+        dx = attempt(student_pool_dx, mod, x, dout, *pool_args(g))
+        return close(dx, F.max_pool2d_backward(dout, F.max_pool2d_forward(x, *pool_args(g))[1]))
     found = []
     if ok(POOL_DISJOINT) and not ok(POOL_OVERLAP):
         found.append("overlap_add")

@@ -8,12 +8,15 @@ of the package calls these functions.
 """
 import importlib
 
-# Order of the exercises in a full assignment: each builds on the ones before it.
-NAMES = ("linear", "relu", "conv", "maxpool", "batchnorm", "dropout", "lrn", "softmax", "residual")
+# The layer assignment (``all``), in order: each builds on the ones before it.
+ALL = ("linear", "relu", "conv", "maxpool", "avgpool", "batchnorm", "dropout", "lrn", "softmax", "residual")
+# Every exercise: the layers, then the architecture lecture's questions and blocks -- a
+# second assignment (its own file: the two together would be a very long skeleton).
+NAMES = ALL + ("architecture", "blocks")
 
 
 def load(name):
-    """The template module of exercise ``name`` (one of NAMES)."""
+    """The template module of exercise ``name`` (one of NAMES; 'all' is ALL, the layers)."""
     if name not in NAMES:
         raise ValueError(f"exercise: expected one of {', '.join(NAMES)} or 'all', received {name!r}")
     return importlib.import_module(f"{__name__}.{name}")
