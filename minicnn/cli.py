@@ -14,6 +14,7 @@
     minicnn summary resnet50 --model-arg stride_in_1x1=true --input 224x224x3   # the paper's v1
     minicnn weights info resnet18.pth                  # keys, shapes, dtypes; which zoo model fits
     minicnn weights convert resnet18.pth r18.safetensors
+    minicnn predict --model resnet18 --weights resnet18.pth dog.jpg   # top-5 ImageNet classes
     minicnn gradcheck                                  # numeric vs analytic gradients of every op
     minicnn bench --quick                              # Cython kernels vs the plain NumPy path
     minicnn exercise new all --out my_layers.py        # write the layers yourself; then
@@ -356,7 +357,7 @@ _positive_int, _nonneg_int, _float = _at_least(1), _at_least(0), _at_least(0, fl
 
 def build_parser():
     import minicnn
-    from minicnn import transfer
+    from minicnn import predict, transfer
     from minicnn.data import DATASETS
     from minicnn.optim import OPTIMIZERS
     from minicnn.schedules import SCHEDULES
@@ -463,6 +464,7 @@ def build_parser():
     g.add_argument("--floor", type=float, default=1e-6,
                    help="least denominator of the relative error (see minicnn.gradcheck.compare)")
     g.set_defaults(func=cmd_gradcheck)
+    predict.add_subparser(sub)
     x = sub.add_parser("exercise", add_help=False, help="assignment-style exercises with an automatic "
                        "checker: minicnn exercise new NAME --out FILE | check FILE")
     x.set_defaults(func=cmd_exercise, takes_rest=True)
