@@ -29,8 +29,8 @@ import os
 
 import numpy as np
 
-from minicnn.models.googlenet_torchvision import IMAGENET_MEAN, IMAGENET_STD
-
+# (ImageNet's mean and std are minicnn.models.googlenet_torchvision's IMAGENET_MEAN / _STD;
+# imported where used, so that building the command line does not load the zoo.)
 # Per-channel mean and std of CIFAR-10's 50,000 training images, in [0, 1] (the values
 # torchvision-style CIFAR recipes normalise with), and MNIST's 60,000.
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -129,6 +129,7 @@ def load_for_prediction(weights, name=None):
     """
     from minicnn import data, models
     from minicnn.evaluation import load_model
+    from minicnn.models.googlenet_torchvision import IMAGENET_MEAN, IMAGENET_STD
     if _is_run(weights):
         model, ckpt = load_model(weights)
         if name is not None and name != ckpt.config["model"]:

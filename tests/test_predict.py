@@ -14,9 +14,9 @@ import pytest
 
 from minicnn import models, weights
 from minicnn.cli import main
-from minicnn.predict import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD,
-                             center_crop, imagenet_classes, load_image, preprocess,
-                             resize_shorter_side, top_k)
+from minicnn.models.googlenet_torchvision import IMAGENET_MEAN, IMAGENET_STD
+from minicnn.predict import (CIFAR10_MEAN, CIFAR10_STD, center_crop, imagenet_classes, load_image,
+                             preprocess, resize_shorter_side, top_k)
 from torchvision_oracle import import_torchvision
 
 PIL = pytest.importorskip("PIL")
