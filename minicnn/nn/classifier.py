@@ -26,7 +26,7 @@ trained on (CS231n: a pretrained CNN "as a fixed feature extractor")::
 SqueezeNet and NiN classify with a 1x1 conv, which reads a map, not a vector.  Their
 embedding is that map averaged over its positions (SqueezeNet: 512 values, the last Fire
 module's output; NiN: 192) -- the vector a Linear classifier would read after global
-average pooling, and the input a linear probe of these networks is usually given.  For
+average pooling, and a size a new classifier can be trained on.  For
 NiN the 1x1 conv and the average commute (both are linear), so the conv applied to the
 embedding gives the scores; SqueezeNet puts a ReLU between its conv and its pooling, so
 there the scores do not follow from the embedding exactly.
