@@ -5,6 +5,7 @@
                   --lr 0.1 --augment --out runs/r20
     minicnn train --resume --out runs/r20              # continue an interrupted run, bit for bit
     minicnn train --model small_cnn --overfit 50 --out runs/overfit    # sanity check
+    minicnn train --model resnet18 --pretrained resnet18.pth --freeze backbone --out runs/ft
     minicnn evaluate runs/r20 [runs/other ...]         # one JSON object; several runs = ensemble
     minicnn plot runs/demo                             # curves, filters, feature maps, confusion
     minicnn data download cifar10 [--dest data]
@@ -14,6 +15,7 @@
     minicnn summary resnet50 --model-arg stride_in_1x1=true --input 224x224x3   # the paper's v1
     minicnn weights info resnet18.pth                  # keys, shapes, dtypes; which zoo model fits
     minicnn weights convert resnet18.pth r18.safetensors
+    minicnn predict --model resnet18 --weights resnet18.pth dog.jpg   # top-5 ImageNet classes
     minicnn gradcheck                                  # numeric vs analytic gradients of every op
     minicnn bench --quick                              # Cython kernels vs the plain NumPy path
     minicnn exercise new all --out my_layers.py        # write the layers yourself; then
@@ -49,6 +51,7 @@ TRAIN_DEFAULTS = {
     "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
     "schedule": "cosine", "warmup": 0, "augment": False, "seed": 0, "overfit": None,
     "backend": "numpy", "limit": None, "num_classes": None, "model_args": None,
+    "pretrained": None, "freeze": None, "lr_backbone": None,     # minicnn/transfer.py
 }
 DEFAULT_CIFAR_DIR = "data"
 
@@ -98,8 +101,9 @@ def _train_settings(args):
     given = {k: v for k, v in vars(args).items() if k in TRAIN_DEFAULTS and v is not None}
     if "model_args" in given:
         given["model_args"] = _parse_model_args(given["model_args"])
-    if "data_dir" in given:
-        given["data_dir"] = os.path.abspath(given["data_dir"])  # saved absolute, compared so
+    for path in ("data_dir", "pretrained"):
+        if path in given:
+            given[path] = os.path.abspath(given[path])  # saved absolute, compared so
     settings = dict(TRAIN_DEFAULTS)
     if args.resume:
         ckpt_file = train.checkpoint_path(args.out)
@@ -124,7 +128,7 @@ def _train_settings(args):
 
 
 def cmd_train(args):
-    from minicnn import backend, models, optim, train
+    from minicnn import backend, models, optim, train, transfer
     out = args.out
     given = _train_settings(args)
     if args.backend != "numpy":
@@ -137,23 +141,27 @@ def cmd_train(args):
     options = _model_options(args.model, args.model_args or {}, {
         "num_classes": "--num-classes", "in_channels": "the data (its images' channels)", "rng": "--seed"})
     model_kwargs = {**models.kwargs_for(args.model, num_classes, x_train.shape[1]), **options}
-    model = _build(args.model, rng=args.seed, **model_kwargs)
+    model = transfer.build_model(_build, args.model, {"rng": args.seed, **model_kwargs},
+                                 args.pretrained, args.freeze, args.resume, log=print)
     if args.backend != "numpy":
         model.to(args.backend)
     # --momentum's default (0.9) is SGD's and RMSProp's; Adam refuses only a given one.
     momentum = None if args.optimizer == "adam" and "momentum" not in given else args.momentum
-    optimizer = optim.make_optimizer(args.optimizer, model.parameters(), args.lr, momentum=momentum,
+    optimizer = optim.make_optimizer(args.optimizer, transfer.optimizer_params(model, args.lr_backbone),
+                                     args.lr, momentum=momentum,
                                      weight_decay=args.weight_decay, nesterov=args.nesterov)
     schedule = optim.make_schedule(args.schedule, optimizer, args.epochs, args.warmup)
     cli_settings = {k: getattr(args, k) for k in TRAIN_DEFAULTS}
     config = {"model": args.model, "model_kwargs": model_kwargs,
               "data": _dataset(args.data, args.data_dir)[0], "cli": cli_settings}
     epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
+    tuning = transfer.describe(model, args.freeze, args.lr_backbone)
+    tuning = f"; {tuning}" if tuning else ""
     with_options = "".join(f", {k}={v!r}" for k, v in options.items())
     print(f"minicnn train: {args.model} ({model.num_parameters():,} parameters{with_options}) on {desc}: "
           f"{len(x_train):,} training / {len(x_test):,} test images, {epochs}, batch "
           f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, schedule {args.schedule}"
-          f"{', augment' if args.augment else ''}, backend {args.backend}", flush=True)
+          f"{', augment' if args.augment else ''}, backend {args.backend}{tuning}", flush=True)
     val = None if args.overfit is not None else (x_test, y_test)
     try:
         history = train.fit(model, optimizer, (x_train, y_train), val=val, epochs=args.epochs,
@@ -350,6 +358,7 @@ _positive_int, _nonneg_int, _float = _at_least(1), _at_least(0), _at_least(0, fl
 
 def build_parser():
     import minicnn
+    from minicnn import predict, transfer
     from minicnn.data import DATASETS
     from minicnn.optim import OPTIMIZERS
     from minicnn.schedules import SCHEDULES
@@ -393,6 +402,7 @@ def build_parser():
     t.add_argument("--checkpoint-seconds", type=_float, default=600.0,
                    help="also checkpoint within an epoch every this many seconds (default 600)")
     t.add_argument("--out", required=True, metavar="RUN_DIR")
+    transfer.add_train_arguments(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="print test loss/accuracy/top5 of a run as one JSON object "
@@ -455,6 +465,7 @@ def build_parser():
     g.add_argument("--floor", type=float, default=1e-6,
                    help="least denominator of the relative error (see minicnn.gradcheck.compare)")
     g.set_defaults(func=cmd_gradcheck)
+    predict.add_subparser(sub)
     x = sub.add_parser("exercise", add_help=False, help="assignment-style exercises with an automatic "
                        "checker: minicnn exercise new NAME --out FILE | check FILE")
     x.set_defaults(func=cmd_exercise, takes_rest=True)

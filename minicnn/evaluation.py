@@ -3,6 +3,7 @@
     evaluate(model, x_test, y_test)      # {"loss": 1.31, "accuracy": 0.53, "top5": 0.94}
     predict(model, x_test)               # class probabilities (N, K)
     ensemble_predict([m1, "runs/a", "runs/b/last.npz"], x_test)
+    extract_features(model, x_train)     # penultimate-layer embeddings (N, D), see Module.embed
 
 Evaluation runs in eval mode (BatchNorm's running statistics, no dropout) and leaves the
 model as it found it.  Images are normalised with the statistics the model was trained
@@ -45,16 +46,26 @@ def _log_softmax(scores):
     return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
 
 
-def _run_scores(model, loader):
-    """Scores (N, K) float64 on the host for every batch of ``loader``, in eval mode."""
+def _run_batches(model, loader, run):
+    """``run(xb)`` for every batch of ``loader``, in eval mode, concatenated on the host.
+
+    Inside ``untouched``: each batch's forward caches are dropped when the next batch
+    runs and the model's own are put back at the end, so a pass over a whole data set
+    holds one batch's caches at a time and leaves no trace.
+    """
     param = next(model.parameters()).data
     out = []
     with untouched(model, training=False):
         for xb, _ in loader:
             # Parameters may be float64 (gradient checks); feed them what they hold.
             xb = backend.to_backend(xb, backend.device_of(param)).astype(param.dtype, copy=False)
-            out.append(backend.asnumpy(model(xb)).astype(np.float64))
+            out.append(backend.asnumpy(run(xb)))
     return np.concatenate(out)
+
+
+def _run_scores(model, loader):
+    """Scores (N, K) float64 on the host for every batch of ``loader``, in eval mode."""
+    return _run_batches(model, loader, model).astype(np.float64)
 
 
 def predict(model, x, batch_size=256, mean=None, std=None):
@@ -67,6 +78,29 @@ def predict(model, x, batch_size=256, mean=None, std=None):
     check_xy("predict", x, y)
     loader = eval_loader(x, y, batch_size, *_stats_for(model, x, mean, std, "predict"))
     return np.exp(_log_softmax(_run_scores(model, loader)))
+
+
+def extract_features(model, x, batch_size=256, mean=None, std=None):
+    """Penultimate-layer embeddings (N, D) of ``model`` on images ``x`` (N, C, H, W), in eval mode.
+
+    ``model.embed`` batch by batch (VGG's FC7, ResNet's pooled vector; see
+    minicnn/nn/classifier.py), on the host, in the model's dtype.  Images are normalised
+    as in ``predict``.  What a classifier is then trained on when the network is a fixed
+    feature extractor: ``minicnn.train.fit_linear(extract_features(model, x), y)``.
+    """
+    y = np.zeros(x.shape[0] if getattr(x, "ndim", 0) else 0, dtype=np.int64)
+    check_xy("extract_features", x, y)
+    loader = eval_loader(x, y, batch_size, *_stats_for(model, x, mean, std, "extract_features"))
+    return _run_batches(model, loader, model.embed)
+
+
+def feature_images(features):
+    """Features (N, D) as the images (N, D, 1, 1) that fit, evaluate and predict read: each
+    feature a channel, so that their per-channel normalisation standardises every feature."""
+    if getattr(features, "ndim", None) != 2:
+        raise ValueError(f"feature_images: expected features of shape (N, D), received "
+                         f"{getattr(features, 'shape', type(features).__name__)}")
+    return features.reshape(features.shape + (1, 1))
 
 
 def metrics_from_log_probs(log_probs, y):

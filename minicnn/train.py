@@ -35,10 +35,14 @@ from minicnn.data.loader import BatchLoader, channel_stats
 # Evaluation, the run's files and the sanity checks have their own modules; every name that
 # was importable from minicnn.train still is.
 from minicnn.evaluation import (confusion_matrix, ensemble_predict,  # noqa: F401
-                                evaluate, evaluate_ensemble, load_model, metrics_from_log_probs,
-                                predict, topk_accuracy)
+                                evaluate, evaluate_ensemble, extract_features, feature_images,
+                                load_model, metrics_from_log_probs, predict, topk_accuracy)
 from minicnn.functional.loss import softmax_cross_entropy
+from minicnn.nn.classifier import final_linear
 from minicnn.nn.input_grad import skip_data_gradient
+from minicnn.nn.layers import Flatten
+from minicnn.nn.module import Sequential
+from minicnn.optim import make_optimizer, make_schedule
 from minicnn.runs import (CHECKPOINT_NAME, HISTORY_FIELDS, CtrlC, History,  # noqa: F401
                           TrainingDiverged, checkpoint_path, epoch_line, load_history, open_run,
                           progress_bar, save_config, save_history, show_progress)
@@ -399,3 +403,39 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
         trainer.fit(epochs, stop_when=None if overfit is None else lambda r: r["train_accuracy"] >= 1)
     history.stopped = "epochs" if overfit is None else overfit_verdict(history, epochs, len(x), log)
     return history
+
+
+def fit_linear(train, val=None, epochs=30, lr=0.1, batch_size=128, weight_decay=5e-4,
+               num_classes=None, seed=0, log=None, **fit_options):
+    """A softmax classifier (one Linear layer) trained on features; returns (classifier, history).
+
+        feats = extract_features(backbone, x_train)            # (N, D): the frozen backbone's view
+        head, history = fit_linear((feats, y_train), val=(extract_features(backbone, x_test), y_test))
+        evaluate(head, feature_images(extract_features(backbone, x_new)), y_new)
+
+    The transfer-learning recipe for little data (CS231n: a pretrained CNN as a fixed feature
+    extractor, a linear classifier on top), run by ``fit`` itself: the features go in as
+    images (N, D, 1, 1) (``feature_images``), one feature per channel, so fit's per-channel
+    normalisation standardises each feature with the training set's mean and std (kept in
+    ``classifier.normalization``), and its loop, sanity checks and checkpoints apply as they
+    are.  SGD with momentum 0.9 and a cosine schedule; ``fit_options`` go to ``fit``
+    (run_dir=, progress=, ...).  ``classifier`` is ``Sequential(Flatten(), Linear(D, K))``,
+    K = ``num_classes`` or 1 + the largest label.
+    """
+    pairs = {"train": train} if val is None else {"train": train, "val": val}
+    for where, pair in pairs.items():
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"fit_linear: expected {where} as a (features, labels) pair, "
+                             f"received {type(pair).__name__}")
+        pairs[where] = check_pair(f"fit_linear: {where}", (feature_images(pair[0]), pair[1]))
+    images, labels = pairs["train"]
+    val = pairs.get("val")
+    k = num_classes if num_classes is not None else int(labels.max()) + 1
+    classifier = Sequential(Flatten(), final_linear(images.shape[1], check_int(
+        "fit_linear", "num_classes", k, 1), rng=seed))
+    optimizer = make_optimizer("sgd", classifier.parameters(), lr, momentum=0.9,
+                               weight_decay=weight_decay)
+    history = fit(classifier, optimizer, (images, labels), val=val, epochs=epochs,
+                  batch_size=batch_size, schedule=make_schedule("cosine", optimizer, epochs),
+                  seed=seed, log=log, **fit_options)
+    return classifier, history

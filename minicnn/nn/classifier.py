@@ -10,9 +10,30 @@ everything else and puts a fresh classifier of another size in their place::
 
 A fresh classifier is drawn as the zoo draws one: a Linear by ``final_linear`` (He init
 scaled by 0.1, bias zero), a conv as a plain Conv2d of the same kernel.
+
+The same names give every zoo model its *embedding* (``model.embed(x)``, ``embed`` below):
+what the main classifier layer (the first of ``classifier_names``) receives -- the
+features the network has learnt, one vector per image, that a new classifier can be
+trained on (CS231n: a pretrained CNN "as a fixed feature extractor")::
+
+    VGG, AlexNet, ZFNet   FC7 after its ReLU (and dropout, the identity in eval), 4096 values
+    ResNet, ResNeXt, ...  the globally average-pooled last map: 512 (ResNet-18/34), 2048 (50+)
+    DenseNet-121          the pooled 1024 channels after the final BatchNorm + ReLU
+    GoogLeNet             the pooled 1024 channels (after dropout); the auxiliary heads are left out
+    MobileNet v1 / v2     the pooled 1024 / 1280 channels; ShuffleNet v2: the pooled 1024
+    LeNet-5               F6, 84 values; small_cnn: its pooled channels
+
+SqueezeNet and NiN classify with a 1x1 conv, which reads a map, not a vector.  Their
+embedding is that map averaged over its positions (SqueezeNet: 512 values, the last Fire
+module's output; NiN: 192) -- the vector a Linear classifier would read after global
+average pooling, and a size a new classifier can be trained on.  For
+NiN the 1x1 conv and the average commute (both are linear), so the conv applied to the
+embedding gives the scores; SqueezeNet puts a ReLU between its conv and its pooling, so
+there the scores do not follow from the embedding exactly.
 """
 from minicnn import backend
 from minicnn.checks import as_generator, check_int
+from minicnn.nn.hooks import forward_hook
 from minicnn.nn.layers import Conv2d, Linear
 
 
@@ -78,3 +99,31 @@ def reset_classifier(model, num_classes, rng=None):
     if hasattr(model, "num_classes"):
         model.num_classes = num_classes
     return model
+
+
+def embed(model, x):
+    """The penultimate-layer embedding of ``model`` on ``x``: (N, D), see the module docstring.
+
+    Runs ``model(x)`` as it is (call ``model.eval()`` first for evaluation-mode features;
+    ``minicnn.features.extract_features`` does, batch by batch) and keeps what the main
+    classifier layer receives, by a forward hook: no model needs a method of its own, and
+    the scores are computed as always.  A classifier input with positions (N, C, H, W) --
+    a conv classifier -- is averaged over them to (N, C).
+    """
+    op = f"{type(model).__name__}.embed"
+    layer = classifier_layers(model, op)[0][3]
+    received = []
+
+    def keep_input(module, inp, out):
+        if module is layer:
+            received.append(inp)
+
+    with forward_hook(keep_input):
+        model(x)
+    if len(received) != 1:
+        raise ValueError(f"{op}: expected the classifier layer {model.classifier_names[0]!r} to "
+                         f"run once in a forward pass, it ran {len(received)} times")
+    features = received[0]
+    if features.ndim == 4:
+        features = features.mean(axis=(2, 3))
+    return features.reshape(features.shape[0], -1)

@@ -386,6 +386,12 @@ class Module:
         from minicnn.nn.classifier import reset_classifier   # it builds layers, which import this file
         return reset_classifier(self, num_classes, rng)
 
+    def embed(self, x):
+        """The penultimate-layer embedding (N, D): what the classifier layer receives (VGG's
+        FC7, ResNet's pooled vector), in the current mode.  See minicnn/nn/classifier.py."""
+        from minicnn.nn.classifier import embed
+        return embed(self, x)
+
     # ------------------------------------------------------------------- moving
     def to(self, target):
         """Move to a backend ('numpy' or 'cupy') or cast to a float dtype (np.float32 / np.float64).
