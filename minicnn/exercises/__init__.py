@@ -14,8 +14,10 @@ only when every checked function passed: "not implemented" is not a pass (report
 
 From Python: ``skeleton(name) -> str``, ``main_new(name, out, force=False) -> exit code``,
 ``main_check(path, names=None, as_json=False) -> exit code``, ``check_file(path,
-names=None) -> list of Result``; and ``add_subparser(subparsers)`` adds the ``exercise``
-command to an argparse parser.
+names=None) -> list of Result``; ``check_functions(namespace, names=None) -> list of
+Result`` checks the functions a notebook defined (its ``globals()``) and prints the same
+report (notebooks.py writes the notebooks); and ``add_subparser(subparsers)`` adds the
+``exercise`` command to an argparse parser.
 
 Writing a skeleton needs nothing beyond minicnn; checking one runs hypothesis (a
 dependency of minicnn), which is imported only when a file is checked.
@@ -26,8 +28,8 @@ import tempfile
 
 from minicnn.exercises import templates
 
-__all__ = ["NAMES", "FUNCTIONS", "skeleton", "main_new", "main_check", "check_file", "add_subparser",
-           "function_names"]
+__all__ = ["NAMES", "FUNCTIONS", "skeleton", "main_new", "main_check", "check_file", "check_functions",
+           "add_subparser", "function_names"]
 
 NAMES = templates.NAMES + ("all",)
 # Every exercise function, in the order of the exercises.
@@ -124,6 +126,15 @@ def main_check(path, names=None, as_json=False, out=None):
               "installed here: pip install hypothesis", file=sys.stderr)
         return 2
     return report.main_check(path, names, as_json, out)
+
+
+def check_functions(namespace, names=None):
+    """Check the exercise functions defined in ``namespace`` -- a notebook's ``globals()`` --
+    (those in ``names``: exercise or function names; None: every one defined), print the
+    report ``exercise check`` prints, and return the list of checker.Result."""
+    names = None if not names else function_names(names)
+    from minicnn.exercises import report
+    return report.check_namespace(namespace, names)
 
 
 def check_file(path, names=None):
