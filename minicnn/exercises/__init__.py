@@ -4,6 +4,7 @@
     minicnn exercise check my_layers.py             # passed / FAILED / not implemented, with hints
     minicnn exercise check my_layers.py relu        # only the relu functions (or name functions)
     minicnn exercise check my_layers.py --json      # one JSON object, for an autograder
+    minicnn exercise notebook layers --out .        # the same exercises as a Jupyter notebook
 
 ``new NAME`` writes the functions of one exercise (``linear``, ``relu``, ``conv``,
 ``maxpool``, ``batchnorm``, ``dropout``, ``lrn``, ``softmax``, ``residual``) or of ``all``.
@@ -146,7 +147,7 @@ def check_file(path, names=None):
 
 
 def add_subparser(subparsers):
-    """Add ``exercise new`` and ``exercise check`` to an argparse ``add_subparsers()`` object.
+    """Add ``exercise new``, ``check`` and ``notebook`` to an argparse ``add_subparsers()`` object.
 
     Each leaf parser sets ``func``: call ``args.func(args)`` and exit with what it returns.
     """
@@ -163,6 +164,8 @@ def add_subparser(subparsers):
                      help="check only these functions or exercises (e.g. relu, conv_forward_naive)")
     chk.add_argument("--json", action="store_true", help="print one JSON object (for autograders)")
     chk.set_defaults(func=lambda a: main_check(a.path, a.names, a.json))
+    from minicnn.exercises import notebooks
+    notebooks.add_subparser(sub)
     return p
 
 
