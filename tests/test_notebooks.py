@@ -179,6 +179,9 @@ def test_notebook_command_writes_refuses_to_overwrite_and_fills_a_solution(tmp_p
     path.write_text("my work")
     assert cli.main(["exercise", "notebook", "layers", "--out", str(tmp_path)]) == 1
     assert path.read_text() == "my work" and "not overwriting" in capsys.readouterr().err
+    # 'all' writes all or none: no notebook is written when one of them is in the way.
+    assert cli.main(["exercise", "notebook", "all", "--out", str(tmp_path)]) == 1
+    assert [p.name for p in tmp_path.glob("*.ipynb")] == ["layers.ipynb"]
     solution = tmp_path / "solution.py"
     solution.write_text(SOLUTION)
     assert cli.main(["exercise", "notebook", "all", "--out", str(tmp_path), "--force",
@@ -199,7 +202,9 @@ def test_notebook_command_rejects_bad_arguments(tmp_path, capsys):
     broken = tmp_path / "broken.py"
     broken.write_text("def relu_forward(x):\n    return (\n")
     assert main(["notebook", "layers", "--out", str(tmp_path), "--solution", str(broken)]) == 2
-    assert "expected Python source in the solution" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("exercise notebook: expected Python source in the solution")
+    assert main(["notebook", "layers", "--out", str(tmp_path), "--solution", str(tmp_path / "no.py")]) == 2
+    assert "could not read the solution" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.ipynb"))
     with pytest.raises(ValueError, match="expected an exercise function name .* received 'relu_fwd'"):
         notebooks.template_function("relu_fwd")

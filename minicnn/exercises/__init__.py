@@ -79,20 +79,25 @@ def main_new(name, out, force=False):
         print(f"exercise new: expected --out in an existing directory, received {out!r} "
               f"({directory} does not exist)", file=sys.stderr)
         return 2
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".exercise-", suffix=".py")
+    write_file(out, text)
+    print(f"wrote {out}: fill in the functions, then run `minicnn exercise check {out}`")
+    return 0
+
+
+def write_file(path, text):
+    """Write ``text`` to ``path`` (in an existing directory) atomically, as an ordinary file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".exercise-")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; a skeleton is an ordinary file
-        os.replace(tmp, out)   # atomic: a reader never sees half a file
+        os.replace(tmp, path)   # atomic: a reader never sees half a file
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    print(f"wrote {out}: fill in the functions, then run `minicnn exercise check {out}`")
-    return 0
 
 
 def function_names(names):

@@ -28,7 +28,7 @@ import sys
 
 from minicnn.exercises import templates
 
-__all__ = ["md", "code", "exercise", "check", "question", "build", "render", "write", "main_notebook",
+__all__ = ["md", "code", "exercise", "check", "question", "build", "render", "main_notebook",
            "template_function", "solution_functions"]
 
 NBFORMAT, NBFORMAT_MINOR = 4, 5
@@ -154,22 +154,10 @@ def render(notebook):
     return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write(name, out_dir, force=False, solution=None):
-    """Write ``out_dir/NAME.ipynb``; return its path.  FileExistsError rather than overwrite
-    a notebook (the student's work) unless ``force``."""
-    path = os.path.join(out_dir, f"{name}.ipynb")
-    text = render(build(name, solution))
-    if os.path.exists(path) and not force:
-        raise FileExistsError(f"exercise notebook: {path} exists; not overwriting your work "
-                              f"(pass --force to replace it)")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
-
-
 def main_notebook(name, out_dir, force=False, solution=None):
-    """``minicnn exercise notebook NAME|all --out DIR [--force] [--solution FILE]`` -> exit code."""
-    from minicnn.exercises import notebook_specs
+    """``minicnn exercise notebook NAME|all --out DIR [--force] [--solution FILE]``: write
+    DIR/NAME.ipynb (never over a notebook -- the student's work -- unless force) -> exit code."""
+    from minicnn.exercises import notebook_specs, write_file
     if name != "all" and name not in notebook_specs.NAMES:
         print(f"exercise notebook: expected one of {', '.join(notebook_specs.NAMES)} or 'all', "
               f"received {name!r}", file=sys.stderr)
@@ -178,19 +166,27 @@ def main_notebook(name, out_dir, force=False, solution=None):
         print(f"exercise notebook: expected --out to be an existing directory, received {out_dir!r}",
               file=sys.stderr)
         return 2
+    chosen = notebook_specs.NAMES if name == "all" else (name,)
+    paths = [os.path.join(out_dir, f"{n}.ipynb") for n in chosen]
+    existing = [p for p in paths if os.path.exists(p)]
+    if existing and not force:   # checked before writing any: 'all' writes all or none
+        print(f"exercise notebook: {', '.join(existing)} exists; not overwriting your work "
+              f"(pass --force to replace it)", file=sys.stderr)
+        return 1
     try:
         if solution is not None:
             with open(solution, encoding="utf-8") as f:
                 solution = f.read()
-        for n in notebook_specs.NAMES if name == "all" else (name,):
-            path = write(n, out_dir, force, solution)
-            print(f"wrote {path}: open it with `jupyter notebook {path}` (or JupyterLab, VS Code)")
-    except FileExistsError as e:
-        print(e, file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as e:
-        print(f"exercise notebook: {e}", file=sys.stderr)
+        texts = [render(build(n, solution)) for n in chosen]
+    except OSError as e:
+        print(f"exercise notebook: could not read the solution: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    for path, text in zip(paths, texts):
+        write_file(path, text)
+        print(f"wrote {path}: open it with `jupyter notebook {path}` (or JupyterLab, VS Code)")
     return 0
 
 
