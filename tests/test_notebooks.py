@@ -20,7 +20,8 @@ import pytest
 from minicnn.exercises import FUNCTIONS, check_functions, checker, notebook_specs, notebooks, templates
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SOLUTION = (ROOT / "tests" / "fixtures" / "exercise_solution.py").read_text()
+# The correct solutions of tests/test_exercises*.py: every exercise function, written as a student would.
+SOLUTION = "\n\n".join(p.read_text() for p in sorted((ROOT / "tests" / "fixtures").glob("*_solution.py")))
 CHECK_CELL = re.compile(r"^check_functions\(globals\(\), \[(.*)\]\);$")
 
 
@@ -73,7 +74,8 @@ def test_committed_notebook_is_what_the_generator_writes(name):
 
 
 def test_every_committed_notebook_has_a_spec():
-    assert sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")) == sorted(notebook_specs.NAMES)
+    assert sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")) == sorted(notebook_specs.NAMES), (
+        "refresh the copies: `minicnn exercise notebook all --out notebooks --force`")
 
 
 def test_generated_text_is_what_jupyter_saves():

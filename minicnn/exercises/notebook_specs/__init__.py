@@ -9,8 +9,12 @@ and with a solution, and checks its committed copy in ``notebooks/``.
 """
 import importlib
 
-# In the order of the assignments.
-NAMES = ("layers", "conv_pool", "batchnorm_dropout")
+from minicnn.exercises import templates
+
+# In the order of the assignments.  ``architectures`` is built from the architecture
+# exercise (templates/architecture.py), listed once that template is there.
+NAMES = ("layers", "conv_pool", "batchnorm_dropout") + (
+    ("architectures",) if "architecture" in templates.NAMES else ())
 
 
 def load(name):

@@ -174,8 +174,9 @@ im2col's matrix?  Why is the matrix product still faster than the loops?
     md(r"""
 ## Max pooling
 
-Each `size x size` window (stride `S`, no padding) is replaced by its maximum, channel by
-channel: `out` is `(N, C, OH, OW)` with $OH = \lfloor (H - \text{size}) / S \rfloor + 1$.
+Each `size x size` window (stride `S`) is replaced by its maximum, channel by channel: `out`
+is `(N, C, OH, OW)`, its size given by the convolution's formula with `K = size` (the
+skeleton's docstring says which padding, if any, the function takes).
 
 Backward: the window's gradient goes to the position of its maximum -- the only input that
 moved the output -- and nowhere else.  On ties, to the first maximum in row-major order, as
