@@ -88,7 +88,7 @@ def test_generated_text_is_what_jupyter_saves():
 def test_exercise_cells_are_the_templates_and_every_function_is_checked(name):
     nb = notebooks.build(name)
     sources = [text(c) for c in code_cells(nb)]
-    written = [f for f in FUNCTIONS if any(f"def {f}(" in s for s in sources)]
+    written = [f for f in FUNCTIONS if any(re.search(rf"^(def|class) {f}\b", s, re.M) for s in sources)]
     assert written
     for f in written:
         # The skeleton's exact text, cut from templates/*.py SOURCE (what `exercise new` writes).
@@ -210,6 +210,21 @@ def test_notebook_command_rejects_bad_arguments(tmp_path, capsys):
     assert not list(tmp_path.glob("*.ipynb"))
     with pytest.raises(ValueError, match="expected an exercise function name .* received 'relu_fwd'"):
         notebooks.template_function("relu_fwd")
+
+
+def test_a_solutions_helpers_go_in_the_first_cell_that_uses_them(monkeypatch):
+    solution = ("def _square(v):\n    return _times(v, v)\n\n\ndef _times(a, b):\n    return a * b\n\n\n"
+                "def relu_forward(x):\n    return _square(x) * 0 + (x > 0) * x, x\n\n\n"
+                "def relu_backward(dout, cache):\n    return _square(dout) * 0 + dout * (cache > 0)\n")
+    spec = types.ModuleType("minicnn.exercises.notebook_specs.helped")
+    spec.CELLS = [notebooks.exercise("relu_forward"), notebooks.exercise("relu_backward")]
+    monkeypatch.setitem(sys.modules, spec.__name__, spec)
+    monkeypatch.setattr(notebook_specs, "NAMES", notebook_specs.NAMES + ("helped",))
+    first, second = [text(c) for c in notebooks.build("helped", solution)["cells"]]
+    assert first.index("def _square") < first.index("def _times") < first.index("def relu_forward")
+    assert second.startswith("def relu_backward")   # defined once, in the first cell that needs them
+    ns = namespace(first + "\n" + second)
+    assert [r.status for r in check_functions(ns, ["relu"])] == [checker.PASSED] * 2
 
 
 # ----------------------------------------------------------------------------- a new notebook

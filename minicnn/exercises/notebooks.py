@@ -46,7 +46,8 @@ def code(text):
 
 
 def exercise(*names):
-    """A code cell holding the skeletons of these template functions (the student's work)."""
+    """A code cell holding the skeletons of these template functions (or classes: a block to
+    build), the student's work."""
     return ("exercise", names)
 
 
@@ -62,7 +63,7 @@ def question(text):
 
 # ------------------------------------------------------------------ function texts
 def _function_sources(source, where):
-    """name -> text of every top-level function of ``source`` (decorators included)."""
+    """name -> text of every top-level function or class of ``source`` (decorators included)."""
     try:
         tree = ast.parse(source)
     except SyntaxError as e:
@@ -71,14 +72,14 @@ def _function_sources(source, where):
     lines = source.splitlines()
     found = {}
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             start = min([node.lineno] + [d.lineno for d in node.decorator_list])
             found[node.name] = "\n".join(lines[start - 1:node.end_lineno])
     return found
 
 
 def template_function(name):
-    """The skeleton text of exercise function ``name``, cut out of its template's SOURCE."""
+    """The skeleton text of exercise function (or class) ``name``, cut out of its template's SOURCE."""
     for exercise_name in templates.NAMES:
         template = templates.load(exercise_name)
         if name in template.FUNCTIONS:
@@ -88,7 +89,7 @@ def template_function(name):
 
 
 def solution_functions(source):
-    """name -> function text of a solution file's source (to fill a notebook's exercise cells)."""
+    """name -> function (or class) text of a solution file's source (to fill a notebook's exercise cells)."""
     return _function_sources(source, "the solution")
 
 
@@ -112,12 +113,29 @@ def _check_source(names):
     return f"check_functions(globals(), [{listed}]);"
 
 
+def _helpers(names, solution, placed):
+    """The solution's own helpers (top-level functions or classes that are not exercises) that
+    its ``names`` use, directly or through each other, and that no earlier cell holds -- in the
+    solution's order, to go in the cell before them; adds them to ``placed``."""
+    exercises = {f for n in templates.NAMES for f in templates.load(n).FUNCTIONS}
+    needed, todo = set(), [n for n in names if n in solution]
+    while todo:
+        used = {node.id for node in ast.walk(ast.parse(solution[todo.pop()])) if isinstance(node, ast.Name)}
+        for u in used - needed - placed - exercises:
+            if u in solution:
+                needed.add(u)
+                todo.append(u)
+    placed.update(needed)
+    return [n for n in solution if n in needed]
+
+
 def _expand(spec_cells, solution):
     """The spec's cells -> (cell_type, text) pairs, in order."""
-    out, asked = [], 0
+    out, asked, placed = [], 0, set()
     for kind, payload in spec_cells:
         if kind == "exercise":
-            out.append(("code", "\n\n\n".join(solution.get(n) or template_function(n) for n in payload)))
+            names = _helpers(payload, solution, placed) + list(payload)
+            out.append(("code", "\n\n\n".join(solution.get(n) or template_function(n) for n in names)))
         elif kind == "check":
             out.append(("code", _check_source(payload)))
         elif kind == "question":
@@ -136,8 +154,9 @@ def build(name, solution=None):
     """The notebook ``name`` (one of notebook_specs.NAMES) as an nbformat-4 dict.
 
     ``solution``: None for the skeletons, or the source text of a solution file whose
-    functions replace the skeletons of the same name (its other top-level code is not
-    copied: a notebook's own setup cell imports NumPy).
+    functions and classes replace the skeletons of the same name, each cell led by the
+    solution's helpers it uses (its other top-level code, imports included, is not copied:
+    a notebook's setup cell imports what the exercises may use).
     """
     from minicnn.exercises import notebook_specs
     spec = notebook_specs.load(name)

@@ -11,10 +11,10 @@ import importlib
 
 from minicnn.exercises import templates
 
-# In the order of the assignments.  ``architectures`` is built from the architecture
-# exercise (templates/architecture.py), listed once that template is there.
+# In the order of the assignments.  ``architectures`` is built from the architecture and
+# blocks exercises (templates/architecture.py, blocks.py), listed once those are there.
 NAMES = ("layers", "conv_pool", "batchnorm_dropout") + (
-    ("architectures",) if "architecture" in templates.NAMES else ())
+    ("architectures",) if {"architecture", "blocks"} <= set(templates.NAMES) else ())
 
 
 def load(name):

@@ -1,6 +1,7 @@
 """Notebook ``architectures``: the questions of the CS231n lecture "CNN Architectures" --
 output volumes, parameters, memory, receptive fields, operation counts -- as functions
-checked against minicnn's own layers and blocks (templates/architecture.py)."""
+checked against minicnn's own layers and blocks (templates/architecture.py), then the
+lecture's blocks built from minicnn's layers (templates/blocks.py)."""
 from minicnn.exercises.notebooks import check, code, exercise, md, question
 
 CELLS = [
@@ -23,6 +24,7 @@ add = 1 op, the lecture's and the papers' convention; FLOPs would be twice as ma
 import numpy as np
 import matplotlib.pyplot as plt
 
+import minicnn.nn as nn      # the layers the blocks at the end are built from
 from minicnn.exercises import check_functions
 from minicnn.models.vgg import cfgs
 """),
@@ -131,10 +133,35 @@ ResNet-50 (3.8 G multiply-adds) is deeper than VGG-16 (15.5 G) yet costs four ti
 Which of the designs above account for the difference?
 """),
     md(r"""
+## Build the blocks
+
+Now wire them, from minicnn's layers (`nn.Conv2d`, `nn.ReLU`, `nn.MaxPool2d`, `nn.Linear`,
+`nn.GlobalAvgPool2d`, `nn.Sigmoid`, `nn.BatchNorm2d`, ...): the point is the wiring --
+concatenation, addition, the 1x1 bottleneck, the channel scaling.  Write `forward(x)` and
+`backward(dout)` yourself: `backward` returns `dx` and lets each layer's own backward fill
+its parameters' `.grad`.  A layer caches its input, so use a separate instance for every
+place a layer is used; where one tensor feeds two paths (a shortcut, the branches of an
+Inception module, a dense block's concatenation) the gradients of the paths **add**.
+The check compares your parameter count with minicnn's own block, your forward with
+minicnn's computation from your layers' weights, and every gradient with numeric gradients;
+minicnn's own blocks (`nn.Inception`, `nn.Bottleneck`, ...) are refused: they are the answers.
+"""),
+    exercise("InceptionModule"),
+    check("InceptionModule"),
+    exercise("BottleneckBlock", "DepthwiseSeparableBlock"),
+    check("BottleneckBlock", "DepthwiseSeparableBlock"),
+    exercise("SEBlock", "DenseBlock"),
+    check("SEBlock", "DenseBlock"),
+    question(r"""
+In your `BottleneckBlock.backward`, the gradient reaching `x` is the sum of two terms.
+Where does each come from, and why does the shortcut's term keep a 50-layer network trainable?
+"""),
+    md(r"""
 ## Everything at once
 
-As `minicnn exercise check my_architectures.py architecture` on a file (`minicnn exercise new
-architecture --out my_architectures.py` writes the same skeletons).
+As `minicnn exercise check my_architectures.py architecture blocks` on a file
+(`minicnn exercise new architecture --out my_architectures.py` and `... new blocks` write
+the same skeletons).
 """),
-    check("architecture"),
+    check("architecture", "blocks"),
 ]
