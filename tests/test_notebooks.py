@@ -134,6 +134,7 @@ def test_solved_notebook_passes_every_check_and_draws_its_pictures(name, tmp_pat
     assert len(pictures) >= 2
     everything = "".join(stdout(c) for c in code_cells(nb))
     assert "yet" not in everything and "not timed" not in everything   # every picture was drawn
+    assert not (tmp_path / ".hypothesis").exists()   # the checker leaves nothing in the student's directory
 
 
 # ----------------------------------------------------------------------------- check_functions

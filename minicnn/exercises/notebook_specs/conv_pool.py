@@ -138,7 +138,7 @@ The same convolution timed three ways: your loops, your im2col, and minicnn's
 """),
     code(r"""
 rng = np.random.default_rng(0)
-n, size, filters_out, repeats = (2, 16, 8, 1) if QUICK else (16, 32, 32, 3)
+n, size, filters_out, repeats = (2, 16, 8, 1) if QUICK else (8, 32, 16, 2)
 x = rng.standard_normal((n, 3, size, size))
 w = rng.standard_normal((filters_out, 3, 3, 3))
 b = np.zeros(filters_out)
