@@ -244,6 +244,9 @@ def test_a_new_notebook_is_a_short_spec(monkeypatch):
         ("markdown", "**Inline question 1:** Why max(0, x)?"),
         ("markdown", "**Your answer:** *write it here*"), ("code", "print(1)")]
     assert [c["id"] for c in nb["cells"]] == [f"tiny-{i:03d}" for i in range(6)]
+    spec.CELLS = [notebooks.check("relu_fwd")]
+    with pytest.raises(ValueError, match="received 'relu_fwd'"):
+        notebooks.build("tiny")
     spec.CELLS = [("table", "?")]
     with pytest.raises(ValueError, match="received a cell of kind 'table'"):
         notebooks.build("tiny")

@@ -26,7 +26,7 @@ import json
 import os
 import sys
 
-from minicnn.exercises import templates
+from minicnn.exercises import function_names, templates
 
 __all__ = ["md", "code", "exercise", "check", "question", "build", "render", "main_notebook",
            "template_function", "solution_functions"]
@@ -89,7 +89,7 @@ def template_function(name):
 
 
 def solution_functions(source):
-    """name -> function (or class) text of a solution file's source (to fill a notebook's exercise cells)."""
+    """name -> function (or class) text of a solution file's source (fills the exercise cells)."""
     return _function_sources(source, "the solution")
 
 
@@ -137,6 +137,7 @@ def _expand(spec_cells, solution):
             names = _helpers(payload, solution, placed) + list(payload)
             out.append(("code", "\n\n\n".join(solution.get(n) or template_function(n) for n in names)))
         elif kind == "check":
+            function_names(payload)   # a name the checker does not know fails here, not in the kernel
             out.append(("code", _check_source(payload)))
         elif kind == "question":
             asked += 1
@@ -214,7 +215,8 @@ def add_subparser(sub):
     from minicnn.exercises import notebook_specs
     nb = sub.add_parser("notebook", help="write an exercise as a Jupyter notebook (explanations, "
                         "skeleton cells, inline checks, questions, pictures)")
-    nb.add_argument("name", choices=notebook_specs.NAMES + ("all",), help="which notebook ('all' for every one)")
+    nb.add_argument("name", choices=notebook_specs.NAMES + ("all",),
+                    help="which notebook ('all' for every one)")
     nb.add_argument("--out", required=True, help="the directory to write NAME.ipynb into")
     nb.add_argument("--force", action="store_true", help="overwrite an existing notebook")
     nb.add_argument("--solution", metavar="FILE",

@@ -124,7 +124,8 @@ BLAS runs fast.
 
 `col2im` is im2col's adjoint: it adds each column back onto the window it came from (a
 pixel covered by several windows receives the sum).  The backward of the convolution then
-is: $dw = \text{dout}\cdot\text{cols}^\top$, $d\text{cols} = w^\top\,\text{dout}$, $dx = \text{col2im}(d\text{cols})$.
+is: $dw = \text{dout}\cdot\text{cols}^\top$, $d\text{cols} = w^\top\,\text{dout}$,
+$dx = \text{col2im}(d\text{cols})$.
 """),
     exercise("im2col", "col2im"),
     check("im2col", "col2im"),
