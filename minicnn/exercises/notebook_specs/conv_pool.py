@@ -1,6 +1,27 @@
 """Notebook ``conv_pool``: convolution (naive loops, then im2col) and max pooling, with
 hand-made filters and their feature maps on a CIFAR-10 image, and a naive vs im2col timing."""
+from minicnn.exercises import templates
 from minicnn.exercises.notebooks import check, code, exercise, md, question
+
+# Average pooling joins the notebook where its exercise (templates/avgpool.py) exists.
+POOLS = ("maxpool", "avgpool") if "avgpool" in templates.NAMES else ("maxpool",)
+
+AVG_POOL = [
+    md(r"""
+## Average pooling
+
+Each window is replaced by its mean.  With padding, the zeros count in the mean (every window
+is divided by `size * size`, PyTorch's `count_include_pad=True`).  Backward: every input of a
+window receives `dout / (size * size)` of that window's output; overlapping windows add, and
+the padding's share is dropped.
+"""),
+    exercise("avg_pool_forward", "avg_pool_backward"),
+    check("avgpool"),
+    question(r"""
+For one 2x2 window with `dout = 1`, what does each of its four inputs receive from max pooling,
+and what from average pooling?
+"""),
+] if "avgpool" in POOLS else []
 
 CELLS = [
     md(r"""
@@ -207,11 +228,12 @@ except NotImplementedError as e:
 AlexNet's first pooling layer (3x3, stride 2) takes the 55x55x96 output of CONV1.  What is
 its output volume, and how many parameters does it have?  Why that many?
 """),
-    md(r"""
+    *AVG_POOL,
+    md(rf"""
 ## Everything at once
 
-As `minicnn exercise check my_conv.py conv maxpool` on a file (`minicnn exercise new conv
---out my_conv.py` writes the same skeletons as a plain Python file).
+As `minicnn exercise check my_conv.py conv {' '.join(POOLS)}` on a file (`minicnn exercise new
+conv --out my_conv.py` writes the same skeletons as a plain Python file).
 """),
-    check("conv", "maxpool"),
+    check("conv", *POOLS),
 ]
