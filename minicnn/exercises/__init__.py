@@ -4,6 +4,7 @@
     minicnn exercise check my_layers.py             # passed / FAILED / not implemented, with hints
     minicnn exercise check my_layers.py relu        # only the relu functions (or name functions)
     minicnn exercise check my_layers.py --json      # one JSON object, for an autograder
+    minicnn exercise notebook layers --out .        # the same exercises as a Jupyter notebook
 
 ``new NAME`` writes the functions of one exercise (``linear``, ``relu``, ``conv``,
 ``maxpool``, ``avgpool``, ``batchnorm``, ``dropout``, ``lrn``, ``softmax``, ``residual``) or
@@ -17,8 +18,10 @@ only when every checked function passed: "not implemented" is not a pass (report
 
 From Python: ``skeleton(name) -> str``, ``main_new(name, out, force=False) -> exit code``,
 ``main_check(path, names=None, as_json=False) -> exit code``, ``check_file(path,
-names=None) -> list of Result``; and ``add_subparser(subparsers)`` adds the ``exercise``
-command to an argparse parser.
+names=None) -> list of Result``; ``check_functions(namespace, names=None) -> list of
+Result`` checks the functions a notebook defined (its ``globals()``) and prints the same
+report (notebooks.py writes the notebooks); and ``add_subparser(subparsers)`` adds the
+``exercise`` command to an argparse parser.
 
 Writing a skeleton needs nothing beyond minicnn; checking one runs hypothesis (a
 dependency of minicnn), which is imported only when a file is checked.
@@ -29,8 +32,8 @@ import tempfile
 
 from minicnn.exercises import templates
 
-__all__ = ["NAMES", "FUNCTIONS", "skeleton", "main_new", "main_check", "check_file", "add_subparser",
-           "function_names", "ALL_FUNCTIONS"]
+__all__ = ["NAMES", "FUNCTIONS", "skeleton", "main_new", "main_check", "check_file", "check_functions",
+           "add_subparser", "function_names", "ALL_FUNCTIONS"]
 
 NAMES = templates.NAMES + ("all",)
 # Every exercise function, in the order of the exercises; ALL_FUNCTIONS: those of ``all``.
@@ -81,20 +84,25 @@ def main_new(name, out, force=False):
         print(f"exercise new: expected --out in an existing directory, received {out!r} "
               f"({directory} does not exist)", file=sys.stderr)
         return 2
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".exercise-", suffix=".py")
+    write_file(out, text)
+    print(f"wrote {out}: fill in the functions, then run `minicnn exercise check {out}`")
+    return 0
+
+
+def write_file(path, text):
+    """Write ``text`` to ``path`` (in an existing directory) atomically, as an ordinary file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".exercise-")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; a skeleton is an ordinary file
-        os.replace(tmp, out)   # atomic: a reader never sees half a file
+        os.replace(tmp, path)   # atomic: a reader never sees half a file
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    print(f"wrote {out}: fill in the functions, then run `minicnn exercise check {out}`")
-    return 0
 
 
 def function_names(names):
@@ -131,6 +139,15 @@ def main_check(path, names=None, as_json=False, out=None):
     return report.main_check(path, names, as_json, out)
 
 
+def check_functions(namespace, names=None):
+    """Check the exercise functions defined in ``namespace`` -- a notebook's ``globals()`` --
+    (those in ``names``: exercise or function names; None: every one defined), print the
+    report ``exercise check`` prints, and return the list of checker.Result."""
+    names = None if not names else function_names(names)
+    from minicnn.exercises import report
+    return report.check_namespace(namespace, names)
+
+
 def check_file(path, names=None):
     """Check a student's file; return the list of checker.Result (one per function found,
     or per name in ``names``: exercise or function names)."""
@@ -140,7 +157,7 @@ def check_file(path, names=None):
 
 
 def add_subparser(subparsers):
-    """Add ``exercise new`` and ``exercise check`` to an argparse ``add_subparsers()`` object.
+    """Add ``exercise new``, ``check`` and ``notebook`` to an argparse ``add_subparsers()`` object.
 
     Each leaf parser sets ``func``: call ``args.func(args)`` and exit with what it returns.
     """
@@ -158,6 +175,8 @@ def add_subparser(subparsers):
                      help="check only these functions or exercises (e.g. relu, conv_forward_naive)")
     chk.add_argument("--json", action="store_true", help="print one JSON object (for autograders)")
     chk.set_defaults(func=lambda a: main_check(a.path, a.names, a.json))
+    from minicnn.exercises import notebooks
+    notebooks.add_subparser(sub)
     return p
 
 

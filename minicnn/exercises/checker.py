@@ -325,6 +325,6 @@ def check_module(mod, names=None):
             if callable(getattr(mod, chk.name, None)):
                 results.append(chk.run(mod))
             elif names is not None:
-                results.append(Result(chk.name, NOT_IMPLEMENTED, message="not defined in the file",
-                                      tolerance=chk.tol, typical=chk.typical))
+                results.append(Result(chk.name, NOT_IMPLEMENTED, tolerance=chk.tol, typical=chk.typical,
+                                      message="not defined (in a notebook: run the cell that defines it)"))
     return results

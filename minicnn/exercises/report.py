@@ -26,6 +26,7 @@ import re
 import sys
 import tempfile
 import traceback
+import types
 
 import hypothesis.configuration
 
@@ -120,6 +121,32 @@ def _problem(path, as_json, message, code, out):
     return code
 
 
+def check_quietly(mod, names=None):
+    """``check_module`` with the student's prints sent to stderr, away from the report, and
+    hypothesis's example cache in a temporary directory (it would leave ./.hypothesis in the
+    student's directory)."""
+    with tempfile.TemporaryDirectory(prefix="minicnn-check-") as home:
+        hypothesis.configuration.set_hypothesis_home_dir(home)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                return check_module(mod, names)
+        finally:
+            hypothesis.configuration.set_hypothesis_home_dir(None)
+
+
+def check_namespace(namespace, names=None, out=None):
+    """Check the exercise functions defined in ``namespace`` (a notebook's ``globals()``), print
+    the report as ``exercise check`` does, and return the list of Result."""
+    out = sys.stdout if out is None else out
+    results = check_quietly(types.SimpleNamespace(**namespace), names)
+    if not results:
+        print("exercise check: none of the exercise functions is defined here yet (run the cells "
+              "that define them first)", file=out)
+        return results
+    format_report(results, out)
+    return results
+
+
 def main_check(path, names=None, as_json=False, out=None):
     """``minicnn exercise check PATH [NAME ...] [--json]``: print the report; return the exit code.
 
@@ -134,14 +161,7 @@ def main_check(path, names=None, as_json=False, out=None):
     except Exception:  # noqa: BLE001 - a syntax error or failing import in the student's file
         return _problem(path, as_json, f"exercise check: could not import {path}:\n"
                         + traceback.format_exc(limit=-1), 1, out)
-    # Hypothesis caches what it learns under ./.hypothesis; keep the student's directory clean.
-    with tempfile.TemporaryDirectory(prefix="minicnn-check-") as home:
-        hypothesis.configuration.set_hypothesis_home_dir(home)
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                results = check_module(mod, names)
-        finally:
-            hypothesis.configuration.set_hypothesis_home_dir(None)
+    results = check_quietly(mod, names)
     if not results:
         return _problem(path, as_json, f"exercise check: {path} defines none of the exercise functions "
                         f"(create one with `minicnn exercise new all --out FILE`)", 2, out)
