@@ -20,6 +20,7 @@
     minicnn bench --quick                              # Cython kernels vs the plain NumPy path
     minicnn exercise new all --out my_layers.py        # write the layers yourself; then
     minicnn exercise check my_layers.py                # ... graded against minicnn's own
+    minicnn exercise notebook conv_pool --out .        # the same exercises as a Jupyter notebook
 
 Each command parses its options and calls the library (minicnn.data.load, models.kwargs_for,
 optim.make_optimizer / make_schedule, train.fit, viz.plot_run, gradcheck.check_ops, ...):
@@ -467,7 +468,7 @@ def build_parser():
     g.set_defaults(func=cmd_gradcheck)
     predict.add_subparser(sub)
     x = sub.add_parser("exercise", add_help=False, help="assignment-style exercises with an automatic "
-                       "checker: minicnn exercise new NAME --out FILE | check FILE")
+                       "checker: minicnn exercise new NAME --out FILE | check FILE | notebook NAME --out DIR")
     x.set_defaults(func=cmd_exercise, takes_rest=True)
     return p
 
