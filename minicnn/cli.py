@@ -41,6 +41,8 @@ import math
 import os
 import sys
 
+from minicnn import mpi_check
+
 
 # Defaults of `minicnn train`, applied after parsing so that `--resume` can tell which
 # options were given on its command line (those override the saved ones).
@@ -48,7 +50,7 @@ TRAIN_DEFAULTS = {
     "model": None, "data": None, "data_dir": None, "epochs": 10, "batch_size": 128, "lr": 0.05,
     "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
     "schedule": "cosine", "warmup": 0, "augment": False, "seed": 0, "overfit": None,
-    "backend": "numpy", "limit": None, "num_classes": None, "model_args": None,
+    "backend": "numpy", "limit": None, "num_classes": None, "model_args": None, "sync_bn": False,
 }
 DEFAULT_CIFAR_DIR = "data"
 
@@ -124,7 +126,22 @@ def _train_settings(args):
 
 
 def cmd_train(args):
+    """`minicnn train`; under mpiexec/srun, data-parallel over the ranks (minicnn.distributed),
+    where a failure on any rank aborts them all instead of leaving the others waiting."""
+    from minicnn import distributed
+    comm = distributed.world_comm()
+    if comm is None:
+        return _train(args, None)
+    with distributed.abort_on_error(comm):
+        code = _train(args, comm)
+        if code:
+            raise SystemExit(code)
+    return 0
+
+
+def _train(args, comm):
     from minicnn import backend, models, optim, train
+    say = print if comm is None or comm.Get_rank() == 0 else (lambda *a, **k: None)
     out = args.out
     given = _train_settings(args)
     if args.backend != "numpy":
@@ -150,10 +167,11 @@ def cmd_train(args):
               "data": _dataset(args.data, args.data_dir)[0], "cli": cli_settings}
     epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
     with_options = "".join(f", {k}={v!r}" for k, v in options.items())
-    print(f"minicnn train: {args.model} ({model.num_parameters():,} parameters{with_options}) on {desc}: "
+    ranks = "" if comm is None else f", {comm.Get_size()} MPI ranks{' (sync BN)' if args.sync_bn else ''}"
+    say(f"minicnn train: {args.model} ({model.num_parameters():,} parameters{with_options}) on {desc}: "
           f"{len(x_train):,} training / {len(x_test):,} test images, {epochs}, batch "
           f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, schedule {args.schedule}"
-          f"{', augment' if args.augment else ''}, backend {args.backend}", flush=True)
+          f"{', augment' if args.augment else ''}, backend {args.backend}{ranks}", flush=True)
     val = None if args.overfit is not None else (x_test, y_test)
     try:
         history = train.fit(model, optimizer, (x_train, y_train), val=val, epochs=args.epochs,
@@ -162,7 +180,7 @@ def cmd_train(args):
                             config=config, overfit=args.overfit,
                             progress=False if args.no_progress else None,
                             checkpoint_seconds=args.checkpoint_seconds,
-                            log=lambda m: print(m, flush=True))
+                            log=lambda m: print(m, flush=True), comm=comm, sync_bn=args.sync_bn)
     except train.TrainingDiverged as e:
         _err(str(e))
         return 1
@@ -175,10 +193,12 @@ def cmd_train(args):
         return 130
     if args.overfit is not None:
         ok = history and history[-1]["train_accuracy"] >= 1.0
-        print(f"overfit test {'passed' if ok else 'FAILED'}: train accuracy "
+        say(f"overfit test {'passed' if ok else 'FAILED'}: train accuracy "
               f"{history[-1]['train_accuracy']:.4f} on {min(args.overfit, len(x_train))} images "
               f"after {len(history)} epochs")
         return 0 if ok else 1
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
     m = train.evaluate(model, x_test, y_test)
     print(f"test accuracy {m['accuracy']:.4f} (top-5 {m['top5']:.4f}, loss {m['loss']:.4f}) on "
           f"{len(x_test):,} test images; run saved in {out}")
@@ -387,6 +407,8 @@ def build_parser():
     t.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE",
                    help="a model option, e.g. survival_prob=0.8 (repeatable; see `minicnn summary NAME`)")
     t.add_argument("--backend", choices=["numpy", "cupy"])
+    t.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under mpiexec: BatchNorm with the statistics of the whole batch, not each rank's")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     t.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -455,6 +477,7 @@ def build_parser():
     g.add_argument("--floor", type=float, default=1e-6,
                    help="least denominator of the relative error (see minicnn.gradcheck.compare)")
     g.set_defaults(func=cmd_gradcheck)
+    mpi_check.add_subparser(sub)
     x = sub.add_parser("exercise", add_help=False, help="assignment-style exercises with an automatic "
                        "checker: minicnn exercise new NAME --out FILE | check FILE")
     x.set_defaults(func=cmd_exercise, takes_rest=True)
