@@ -114,6 +114,15 @@ def abort_on_error(comm):
         comm.Abort(code if code else 1)
 
 
+def _jumped(bit_generator, times):
+    """``bit_generator`` moved far ahead ``times`` times; one without ``jumped`` (SFC64) is
+    reseeded from a draw of its own and ``times`` instead."""
+    if hasattr(bit_generator, "jumped"):
+        return bit_generator.jumped(times)
+    seed = int(np.random.Generator(bit_generator).integers(2 ** 63))
+    return type(bit_generator)(np.random.SeedSequence([seed, times]))
+
+
 class ShardedBatchLoader(BatchLoader):
     """A ``BatchLoader`` that draws every batch of the whole run, as a single process would,
     and yields only this rank's slice of it (``shard``).
@@ -147,6 +156,7 @@ class DataParallel:
         self.params = list(model.parameters())
         self._flat = None
         self.broadcast(model)
+        self.own_streams(model)
 
     def allreduce(self, vector):
         """The sum over the ranks of a float NumPy vector (every rank gets it)."""
@@ -161,6 +171,19 @@ class DataParallel:
             self.comm.Bcast(host, root=0)
             if host is not a:      # a copy (a CuPy or non-contiguous array): put it back
                 a[...] = backend.to_backend(host, backend.device_of(a))
+
+    def own_streams(self, model):
+        """Give each rank its own stream of the model's Generators (Dropout masks, stochastic
+        depth): built from one seed, every rank would otherwise drop the same units for the
+        k-th image of its slice.  Rank r jumps r times 2^127 draws ahead (``jumped``); rank 0
+        keeps the single process's stream.  Called at the start and after a resume."""
+        seen = set()
+        for module in model.modules():
+            for value in vars(module).values():
+                if isinstance(value, np.random.Generator) and id(value) not in seen:
+                    seen.add(id(value))
+                    if self.rank:
+                        value.bit_generator.state = _jumped(value.bit_generator, self.rank).state
 
     def loader(self, *args, **kwargs):
         """A ``ShardedBatchLoader`` for this rank (BatchLoader's arguments)."""

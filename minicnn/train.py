@@ -309,6 +309,8 @@ class Trainer:
     def resume(self, ckpt):
         """Continue from a checkpoint (``checkpoint.load``): weights, optimizer, schedule, position."""
         ckpt.restore(self.model, self.optimizer, self.schedule)
+        if self.dist is not None:
+            self.dist.own_streams(self.model)    # the checkpoint holds rank 0's Generators
         self.load_state_dict({"epoch": ckpt.epoch, "batch": ckpt.batch, "loader": ckpt.loader_state,
                               "sums": ckpt.extra, "history": ckpt.history})
         self.last_saved = ckpt.path

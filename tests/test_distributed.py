@@ -277,3 +277,73 @@ def test_mpi_check_reports_ranks_and_timings():
     assert r.returncode == 0, r.stderr
     assert "2 rank(s)" in r.stdout and "rank 1:" in r.stdout and "right" in r.stdout
     assert "100,000" in r.stdout
+
+
+# --------------------------------------------------------------------------- the benchmark and its doc
+BENCH = os.path.join(ROOT, "benchmarks", "distributed.py")
+DOC = os.path.join(ROOT, "docs", "distributed.md")
+
+
+def _bench():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_distributed", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scaling_model_is_the_ring_formula():
+    bench = _bench()
+    assert bench.ring_allreduce_seconds(1, 1e6, 1e9, 1e-5) == 0
+    # 4 nodes: 6 latencies and 1.5 x the buffer over the link
+    assert bench.ring_allreduce_seconds(4, 1e6, 1e9, 1e-5) == pytest.approx(6e-5 + 1.5e-3)
+    assert bench.step_seconds(4, 128, 1e-3, 1e6, 1e9, 1e-5) == pytest.approx(0.032 + 6e-5 + 1.5e-3)
+    assert bench.small_allreduce_seconds(8, 100, 1e9, 1e-5) == pytest.approx(3 * (1e-5 + 1e-7))
+
+
+def test_the_docs_numbers_and_tables_are_what_the_benchmark_prints_from_its_measurements():
+    out = subprocess.run([sys.executable, BENCH, "table",
+                          os.path.join(ROOT, "docs", "results", "distributed.json")],
+                         env=_env(), capture_output=True, text=True, check=True).stdout
+    doc = open(DOC, encoding="utf-8").read()
+    missing = [line for line in out.splitlines() if line.strip() and line not in doc]
+    assert not missing, f"docs/distributed.md lacks these lines of the benchmark's output: {missing}"
+
+
+@needs_mpi
+def test_benchmark_throughput_runs_on_two_ranks():
+    r = _launch(2, [BENCH, "throughput", "resnet20", "32", "4", "1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["images_per_second"] > 0 and result["sum_gradients_seconds"] > 0
+
+
+class _FakeComm:
+    """Enough of a communicator for DataParallel on one 'rank' (Bcast and Allreduce of one)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
+
+    def Bcast(self, buf, root=0):
+        pass
+
+    def Allreduce(self, sendbuf, recvbuf, op=None):
+        pass
+
+
+@pytest.mark.skipif(not _have_mpi(), reason="needs mpi4py")
+def test_each_rank_draws_dropout_masks_from_its_own_stream():
+    def masks(rank):
+        model = nn.Sequential(nn.Linear(4, 64, rng=0), nn.Dropout(0.5, rng=1))
+        distributed.DataParallel(_FakeComm(rank, 3), model)
+        return model(np.ones((2, 4)).astype(np.float32)) != 0
+
+    single = nn.Sequential(nn.Linear(4, 64, rng=0), nn.Dropout(0.5, rng=1))(np.ones((2, 4), np.float32)) != 0
+    np.testing.assert_array_equal(masks(0), single)        # rank 0 keeps the single process's stream
+    assert (masks(1) != masks(0)).any() and (masks(2) != masks(1)).any()
