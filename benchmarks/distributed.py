@@ -159,14 +159,15 @@ def throughput(model, side, batch, steps):
     batches = iter(trainer.loader)
     trainer.step(*trainer._to_model(*next(batches)))          # warm-up: buffers, workspaces
     summing[0] = 0.0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for xb, yb in batches:
         trainer.step(*trainer._to_model(xb, yb))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     if distributed.rank_of(comm) == 0:
         print(json.dumps({"images_per_second": batch * steps / seconds,
                           "sum_gradients_seconds": summing[0] / steps,
-                          "step_seconds": seconds / steps}))
+                          "step_seconds": seconds / steps,
+                          "cpu_seconds_per_image": cpu / (batch * steps)}))
 
 
 def allreduce_sizes(sizes):
@@ -187,8 +188,10 @@ def measure(save):
     result = {
         "resnet20_1_process_2_threads": one_two,
         "resnet20_2_ranks_1_thread": two_one,
-        "compute_seconds_per_image": {"resnet20": 1 / one_one["images_per_second"],
-                                      "resnet50": 1 / r50["images_per_second"]},
+        # CPU time of one single-threaded process: what a core does, whatever else runs here.
+        "compute_seconds_per_image": {"resnet20": one_one["cpu_seconds_per_image"],
+                                      "resnet50": r50["cpu_seconds_per_image"]},
+        "load_average": os.getloadavg()[0], "cores": os.cpu_count(),
         "allreduce_loopback_2_ranks": loopback,
     }
     text = json.dumps(result, indent=1)
@@ -202,6 +205,7 @@ def report(measured):
     """The measured numbers as the doc quotes them."""
     from minicnn import distributed
     a, b = measured["resnet20_1_process_2_threads"], measured["resnet20_2_ranks_1_thread"]
+    print(f"load average while measuring: {measured['load_average']:.1f} on {measured['cores']} cores")
     print(f"ResNet-20, batch 128: 1 process x 2 threads {a['images_per_second']:.0f} images/s; "
           f"2 ranks x 1 thread {b['images_per_second']:.0f} images/s; summing gradients "
           f"{b['sum_gradients_seconds'] * 1e3:.2f} ms of a {b['step_seconds'] * 1e3:.0f} ms step")
