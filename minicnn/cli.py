@@ -172,6 +172,9 @@ def _train(args, comm):
           f"{len(x_train):,} training / {len(x_test):,} test images, {epochs}, batch "
           f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, schedule {args.schedule}"
           f"{', augment' if args.augment else ''}, backend {args.backend}{ranks}", flush=True)
+    if args.sync_bn and comm is None:
+        print("note: --sync-bn changes nothing in a single process (it sees the whole batch); "
+              "start the run with mpiexec -n N", flush=True)
     val = None if args.overfit is not None else (x_test, y_test)
     try:
         history = train.fit(model, optimizer, (x_train, y_train), val=val, epochs=args.epochs,
