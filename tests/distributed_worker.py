@@ -85,20 +85,25 @@ def main():
         if args.kill_rank == rank and record["epoch"] == 2:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    arrays = {}
     if args.mode == "ghost":
         ghost(model, opt, x, y, args)
     else:
         with distributed.abort_on_error(comm):
             try:
-                fit(model, opt, (x, y), val=(xt, yt), epochs=args.epochs, batch_size=args.batch_size,
-                    augment=True, seed=args.seed, normalize=False, run_dir=args.run_dir,
-                    resume=args.resume, overwrite=not args.resume, progress=False, log=None,
-                    on_batch=on_batch, on_epoch=on_epoch, checkpoint_seconds=None, comm=comm,
-                    sync_bn=args.sync_bn)
+                history = fit(model, opt, (x, y), val=(xt, yt), epochs=args.epochs,
+                              batch_size=args.batch_size, augment=True, seed=args.seed,
+                              normalize=False, run_dir=args.run_dir, resume=args.resume,
+                              overwrite=not args.resume, progress=False, log=None,
+                              on_batch=on_batch, on_epoch=on_epoch, checkpoint_seconds=None,
+                              comm=comm, sync_bn=args.sync_bn)
             except KeyboardInterrupt:
                 return
+        # The sharded, reduced numbers of every epoch: training loss/accuracy and validation.
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_top5"):
+            arrays[f"history.{key}"] = np.array([r[key] for r in history])
     if rank == 0 and args.out:
-        np.savez(args.out, **model.state_dict())
+        np.savez(args.out, **model.state_dict(), **arrays)
 
 
 if __name__ == "__main__":
