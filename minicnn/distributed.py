@@ -175,7 +175,7 @@ class DataParallel:
     def own_streams(self, model):
         """Give each rank its own stream of the model's Generators (Dropout masks, stochastic
         depth): built from one seed, every rank would otherwise drop the same units for the
-        k-th image of its slice.  Rank r jumps r times 2^127 draws ahead (``jumped``); rank 0
+        k-th image of its slice.  Rank r jumps about r x 2^127 draws ahead (``jumped``); rank 0
         keeps the single process's stream.  Called at the start and after a resume."""
         seen = set()
         for module in model.modules():
