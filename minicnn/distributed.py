@@ -109,8 +109,11 @@ def abort_on_error(comm):
         if isinstance(e, SystemExit) and code == 0:
             raise
         where = f"rank {comm.Get_rank()} of {comm.Get_size()} on {socket.gethostname()}"
-        detail = "".join(traceback.format_exception_only(type(e), e)).strip()
-        print(f"minicnn: {where} failed ({detail}); aborting all ranks", file=sys.stderr, flush=True)
+        if isinstance(e, SystemExit):
+            what = f"exits with code {code}"
+        else:
+            what = f"failed ({''.join(traceback.format_exception_only(type(e), e)).strip()})"
+        print(f"minicnn: {where} {what}; ending all ranks", file=sys.stderr, flush=True)
         comm.Abort(code if code else 1)
 
 
@@ -155,6 +158,7 @@ class DataParallel:
         self.sync_bn = bool(sync_bn) and sync_batchnorm(model, self.allreduce) > 0
         self.params = list(model.parameters())
         self._flat = None
+        self._stop_waiting = False     # a Ctrl-C that came during the last exchange
         self.broadcast(model)
         self.own_streams(model)
 
@@ -207,12 +211,16 @@ class DataParallel:
             else:
                 dscores = backend.get_array_module(scores).zeros_like(scores)
             model.backward(dscores)
-        loss, correct, stop = self._sum_gradients(loss_sum, correct, trainer._stop.requested)
+        asked = self._stop_waiting or trainer._stop.requested
+        loss, correct, stop = self._sum_gradients(loss_sum, correct, asked)
+        # Ctrl-C on any rank stops every rank after the same batch.  One that arrived during
+        # the exchange (where a waiting rank spends its time) is sent with the next one.
+        self._stop_waiting = trainer._stop.requested and not stop
+        trainer._stop.requested = stop
         loss /= total
         trainer._check_loss(loss)             # the same numbers on every rank: all stop, or none
         trainer._check_gradients(loss)
         optimizer.step()
-        trainer._stop.requested = stop        # Ctrl-C on any rank stops every rank at this batch
         return loss, int(round(correct))
 
     def _sum_gradients(self, loss_sum, correct, stop):

@@ -67,6 +67,7 @@ def main():
                    help="Ctrl-C (KeyboardInterrupt) after this batch, as on_batch would")
     p.add_argument("--kill-rank", type=int, help="this rank kills itself (SIGKILL) after epoch 2")
     p.add_argument("--raise-rank", type=int, help="this rank raises in its 2nd batch")
+    p.add_argument("--pid-file", help="written with this rank's pid after its 3rd batch")
     args = p.parse_args()
 
     comm = distributed.world_comm()
@@ -80,6 +81,9 @@ def main():
             raise KeyboardInterrupt
         if args.raise_rank == rank and info["batch"] == 2:
             raise RuntimeError("a test failure on one rank")
+        if args.pid_file and info["epoch"] == 1 and info["batch"] == 3:
+            with open(f"{args.pid_file}.{rank}", "w") as f:
+                f.write(str(os.getpid()))
 
     def on_epoch(record):
         if args.kill_rank == rank and record["epoch"] == 2:

@@ -8,6 +8,7 @@ children only) and skip when mpi4py or mpiexec is missing -- `make test` install
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -241,6 +242,26 @@ def test_a_killed_rank_ends_the_job_and_leaves_a_loadable_checkpoint(tmp_path):
 
 
 @needs_mpi
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_batch_and_saves(tmp_path):
+    run, pids = str(tmp_path / "run"), str(tmp_path / "pid")
+    cmd = [_mpiexec(), "-n", "2", "--oversubscribe", sys.executable, WORKER, "--run-dir", run,
+           "--epochs", "500", "--batch-size", "4", "--pid-file", pids]
+    job = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(pids + ".1") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        os.kill(int(open(pids + ".1").read()), signal.SIGINT)
+        _, err = job.communicate(timeout=60)
+    finally:
+        job.kill()
+    assert job.returncode == 0, err[-3000:]          # every rank left fit by KeyboardInterrupt
+    ckpt = checkpoint.load(os.path.join(run, "last.npz"))
+    assert ckpt.epoch < 500 and (ckpt.epoch, ckpt.batch) > (0, 3)
+
+
+@needs_mpi
 def test_an_exception_on_one_rank_aborts_every_rank_with_a_message(tmp_path):
     start = time.monotonic()
     r = _launch(2, [WORKER, "--epochs", "50", "--raise-rank", "1"], timeout=90)
@@ -348,3 +369,35 @@ def test_each_rank_draws_dropout_masks_from_its_own_stream():
     single = nn.Sequential(nn.Linear(4, 64, rng=0), nn.Dropout(0.5, rng=1))(np.ones((2, 4), np.float32)) != 0
     np.testing.assert_array_equal(masks(0), single)        # rank 0 keeps the single process's stream
     assert (masks(1) != masks(0)).any() and (masks(2) != masks(1)).any()
+
+
+@pytest.mark.skipif(not _have_mpi(), reason="needs mpi4py")
+def test_a_ctrl_c_during_the_exchange_is_sent_with_the_next_one():
+    from minicnn import optim
+    from minicnn.train import Trainer
+
+    class Comm(_FakeComm):
+        sent, inject = [], None
+
+        def Allreduce(self, sendbuf, recvbuf, op=None):
+            self.sent.append(float(recvbuf[-1]))
+            if self.inject:
+                self.inject()
+                self.inject = None
+
+    comm = Comm(0, 1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3, rng=0))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3, 2, 2)).astype(np.float32), rng.integers(0, 3, 12)
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), (x, y), batch_size=4,
+                      normalize=False, comm=comm)
+    batches = iter(trainer.loader)
+
+    def step():
+        trainer.step(*trainer._to_model(*next(batches)))
+
+    comm.inject = lambda: setattr(trainer._stop, "requested", True)   # as the SIGINT handler does
+    step()
+    assert comm.sent == [0.0] and not trainer._stop.requested   # not acted on by this rank alone
+    step()
+    assert comm.sent == [0.0, 1.0] and trainer._stop.requested   # sent, agreed: every rank stops
