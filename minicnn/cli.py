@@ -129,7 +129,10 @@ def cmd_train(args):
     """`minicnn train`; under mpiexec/srun, data-parallel over the ranks (minicnn.distributed),
     where a failure on any rank aborts them all instead of leaving the others waiting."""
     from minicnn import distributed
-    comm = distributed.world_comm()
+    try:
+        comm = distributed.world_comm()
+    except RuntimeError as e:   # started by mpiexec without mpi4py installed
+        raise CLIError(str(e)) from None
     if comm is None:
         return _train(args, None)
     with distributed.abort_on_error(comm):

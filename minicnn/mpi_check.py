@@ -33,7 +33,10 @@ def cmd_mpi_check(args):
     if any(n < 1 for n in args.sizes) or args.repeat < 1:
         raise ValueError(f"mpi-check: expected --sizes and --repeat of at least 1, received "
                          f"{args.sizes} and {args.repeat}")
-    MPI = distributed.mpi()
+    try:
+        MPI = distributed.mpi()
+    except RuntimeError as e:   # no mpi4py: a message and exit code 2, like a bad option
+        raise ValueError(f"mpi-check: {e}") from None
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     me = (socket.gethostname(), platform.python_version(), np.__version__, __version__)

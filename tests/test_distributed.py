@@ -401,3 +401,15 @@ def test_a_ctrl_c_during_the_exchange_is_sent_with_the_next_one():
     assert comm.sent == [0.0] and not trainer._stop.requested   # not acted on by this rank alone
     step()
     assert comm.sent == [0.0, 1.0] and trainer._stop.requested   # sent, agreed: every rank stops
+
+
+def test_without_mpi4py_a_distributed_launch_says_what_to_install(tmp_path):
+    # A directory that shadows mpi4py with a package that fails to import.
+    (tmp_path / "mpi4py").mkdir()
+    (tmp_path / "mpi4py" / "__init__.py").write_text("raise ImportError('no MPI here')\n")
+    env = {**_env(), "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "OMPI_COMM_WORLD_SIZE": "2"}
+    for argv in (["train", "--model", "small_cnn", "--out", str(tmp_path / "run")], ["mpi-check"]):
+        r = subprocess.run([sys.executable, "-m", "minicnn.cli", *argv], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert "pip install 'minicnn[mpi]'" in r.stderr and "Traceback" not in r.stderr
