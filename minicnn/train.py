@@ -94,6 +94,8 @@ class Trainer:
     comm: an mpi4py communicator to train data-parallel over its ranks (``batch_size`` is
         the global batch; see ``minicnn.distributed``), or None; sync_bn: synchronized
         BatchNorm across the ranks.  ``dist`` is the ``DataParallel`` (None without comm).
+        Every rank builds its Trainer; give ``run_dir``, ``progress`` and ``log`` to rank 0
+        only (``fit`` does), or every rank writes the same files.
     """
 
     def __init__(self, model, optimizer, train, val=None, *, batch_size=128, augment=False,
