@@ -5,6 +5,8 @@
                   --lr 0.1 --augment --out runs/r20
     minicnn train --resume --out runs/r20              # continue an interrupted run, bit for bit
     minicnn train --model small_cnn --overfit 50 --out runs/overfit    # sanity check
+    mpiexec -n 4 minicnn train --model resnet20 --sync-bn --out runs/r20   # data-parallel over MPI
+    mpiexec -n 4 minicnn mpi-check                     # ranks, hosts, versions, allreduce speed
     minicnn evaluate runs/r20 [runs/other ...]         # one JSON object; several runs = ensemble
     minicnn plot runs/demo                             # curves, filters, feature maps, confusion
     minicnn data download cifar10 [--dest data]
