@@ -13,7 +13,8 @@ $(BIN)/activate:
 
 # Reinstall whenever the build inputs change (the Cython sources included).  The demo
 # installs only what a user's `pip install '.[plot]'` gives (so it runs as a user's would);
-# the tests add the test extra.
+# the tests add the test extra and the mpi extra (tests/test_distributed.py runs `mpiexec -n 2`;
+# kept out of the test extra so that `pip install '.[test]'` alone stays free of MPI).
 $(VENV)/.installed-%: $(BIN)/activate pyproject.toml setup.py $(wildcard minicnn/_ext/*.pyx) $(wildcard minicnn/_ext/*.h)
 	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	touch $@
@@ -22,7 +23,7 @@ demo: $(VENV)/.installed-plot
 	$(BIN)/minicnn train --model small_cnn --epochs 30 --batch-size 64 --overwrite --out runs/demo
 	$(BIN)/minicnn plot runs/demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test,mpi
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-plot

@@ -6,6 +6,8 @@
     minicnn train --resume --out runs/r20              # continue an interrupted run, bit for bit
     minicnn train --model small_cnn --overfit 50 --out runs/overfit    # sanity check
     minicnn train --model resnet18 --pretrained resnet18.pth --freeze backbone --out runs/ft
+    mpiexec -n 4 minicnn train --model resnet20 --sync-bn --out runs/r20   # data-parallel over MPI
+    mpiexec -n 4 minicnn mpi-check                     # ranks, hosts, versions, allreduce speed
     minicnn evaluate runs/r20 [runs/other ...]         # one JSON object; several runs = ensemble
     minicnn plot runs/demo                             # curves, filters, feature maps, confusion
     minicnn data download cifar10 [--dest data]
@@ -44,6 +46,8 @@ import math
 import os
 import sys
 
+from minicnn import mpi_check
+
 
 # Defaults of `minicnn train`, applied after parsing so that `--resume` can tell which
 # options were given on its command line (those override the saved ones).
@@ -51,7 +55,7 @@ TRAIN_DEFAULTS = {
     "model": None, "data": None, "data_dir": None, "epochs": 10, "batch_size": 128, "lr": 0.05,
     "optimizer": "sgd", "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
     "schedule": "cosine", "warmup": 0, "augment": False, "seed": 0, "overfit": None,
-    "backend": "numpy", "limit": None, "num_classes": None, "model_args": None,
+    "backend": "numpy", "limit": None, "num_classes": None, "model_args": None, "sync_bn": False,
     "pretrained": None, "freeze": None, "lr_backbone": None,     # minicnn/transfer.py
 }
 DEFAULT_CIFAR_DIR = "data"
@@ -129,7 +133,25 @@ def _train_settings(args):
 
 
 def cmd_train(args):
+    """`minicnn train`; under mpiexec/srun, data-parallel over the ranks (minicnn.distributed),
+    where a failure on any rank aborts them all instead of leaving the others waiting."""
+    from minicnn import distributed
+    try:
+        comm = distributed.world_comm()
+    except RuntimeError as e:   # started by mpiexec without mpi4py installed
+        raise CLIError(str(e)) from None
+    if comm is None:
+        return _train(args, None)
+    with distributed.abort_on_error(comm):
+        code = _train(args, comm)
+        if code:
+            raise SystemExit(code)
+    return 0
+
+
+def _train(args, comm):
     from minicnn import backend, models, optim, train, transfer
+    say = print if comm is None or comm.Get_rank() == 0 else (lambda *a, **k: None)
     out = args.out
     given = _train_settings(args)
     if args.backend != "numpy":
@@ -143,7 +165,7 @@ def cmd_train(args):
         "num_classes": "--num-classes", "in_channels": "the data (its images' channels)", "rng": "--seed"})
     model_kwargs = {**models.kwargs_for(args.model, num_classes, x_train.shape[1]), **options}
     model = transfer.build_model(_build, args.model, {"rng": args.seed, **model_kwargs},
-                                 args.pretrained, args.freeze, args.resume, log=print)
+                                 args.pretrained, args.freeze, args.resume, log=say)
     if args.backend != "numpy":
         model.to(args.backend)
     # --momentum's default (0.9) is SGD's and RMSProp's; Adam refuses only a given one.
@@ -159,10 +181,14 @@ def cmd_train(args):
     tuning = transfer.describe(model, args.freeze, args.lr_backbone)
     tuning = f"; {tuning}" if tuning else ""
     with_options = "".join(f", {k}={v!r}" for k, v in options.items())
-    print(f"minicnn train: {args.model} ({model.num_parameters():,} parameters{with_options}) on {desc}: "
+    ranks = "" if comm is None else f", {comm.Get_size()} MPI ranks{' (sync BN)' if args.sync_bn else ''}"
+    say(f"minicnn train: {args.model} ({model.num_parameters():,} parameters{with_options}) on {desc}: "
           f"{len(x_train):,} training / {len(x_test):,} test images, {epochs}, batch "
           f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, schedule {args.schedule}"
-          f"{', augment' if args.augment else ''}, backend {args.backend}{tuning}", flush=True)
+          f"{', augment' if args.augment else ''}, backend {args.backend}{tuning}{ranks}", flush=True)
+    if args.sync_bn and comm is None:
+        print("note: --sync-bn changes nothing in a single process (it sees the whole batch); "
+              "start the run with mpiexec -n N", flush=True)
     val = None if args.overfit is not None else (x_test, y_test)
     try:
         history = train.fit(model, optimizer, (x_train, y_train), val=val, epochs=args.epochs,
@@ -171,7 +197,7 @@ def cmd_train(args):
                             config=config, overfit=args.overfit,
                             progress=False if args.no_progress else None,
                             checkpoint_seconds=args.checkpoint_seconds,
-                            log=lambda m: print(m, flush=True))
+                            log=lambda m: print(m, flush=True), comm=comm, sync_bn=args.sync_bn)
     except train.TrainingDiverged as e:
         _err(str(e))
         return 1
@@ -184,10 +210,12 @@ def cmd_train(args):
         return 130
     if args.overfit is not None:
         ok = history and history[-1]["train_accuracy"] >= 1.0
-        print(f"overfit test {'passed' if ok else 'FAILED'}: train accuracy "
+        say(f"overfit test {'passed' if ok else 'FAILED'}: train accuracy "
               f"{history[-1]['train_accuracy']:.4f} on {min(args.overfit, len(x_train))} images "
               f"after {len(history)} epochs")
         return 0 if ok else 1
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
     m = train.evaluate(model, x_test, y_test)
     print(f"test accuracy {m['accuracy']:.4f} (top-5 {m['top5']:.4f}, loss {m['loss']:.4f}) on "
           f"{len(x_test):,} test images; run saved in {out}")
@@ -397,6 +425,8 @@ def build_parser():
     t.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE",
                    help="a model option, e.g. survival_prob=0.8 (repeatable; see `minicnn summary NAME`)")
     t.add_argument("--backend", choices=["numpy", "cupy"])
+    t.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under mpiexec: BatchNorm with the statistics of the whole batch, not each rank's")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     t.add_argument("--overwrite", action="store_true", help="start again even if --out holds a run")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -467,6 +497,7 @@ def build_parser():
                    help="least denominator of the relative error (see minicnn.gradcheck.compare)")
     g.set_defaults(func=cmd_gradcheck)
     predict.add_subparser(sub)
+    mpi_check.add_subparser(sub)
     x = sub.add_parser("exercise", add_help=False, help="assignment-style exercises with an automatic "
                        "checker: minicnn exercise new NAME --out FILE | check FILE | notebook NAME --out DIR")
     x.set_defaults(func=cmd_exercise, takes_rest=True)

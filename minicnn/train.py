@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from minicnn import backend, checkpoint
+from minicnn import backend, checkpoint, distributed
 from minicnn.checks import check_int, check_pair
 from minicnn.data.loader import BatchLoader, channel_stats
 # Evaluation, the run's files and the sanity checks have their own modules; every name that
@@ -94,12 +94,18 @@ class Trainer:
     The other keywords are ``fit``'s.  Attributes: ``epoch`` (epochs done), ``batch`` (batches
     done in the epoch in progress), ``sums`` (its running loss/correct/seen/seconds),
     ``history``, ``loader``, ``last_saved`` (the last good checkpoint, or None).
+
+    comm: an mpi4py communicator to train data-parallel over its ranks (``batch_size`` is
+        the global batch; see ``minicnn.distributed``), or None; sync_bn: synchronized
+        BatchNorm across the ranks.  ``dist`` is the ``DataParallel`` (None without comm).
+        Every rank builds its Trainer; give ``run_dir``, ``progress`` and ``log`` to rank 0
+        only (``fit`` does), or every rank writes the same files.
     """
 
     def __init__(self, model, optimizer, train, val=None, *, batch_size=128, augment=False,
                  schedule=None, seed=0, normalize=True, run_dir=None, config=None,
                  checkpoint_seconds=None, eval_batch_size=256, progress=False, on_batch=None,
-                 on_epoch=None, log=None):
+                 on_epoch=None, log=None, comm=None, sync_bn=False):
         x, y = check_pair("Trainer: train", train)
         self.val = None if val is None else check_pair("Trainer: val", val)
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
@@ -108,7 +114,9 @@ class Trainer:
         self.stats = tuple(np.asarray(s, dtype=np.float64) for s in normalize) if normalize else None
         model.normalization = self.stats
         scaling = dict(zip(("mean", "std"), self.stats)) if self.stats else {"normalize": False}
-        self.loader = BatchLoader(x, y, check_int("Trainer", "batch_size", batch_size, 1),
+        self.dist = None if comm is None else distributed.DataParallel(comm, model, sync_bn)
+        make_loader = BatchLoader if self.dist is None else self.dist.loader
+        self.loader = make_loader(x, y, check_int("Trainer", "batch_size", batch_size, 1),
                                   shuffle=True, augment=augment, rng=seed, **scaling)
         self.run_dir, self.config = run_dir, dict(config or {})
         self.checkpoint_seconds = checkpoint_seconds
@@ -122,7 +130,10 @@ class Trainer:
     # -------------------------------------------------------------- one step
     def step(self, xb, yb):
         """One gradient step on a batch: xb (B, C, H, W) and labels yb (B,), on the model's
-        device and in its dtype.  Returns (loss, number of images classified right)."""
+        device and in its dtype.  Returns (loss, number of images classified right).
+        Over MPI ranks, ``DataParallel.step`` runs instead: the same, plus one Allreduce."""
+        if self.dist is not None:
+            return self.dist.step(self, xb, yb)
         scores = self.model(xb)
         loss, dscores = softmax_cross_entropy(scores, yb)
         self._check_loss(loss)                 # NaN/inf: stop before the step is applied
@@ -172,11 +183,13 @@ class Trainer:
             with skip_data_gradient(self.model, self._probe()):
                 for xb, yb in self.loader:
                     loss, correct = self.step(*self._to_model(xb, yb))
-                    self._count(loss, correct, len(yb))
+                    self._count(loss, correct, len(yb) if self.dist is None else self.loader.global_batch)
                     self._after_batch(loss, lr, bar)
         finally:
             if bar is not None:
                 bar.close()
+        if self.dist is not None:
+            self.dist.average_running_stats(self.model)
         seen = max(self.sums["seen"], 1)
         return {"epoch": self.epoch + 1, "train_loss": self.sums["loss"] / seen,
                 "train_accuracy": self.sums["correct"] / seen, "lr": lr,
@@ -221,7 +234,8 @@ class Trainer:
         """{"val_loss", "val_accuracy", "val_top5"} of the model on ``val`` (None without it)."""
         if self.val is None:
             return {"val_loss": None, "val_accuracy": None, "val_top5": None}
-        m = evaluate(self.model, *self.val, self.eval_batch_size, *(self.stats or (None, None)))
+        score = evaluate if self.dist is None else self.dist.evaluate
+        m = score(self.model, *self.val, self.eval_batch_size, *(self.stats or (None, None)))
         return {"val_loss": m["loss"], "val_accuracy": m["accuracy"], "val_top5": m["top5"]}
 
     def end_epoch(self, record):
@@ -301,6 +315,8 @@ class Trainer:
     def resume(self, ckpt):
         """Continue from a checkpoint (``checkpoint.load``): weights, optimizer, schedule, position."""
         ckpt.restore(self.model, self.optimizer, self.schedule)
+        if self.dist is not None:
+            self.dist.own_streams(self.model)    # the checkpoint holds rank 0's Generators
         self.load_state_dict({"epoch": ckpt.epoch, "batch": ckpt.batch, "loader": ckpt.loader_state,
                               "sums": ckpt.extra, "history": ckpt.history})
         self.last_saved = ckpt.path
@@ -329,7 +345,7 @@ class Trainer:
 def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=False, *,
         schedule=None, seed=0, run_dir=None, resume=False, overwrite=False, config=None,
         normalize=True, overfit=None, progress=None, on_batch=None, on_epoch=None,
-        checkpoint_seconds=600.0, eval_batch_size=256, log=print):
+        checkpoint_seconds=600.0, eval_batch_size=256, log=print, comm=None, sync_bn=False):
     """Train ``model`` with ``optimizer`` for ``epochs`` epochs; returns the History (list of dicts).
 
     train, val: ``(x, y)`` pairs; x (N, C, H, W) uint8 images or floats, y int labels (N,).
@@ -354,6 +370,9 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
         the last save (None: only at the end of each epoch and on Ctrl-C).
     eval_batch_size: batch size of the validation pass.
     log: function called with each message (print by default).
+    comm: an mpi4py communicator: train data-parallel over its ranks (``batch_size`` is the
+        global batch); rank 0 alone writes ``run_dir``, logs and shows progress
+        (``minicnn.distributed``).  sync_bn: synchronized BatchNorm across the ranks.
 
     Each history record holds epoch (1-based), train_loss, train_accuracy, val_loss,
     val_accuracy, val_top5 (None without val), seconds (wall clock, validation included),
@@ -365,7 +384,9 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
     val = None if val is None else check_pair("fit: val", val)
     epochs = check_int("fit", "epochs", epochs, 1)
     batch_size = check_int("fit", "batch_size", batch_size, 1)
-    log = log or (lambda msg: None)
+    rank0 = distributed.rank_of(comm) == 0
+    log = (log if rank0 else None) or (lambda msg: None)
+    progress = progress if rank0 else False
     if overfit is not None:
         n = check_int("fit", "overfit", overfit, 1)
         x, y, augment, batch_size = x[:n], y[:n], False, min(batch_size, n)
@@ -374,7 +395,7 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
             switched = f", {', '.join(off)} switched off" if off else ""
             log(f"overfit test: {len(x)} images, no augmentation{switched}; training until 100% "
                 f"train accuracy (at most {epochs} epochs)")
-        ckpt = open_run(run_dir, resume, overwrite)
+        ckpt = _open_run(run_dir, resume, overwrite, comm)
         mean, std = channel_stats(x)
         warn_about_inputs(x, mean, std, normalize, log)
         mean, std = [float(v) for v in mean], [float(v) for v in safe_std(mean, std)]
@@ -383,12 +404,15 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
         run_config = dict(config or {}, epochs=epochs, batch_size=batch_size, augment=bool(augment),
                           seed=seed, normalize=bool(normalize), overfit=overfit,
                           mean=mean if normalize else None, std=std if normalize else None,
-                          train_images=len(x), val_images=None if val is None else len(val[0]))
+                          train_images=len(x), val_images=None if val is None else len(val[0]),
+                          world_size=distributed.size_of(comm), sync_bn=bool(sync_bn))
+        writes = run_dir if rank0 else None     # rank 0 alone writes the run's files
         trainer = Trainer(model, optimizer, (x, y), val, batch_size=batch_size, augment=augment,
                           schedule=schedule, seed=seed, normalize=normalize and (mean, std),
-                          run_dir=run_dir, config=run_config, checkpoint_seconds=checkpoint_seconds,
+                          run_dir=writes, config=run_config, checkpoint_seconds=checkpoint_seconds,
                           eval_batch_size=eval_batch_size, on_batch=on_batch, on_epoch=on_epoch,
-                          log=log, progress=sys.stderr.isatty() if progress is None else progress)
+                          log=log, progress=sys.stderr.isatty() if progress is None else progress,
+                          comm=comm, sync_bn=sync_bn)
         history = trainer.history
         history.run_dir = run_dir
         if ckpt is not None:
@@ -398,8 +422,8 @@ def fit(model, optimizer, train, val=None, epochs=1, batch_size=128, augment=Fal
             history.initial_loss, history.expected_initial_loss = report_initial_loss(
                 model, x, y, trainer.stats, log)
             trainer.config["initial_loss"] = history.initial_loss
-        if run_dir is not None:
-            save_config(trainer.config, run_dir)
+        if writes is not None:
+            save_config(trainer.config, writes)
         trainer.fit(epochs, stop_when=None if overfit is None else lambda r: r["train_accuracy"] >= 1)
     history.stopped = "epochs" if overfit is None else overfit_verdict(history, epochs, len(x), log)
     return history
@@ -439,3 +463,20 @@ def fit_linear(train, val=None, epochs=30, lr=0.1, batch_size=128, weight_decay=
                   batch_size=batch_size, schedule=make_schedule("cosine", optimizer, epochs),
                   seed=seed, log=log, **fit_options)
     return classifier, history
+
+
+def _open_run(run_dir, resume, overwrite, comm):
+    """``open_run`` on rank 0, its Checkpoint (or its error) sent to every rank: all ranks resume
+    from the same bytes, or all raise."""
+    if comm is None:
+        return open_run(run_dir, resume, overwrite)
+    ckpt = error = None
+    if comm.Get_rank() == 0:
+        try:
+            ckpt = open_run(run_dir, resume, overwrite)
+        except (ValueError, OSError) as e:
+            error = e
+    ckpt, error = comm.bcast((ckpt, error), root=0)
+    if error is not None:
+        raise error
+    return ckpt
