@@ -16,6 +16,7 @@ needs it to run near the machine's speed.  Three pieces:
 This module sits beside ``minicnn.backend``: the ops import it, it imports nothing from
 minicnn.
 """
+import contextlib
 import os
 import threading
 
@@ -145,6 +146,25 @@ class single_threaded_blas:
         return False
 
 
+# OpenBLAS's worker threads do not sleep when a threaded call ends: they spin, waiting for
+# the next one, for a long while (its THREAD_TIMEOUT, 2^28 cycles by default).  A minicnn
+# worker thread that needs the core meanwhile waits for the spinner to be descheduled.  So a
+# GEMM outside the chunked ops (a Linear layer's, a small conv's) runs on one BLAS thread
+# unless it is big enough for a second thread to pay for that.  Measured on the 2-core
+# Xeon (2026-12-06): LeNet-5's three fc layers (GEMMs of 1-6 M multiply-adds, which a
+# second BLAS thread makes 0.01-0.04 ms faster) left OpenBLAS spinning into the conv chunks
+# that followed: training 10.5k images/s with 3 input channels, 14k with those GEMMs on one
+# BLAS thread (8.9k -> 12k with 1 channel).  From ~100 M multiply-adds on (VGG's and
+# AlexNet's fc layers: 0.5-13 G) a second thread halves the GEMM's time: worth it.
+GEMM_THREADS_MIN_MACS = 64 << 20
+
+
+def blas_threads_for(macs):
+    """Context manager for a GEMM of ``macs`` multiply-adds run outside ``share_out``: BLAS on
+    one thread below GEMM_THREADS_MIN_MACS (see above), as many as it has otherwise."""
+    return single_threaded_blas() if macs < GEMM_THREADS_MIN_MACS else contextlib.nullcontext()
+
+
 def cpu_count():
     """Cores this process may use, capped by $OMP_NUM_THREADS when it is set."""
     try:
@@ -205,7 +225,8 @@ def share_out(fn, n, step, macs, fixed_shares=False):
     starts = range(0, n, step)
     threads = min(len(starts), cpu_count())
     if threads < 2 or macs < PARALLEL_MIN_MACS or blas_threads() is None:
-        return [fn(iter(starts))]
+        with blas_threads_for(macs):      # a small layer: no spinning BLAS threads after it
+            return [fn(iter(starts))]
     if fixed_shares:
         shares = [iter(starts[t::threads]) for t in range(threads)]
     else:

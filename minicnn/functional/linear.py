@@ -7,7 +7,7 @@ Shapes::
     b    (M,) or None
     out  (N, M)
 """
-from minicnn import backend
+from minicnn import backend, runtime
 from minicnn.functional._validate import check_float_array, check_shape
 
 
@@ -29,7 +29,8 @@ def linear_forward(x, w, b):
     if x2.shape[1] != d:
         raise ValueError(f"{op}: expected x with {d} features per example (w is {tuple(w.shape)}), "
                          f"received x of shape {tuple(x.shape)} ({x2.shape[1]} features)")
-    out = x2 @ w.T
+    with runtime.blas_threads_for(n * d * m):   # small GEMMs on one BLAS thread: runtime.py says why
+        out = x2 @ w.T
     if b is not None:
         check_float_array(op, "b", b, ndim=1, dtype=x.dtype)
         check_shape(op, "b", b, (m,))
@@ -48,9 +49,10 @@ def linear_backward(dout, cache, need_dw=True):
     backend.get_array_module(dout=dout, w=w, op=op)
     check_float_array(op, "dout", dout, dtype=w.dtype)
     check_shape(op, "dout", dout, (x2.shape[0], w.shape[0]))
-    dx = (dout @ w).reshape(x_shape)
+    with runtime.blas_threads_for(dout.size * w.shape[1]):   # as in linear_forward
+        dx = (dout @ w).reshape(x_shape)
+        dw = dout.T @ x2 if need_dw else None   # sums over the batch: every example used the same w
     if not need_dw:
         return dx, None, None
-    dw = dout.T @ x2        # sums over the batch: every example used the same w
     db = dout.sum(axis=0) if has_bias else None
     return dx, dw, db
