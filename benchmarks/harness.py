@@ -163,12 +163,14 @@ def guarded(fn, *args):
 
 # ----------------------------------------------------------------------------- in the parent
 
-def run_child(job, timeout=3600):
+def run_child(job, timeout=3600, env=None):
     """Run ``job`` (a JSON-able dict, see run.py's child_main) in a fresh Python process:
-    returns the dict it printed, or {"error": ...} naming why there is none."""
+    returns the dict it printed, or {"error": ...} naming why there is none.  ``env``:
+    variables to set in the child (thread counts must be set before its libraries load)."""
     cmd = [sys.executable, RUN_PY, "--_child", json.dumps(job)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=None if env is None else {**os.environ, **env})
     except subprocess.TimeoutExpired:
         return {"error": f"no result within {timeout} s"}
     lines = proc.stdout.strip().splitlines()

@@ -75,6 +75,8 @@ def _op_times(job):
 
 def _network_times(job):
     case = workloads.model_cases(job["quick"])[job["row"]]
+    if job.get("batch"):                       # scaling.py's batch sizes
+        case = case._replace(batch=job["batch"])
     x, y = workloads.batch_of(case)
     if job["kind"] == "train":
         fn = workloads.train_step(case, job["lib"], x, y)

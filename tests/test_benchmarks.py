@@ -165,3 +165,20 @@ def test_pytorch_twins_have_minicnn_parameter_counts(case):
     x, _ = workloads.batch_of(case)
     with torch.no_grad():
         assert tuple(theirs.eval()(torch.from_numpy(x)).shape) == mine.eval()(x).shape
+
+
+def test_scaling_prints_a_row_per_batch_and_a_column_per_thread_count():
+    """benchmarks/scaling.py on tiny settings: each (batch, threads) in its own process, the
+    thread count reaching the child (harness.run_child's env), a table with no gaps."""
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "scaling.py"), "--no-torch",
+                           "--rounds", "1", "--steps", "1", "--batches", "2,4", "--threads", "1,2",
+                           "--model", "LeNet-5 (1 channel)"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    assert lines[0] == ("| LeNet-5 (1 channel) training, images/s | minicnn 1 thread | "
+                        "minicnn 2 threads |"), lines
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["batch 2", "batch 4"]
+    assert all("-" != c.strip() for line in lines[2:] for c in line.strip("|").split("|")), lines
+    assert proc.stderr.count("round 1/1") == 4, proc.stderr
+
