@@ -147,7 +147,7 @@ class single_threaded_blas:
 
 
 # OpenBLAS's worker threads do not sleep when a threaded call ends: they spin, waiting for
-# the next one, for a long while (its THREAD_TIMEOUT, 2^28 cycles by default).  A minicnn
+# the next one, for a while (their THREAD_TIMEOUT; OPENBLAS_THREAD_TIMEOUT sets it).  A minicnn
 # worker thread that needs the core meanwhile waits for the spinner to be descheduled.  So a
 # GEMM outside the chunked ops (a Linear layer's, a small conv's) runs on one BLAS thread
 # unless it is big enough for a second thread to pay for that.  Measured on the 2-core

@@ -65,6 +65,38 @@ def test_single_threaded_blas_restores_the_setting():
     assert get_threads() == before
 
 
+def test_small_gemms_run_on_one_blas_thread_big_ones_on_all(monkeypatch):
+    """blas_threads_for: one BLAS thread below GEMM_THREADS_MIN_MACS (OpenBLAS's spinning
+    threads would starve the conv chunks after it), BLAS's own setting from there on; and
+    linear_forward / linear_backward run their GEMMs inside it."""
+    api = runtime.blas_threads()
+    if api is None:
+        pytest.skip("BLAS threads cannot be controlled here (not OpenBLAS)")
+    set_threads, get_threads = api
+    before = get_threads()
+    set_threads(2)
+    try:
+        with runtime.blas_threads_for(runtime.GEMM_THREADS_MIN_MACS - 1):
+            assert get_threads() == 1
+        assert get_threads() == 2
+        with runtime.blas_threads_for(runtime.GEMM_THREADS_MIN_MACS):
+            assert get_threads() == 2
+        seen = []
+        real = runtime.blas_threads_for
+
+        def spy(macs):
+            seen.append(macs)
+            return real(macs)
+        monkeypatch.setattr(runtime, "blas_threads_for", spy)
+        import minicnn.functional as F
+        x, w = np.ones((4, 5), np.float32), np.ones((3, 5), np.float32)
+        out, cache = F.linear_forward(x, w, None)
+        F.linear_backward(np.ones_like(out), cache)
+        assert seen == [4 * 5 * 3, 4 * 3 * 5]
+    finally:
+        set_threads(before)
+
+
 # ----------------------------------------------------------------------------- chunks on threads
 
 @pytest.fixture
