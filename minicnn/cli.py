@@ -177,15 +177,8 @@ def _train(args, comm):
     cli_settings = {k: getattr(args, k) for k in TRAIN_DEFAULTS}
     config = {"model": args.model, "model_kwargs": model_kwargs,
               "data": _dataset(args.data, args.data_dir)[0], "cli": cli_settings}
-    epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
-    tuning = transfer.describe(model, args.freeze, args.lr_backbone)
-    tuning = f"; {tuning}" if tuning else ""
-    with_options = "".join(f", {k}={v!r}" for k, v in options.items())
-    ranks = "" if comm is None else f", {comm.Get_size()} MPI ranks{' (sync BN)' if args.sync_bn else ''}"
-    say(f"minicnn train: {args.model} ({model.num_parameters():,} parameters{with_options}) on {desc}: "
-          f"{len(x_train):,} training / {len(x_test):,} test images, {epochs}, batch "
-          f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, schedule {args.schedule}"
-          f"{', augment' if args.augment else ''}, backend {args.backend}{tuning}{ranks}", flush=True)
+    say(_run_line(args, model, options, f"{desc}: {len(x_train):,} training / {len(x_test):,} test "
+                  "images", comm), flush=True)
     if args.sync_bn and comm is None:
         print("note: --sync-bn changes nothing in a single process (it sees the whole batch); "
               "start the run with mpiexec -n N", flush=True)
@@ -202,11 +195,7 @@ def _train(args, comm):
         _err(str(e))
         return 1
     except KeyboardInterrupt:
-        if os.path.exists(train.checkpoint_path(out)):
-            print(f"interrupted: the run is saved in {train.checkpoint_path(out)}; continue it with\n"
-                  f"  minicnn train --resume --out {out}", file=sys.stderr)
-        else:
-            print("interrupted before the first checkpoint was written", file=sys.stderr)
+        _say_how_to_resume(train.checkpoint_path(out), out)
         return 130
     if args.overfit is not None:
         ok = history and history[-1]["train_accuracy"] >= 1.0
@@ -220,6 +209,27 @@ def _train(args, comm):
     print(f"test accuracy {m['accuracy']:.4f} (top-5 {m['top5']:.4f}, loss {m['loss']:.4f}) on "
           f"{len(x_test):,} test images; run saved in {out}")
     return 0
+
+
+def _run_line(args, model, options, data, comm):
+    """The line `minicnn train` starts with: model, data, schedule, freezing, MPI ranks."""
+    from minicnn import transfer
+    epochs = f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}"
+    tuning = transfer.describe(model, args.freeze, args.lr_backbone)
+    tuning = f"; {tuning}" if tuning else ""
+    with_options = "".join(f", {k}={v!r}" for k, v in options.items())
+    ranks = "" if comm is None else f", {comm.Get_size()} MPI ranks{' (sync BN)' if args.sync_bn else ''}"
+    return (f"minicnn train: {args.model} ({model.num_parameters():,} parameters{with_options}) on "
+            f"{data}, {epochs}, batch {args.batch_size}, {args.optimizer} lr {args.lr:g}, schedule "
+            f"{args.schedule}{', augment' if args.augment else ''}, backend {args.backend}{tuning}{ranks}")
+
+
+def _say_how_to_resume(ckpt, out):
+    if os.path.exists(ckpt):
+        print(f"interrupted: the run is saved in {ckpt}; continue it with\n"
+              f"  minicnn train --resume --out {out}", file=sys.stderr)
+    else:
+        print("interrupted before the first checkpoint was written", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------- evaluate
@@ -385,18 +395,11 @@ def _at_least(minimum, convert=int):
 _positive_int, _nonneg_int, _float = _at_least(1), _at_least(0), _at_least(0, float)
 
 
-def build_parser():
-    import minicnn
-    from minicnn import predict, transfer
+def _add_train_command(sub):
+    from minicnn import transfer
     from minicnn.data import DATASETS
     from minicnn.optim import OPTIMIZERS
     from minicnn.schedules import SCHEDULES
-    p = argparse.ArgumentParser(prog="minicnn", description="CNNs from scratch in NumPy: train, "
-                                "evaluate and inspect models of the minicnn zoo.")
-    p.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
     t = sub.add_parser("train", help="train a model; writes RUN_DIR/last.npz, history.json/.csv",
                        description="Train a zoo model. Without --data/--data-dir: the CIFAR-10 sample "
                        "shipped with minicnn. The test images are evaluated after every epoch (the val_* "
@@ -436,6 +439,35 @@ def build_parser():
     transfer.add_train_arguments(t)
     t.set_defaults(func=cmd_train)
 
+
+def _add_summary_command(sub):
+    s = sub.add_parser("summary", help="per-layer table of a zoo model: shapes, parameters, "
+                       "multiply-adds, receptive fields")
+    s.add_argument("name")
+    s.add_argument("--input", help="one input without the batch axis, C x H x W (3x224x224) or "
+                   "H x W x C (224x224x3); default: the size the model was designed for")
+    s.add_argument("--layout", choices=("chw", "hwc"), help="the order of --input when its first and "
+                   "last sizes both equal the model's channels (3x3x3)")
+    s.add_argument("--depth", type=_nonneg_int, help="show modules N levels deep as one row each "
+                   "(blocks with their concatenated / summed output; 0: the whole model)")
+    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="a model option, e.g. stride_in_1x1=true (repeatable)")
+    s.add_argument("--num-classes", type=_positive_int)
+    s.add_argument("--batch-size", type=_positive_int, default=1)
+    s.set_defaults(func=cmd_summary)
+
+
+def build_parser():
+    import minicnn
+    from minicnn import predict
+    p = argparse.ArgumentParser(prog="minicnn", description="CNNs from scratch in NumPy: train, "
+                                "evaluate and inspect models of the minicnn zoo.")
+    p.add_argument("--version", action="version", version=f"minicnn {minicnn.__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    _add_train_command(sub)
+
     e = sub.add_parser("evaluate", help="print test loss/accuracy/top5 of a run as one JSON object "
                        "(several runs: their ensemble)")
     e.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -463,20 +495,7 @@ def build_parser():
     m = sub.add_parser("models", help="list the zoo: family, dataset, input size, classes, parameters")
     m.set_defaults(func=cmd_models)
 
-    s = sub.add_parser("summary", help="per-layer table of a zoo model: shapes, parameters, "
-                       "multiply-adds, receptive fields")
-    s.add_argument("name")
-    s.add_argument("--input", help="one input without the batch axis, C x H x W (3x224x224) or "
-                   "H x W x C (224x224x3); default: the size the model was designed for")
-    s.add_argument("--layout", choices=("chw", "hwc"), help="the order of --input when its first and "
-                   "last sizes both equal the model's channels (3x3x3)")
-    s.add_argument("--depth", type=_nonneg_int, help="show modules N levels deep as one row each "
-                   "(blocks with their concatenated / summed output; 0: the whole model)")
-    s.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
-                   help="a model option, e.g. stride_in_1x1=true (repeatable)")
-    s.add_argument("--num-classes", type=_positive_int)
-    s.add_argument("--batch-size", type=_positive_int, default=1)
-    s.set_defaults(func=cmd_summary)
+    _add_summary_command(sub)
 
     # add_help=False: `minicnn bench --help` is answered by bench's own parser (see main).
     w = sub.add_parser("weights", help="minicnn weights info FILE | convert IN OUT: read .pth/.pt/.bin, "
