@@ -178,3 +178,47 @@ def test_small_work_stays_on_the_calling_thread(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_count", lambda: 1)
     runtime.run_chunks(fn, 7, 2, 10 ** 9)
     assert calls == [(True, [0, 2, 4, 6])] * 2
+
+
+# ----------------------------------------------------------------------------- chunk sizes
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_images_per_chunk_fits_the_byte_budget_when_the_weights_are_small(monkeypatch, cores):
+    """Small weights: as many images as fit chunk_bytes (at least 1, at most n), however few
+    GEMM columns that makes."""
+    monkeypatch.setattr(runtime, "cpu_count", lambda: cores)
+    assert runtime.images_per_chunk(128, 100, 4, 1000, 1000, 256) == 10
+    assert runtime.images_per_chunk(128, 5000, 4, 1000, 1000, 256) == 1
+    assert runtime.images_per_chunk(3, 100, 4, 1000, 1000, 256) == 3
+    assert runtime.images_per_chunk(128, 0, 0, 0, 1000, 256) == 128
+
+
+@pytest.mark.parametrize("n,columns,cores,step", [
+    (32, 16, 2, 16),     # 16 images for 256 columns: one chunk per core
+    (32, 49, 2, 8),      # 6 images would do, but 32 = 6+6+6+6+6+2 leaves a core a chunk short
+    (33, 49, 2, 6),      # 6 x 5 + 3: 18 and 15 images per core, as even as 6-12 allow
+    (128, 49, 2, 8),     # 16 chunks, 8 per core
+    (128, 49, 3, 11),    # 12 chunks, 4 per core (the last one 7 images): 44 images at most
+    (7, 1, 2, 4),        # too few images for 256 columns per core: one chunk per core
+    (7, 100, 3, 3),      # 3 images per chunk: 3 + 3 + 1
+    (1, 1, 2, 1),
+    (128, 300, 2, 1),    # one image already has the columns
+])
+def test_images_per_chunk_gives_big_weights_wide_chunks_in_whole_rounds(monkeypatch, n, columns, cores, step):
+    """Weights larger than the budget: at least min_columns columns per chunk, as long as
+    every core still gets a chunk, and of the size (up to twice that) that leaves the busiest
+    core the least work."""
+    monkeypatch.setattr(runtime, "cpu_count", lambda: cores)
+    assert runtime.images_per_chunk(n, 10 ** 6, columns, 10 ** 7, 10 ** 6, 256) == step
+
+
+def test_deep_layers_get_wide_chunks_and_cifar_layers_keep_theirs(monkeypatch):
+    """The rule engages where it was measured to pay (ResNet-18's 7x7 and 14x14 layers at
+    batch 32) and leaves the CIFAR ResNet's layers as they were (U of 64->64: 256 KB)."""
+    from minicnn.functional import conv_im2col, conv_winograd
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 2)
+    assert conv_winograd.chunk_size(32, 512, 4, 4, 4, 512) == 8            # 512->512 7x7
+    assert conv_winograd.chunk_size(32, 256, 7, 7, 4, 256) == 4            # 256->256 14x14
+    assert conv_im2col.chunk_size(32, 256 * 9, 49, 4, 512) == 8            # 256->512 3x3/2
+    assert conv_winograd.chunk_size(128, 64, 4, 4, 4, 64) == 4             # 64->64 8x8
+    assert conv_winograd.chunk_size(128, 32, 8, 8, 4, 32) == 2             # 32->32 16x16

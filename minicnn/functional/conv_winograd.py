@@ -26,6 +26,13 @@ from minicnn.functional import winograd
 MIN_CHANNELS = 16
 # A chunk's Winograd-domain input V (16 values per 2x2 output tile and channel) is kept about this size.
 CHUNK_BYTES = 256 << 10
+# ... but a layer whose transformed filters U (16 * F * C values) outgrow that gets chunks of
+# at least this many tiles, so that its 16 GEMMs do not spend their time re-reading U
+# (runtime.images_per_chunk).  Measured on ResNet-18's deep layers (batch 32, 2 cores), fwd /
+# bwd ms by images per chunk: 512->512 7x7 (16 tiles per image, U 16 MB) 1: 46 / 144,
+# 4: 38 / 86, 8: 35 / 68, 16: 35 / 76; 256->256 14x14 (49 tiles, U 4 MB) 1: 25 / 50,
+# 4: 20 / 39, 8: 19 / 42.  The CIFAR ResNet's 64->64 8x8 layer (U 256 KB) keeps 4.
+MIN_TILES = 128
 # Elements of padding between the 16 matrices of a Winograd-domain buffer: the transforms
 # touch all 16 for every tile, and 16 streams a multiple of 4 KB apart thrash the L1 cache
 # (see minicnn/_ext/winograd.pyx).
@@ -39,9 +46,11 @@ def applies(w_shape, stride, groups):
             and min(f, cg) >= MIN_CHANNELS and backend.cython_kernels(np, "winograd") is not None)
 
 
-def chunk_size(n, c, th, tw, itemsize):
-    """Images per chunk: as many as fit CHUNK_BYTES of V (16 values per tile and channel), at least 1."""
-    return max(1, min(n, CHUNK_BYTES // max(1, 16 * c * th * tw * itemsize)))
+def chunk_size(n, c, th, tw, itemsize, f=0):
+    """Images per chunk: as many as fit CHUNK_BYTES of V (16 values per tile and channel), at
+    least 1 -- or at least MIN_TILES tiles when U (16 * f * c values) is larger than that."""
+    return runtime.images_per_chunk(n, 16 * c * th * tw * itemsize, th * tw, 16 * f * c * itemsize,
+                                    CHUNK_BYTES, MIN_TILES)
 
 
 def _domain_buffer(name, rows, t, most, dtype):
@@ -79,7 +88,7 @@ def forward(x, w, b, pad, oh, ow):
     u = np.empty((16, f, c), dtype=x.dtype)
     kernels.filter_transform(np.ascontiguousarray(w), u)               # U = G g G^T
     out = np.empty((n, f, oh, ow), dtype=x.dtype)
-    step = chunk_size(n, c, th, tw, x.itemsize)
+    step = chunk_size(n, c, th, tw, x.itemsize, f)
 
     def images(chunks):
         buffers = _domain_buffers(step * th * tw, x.dtype, winograd_v=c, winograd_m=f)
@@ -115,7 +124,7 @@ def backward(dout, x, w, pad, need_dx=True, need_dw=True):
         u = np.empty((16, f, c), dtype=x.dtype)
         kernels.filter_transform(np.ascontiguousarray(w), u)
         u_t = u.swapaxes(1, 2)                                        # (16, C, F) view
-    step = chunk_size(n, max(c, f), th, tw, x.itemsize)
+    step = chunk_size(n, max(c, f), th, tw, x.itemsize, f)
 
     def images(chunks):
         du_part = runtime.workspace("winograd_du", (16, f, c), x.dtype)
