@@ -144,6 +144,24 @@ def test_kernel_filter_transforms_match_plain(dtype, f, c, seed):
 
 
 @needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("f,c", [(131, 127), (1, 1100), (40, 1030)])
+def test_kernel_filter_transforms_in_blocks_on_threads_match_plain(dtype, f, c):
+    """Large layers take the (filter, channel) pairs in blocks shared over the threads: block
+    edges that fall inside a filter, a last short block, and more pairs than the threshold."""
+    assert 131 * 127 >= kernels.FILTER_PARALLEL_THRESHOLD     # the first case runs on the threads
+    rng = np.random.default_rng(f * c)
+    w = rng.standard_normal((f, c, 3, 3)).astype(dtype)
+    u = np.full((16, f, c), np.nan, dtype=dtype)
+    kernels.filter_transform(w, u)
+    np.testing.assert_allclose(u, winograd.transform_filter(w), **tol(dtype))
+    du = rng.standard_normal((16, f, c)).astype(dtype)
+    dw = np.full((f, c, 3, 3), np.nan, dtype=dtype)
+    kernels.filter_grad_transform(du, dw)
+    np.testing.assert_allclose(dw, winograd.filter_grad(du, dtype), **tol(dtype))
+
+
+@needs_kernels
 def test_kernel_errors_name_what_was_expected():
     x = np.zeros((2, 3, 6, 6), dtype=np.float32)
     with pytest.raises(ValueError, match=r"input_transform: expected v of shape \(16, 3, 18\)"):
