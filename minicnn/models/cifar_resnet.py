@@ -37,6 +37,7 @@ Input (N, 3, 32, 32) -> scores (N, num_classes); other sizes work (global poolin
 from minicnn.checks import as_generator, check_int
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
+from minicnn.nn import fused
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
 from minicnn.nn.residual import BasicBlock
@@ -73,6 +74,7 @@ class CifarResNet(Module):
         self.conv1 = Conv2d(3, 16, 3, padding=1, bias=False, rng=rng)
         self.bn1 = BatchNorm2d(16)
         self.relu = ReLU()
+        self._cache = None
         in_channels = 16
         for i, channels in enumerate(STAGE_CHANNELS):
             blocks = [BasicBlock(in_channels if j == 0 else channels, channels,
@@ -90,14 +92,14 @@ class CifarResNet(Module):
         if getattr(x, "ndim", None) != 4 or x.shape[1] != 3:
             raise ValueError(f"CifarResNet: expected x of shape (N, 3, H, W), received "
                              f"{getattr(x, 'shape', type(x).__name__)}")
-        x = self.relu(self.bn1(self.conv1(x)))
+        x, self._cache = fused.bn_relu(self.bn1, self.relu, self.conv1(x))   # relu(bn1(conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.avgpool(x))
 
     def backward(self, dout):
         d = self.avgpool.backward(self.fc.backward(dout))
         d = self.layer1.backward(self.layer2.backward(self.layer3.backward(d)))
-        return self.conv1.backward(self.bn1.backward(self.relu.backward(d)))
+        return self.conv1.backward(fused.bn_relu_backward(self.bn1, self.relu, d, self._get_cache()))
 
 
 def _make(depth, residual):

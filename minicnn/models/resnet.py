@@ -50,6 +50,7 @@ from collections import OrderedDict
 from minicnn.checks import as_generator, check_int
 from minicnn.models._common import final_linear
 from minicnn.models.registry import register
+from minicnn.nn import fused
 from minicnn.nn.layers import BatchNorm2d, Conv2d, GlobalAvgPool2d, MaxPool2d, ReLU
 from minicnn.nn.module import Module, Sequential
 from minicnn.nn.residual import BasicBlock, Bottleneck
@@ -108,6 +109,7 @@ class ResNet(Module):
         self.conv1 = Conv2d(3, 64, 7, stride=2, padding=3, bias=False, rng=rng)
         self.bn1 = BatchNorm2d(64)
         self.relu = ReLU()
+        self._cache = None
         self.maxpool = MaxPool2d(3, stride=2, padding=1)
         in_channels = 64
         index, total = 0, sum(layers)
@@ -129,14 +131,16 @@ class ResNet(Module):
         if getattr(x, "ndim", None) != 4 or x.shape[1] != 3:
             raise ValueError(f"ResNet: expected x of shape (N, 3, H, W), received "
                              f"{getattr(x, 'shape', type(x).__name__)}")
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x, self._cache = fused.bn_relu(self.bn1, self.relu, self.conv1(x))   # relu(bn1(conv1(x)))
+        x = self.maxpool(x)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x))
 
     def backward(self, dout):
         d = self.avgpool.backward(self.fc.backward(dout))
         d = self.layer1.backward(self.layer2.backward(self.layer3.backward(self.layer4.backward(d))))
-        return self.conv1.backward(self.bn1.backward(self.relu.backward(self.maxpool.backward(d))))
+        d = fused.bn_relu_backward(self.bn1, self.relu, self.maxpool.backward(d), self._get_cache())
+        return self.conv1.backward(d)
 
 
 def _resnet(name, num_classes, rng, **kw):
