@@ -240,8 +240,9 @@ def train_step(case, lib, x, y):
 
 def infer_step(case, lib, x):
     """A no-argument inference call of ``case``'s network in ``lib``: evaluation mode (batch
-    norm on running statistics), no gradients -- minicnn ``model.eval(); model(x)``, PyTorch
-    ``model.eval()`` under ``torch.no_grad()``."""
+    norm on running statistics), no gradients -- minicnn ``model.eval()`` under
+    ``minicnn.nn.no_grad()``, PyTorch ``model.eval()`` under ``torch.no_grad()``.  (A minicnn
+    checkout from before no_grad existed runs ``model(x)`` plainly, keeping its caches.)"""
     net = build_model(case, lib)
     net.eval()
     if lib == "torch":
@@ -252,4 +253,11 @@ def infer_step(case, lib, x):
             with torch.no_grad():
                 net(tx)
         return tinfer
-    return lambda: net(x)
+    from minicnn import nn
+    if not hasattr(nn, "no_grad"):
+        return lambda: net(x)
+
+    def infer():
+        with nn.no_grad():
+            net(x)
+    return infer

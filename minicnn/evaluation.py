@@ -16,6 +16,7 @@ import numpy as np
 
 from minicnn import backend, checkpoint, models
 from minicnn.checks import check_xy
+from minicnn.nn.grad_mode import no_grad
 from minicnn.nn.probe import untouched
 from minicnn.runs import checkpoint_path
 from minicnn.sanity import eval_loader, normalization_stats
@@ -49,13 +50,13 @@ def _log_softmax(scores):
 def _run_batches(model, loader, run):
     """``run(xb)`` for every batch of ``loader``, in eval mode, concatenated on the host.
 
-    Inside ``untouched``: each batch's forward caches are dropped when the next batch
-    runs and the model's own are put back at the end, so a pass over a whole data set
-    holds one batch's caches at a time and leaves no trace.
+    Under ``no_grad`` (nothing is kept for a backward pass, so each layer's output can be
+    freed as soon as the next layer has read it) and inside ``untouched`` (the model's own
+    caches are put back at the end): a pass over a whole data set leaves no trace.
     """
     param = next(model.parameters()).data
     out = []
-    with untouched(model, training=False):
+    with untouched(model, training=False), no_grad():
         for xb, _ in loader:
             # Parameters may be float64 (gradient checks); feed them what they hold.
             xb = backend.to_backend(xb, backend.device_of(param)).astype(param.dtype, copy=False)

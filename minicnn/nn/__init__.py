@@ -15,9 +15,11 @@ squeeze_excitation.py, stochastic_depth.py, shortcuts.py, blocks.py (Inception, 
 dense, depthwise-separable), fractal.py, inverted_residual.py (MobileNet v2),
 shuffle.py (ShuffleNet v2); fused.py runs BN + ReLU and add + ReLU in one
 pass for the blocks, hooks.py lets a caller watch every module call, classifier.py swaps a
-model's classifier (``Module.reset_classifier``).
+model's classifier (``Module.reset_classifier``), grad_mode.py gives ``no_grad()`` (inference:
+forward passes that keep no caches).
 """
 from minicnn.nn import init  # noqa: F401
+from minicnn.nn.grad_mode import is_grad_enabled, no_grad  # noqa: F401
 from minicnn.nn.module import Module, Parameter, Sequential, forward_hook, forward_hooks  # noqa: F401
 from minicnn.nn.layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten,  # noqa: F401
                                GlobalAvgPool2d, Identity, Linear, LocalResponseNorm, MaxPool2d, ReLU,

@@ -31,7 +31,7 @@ from collections import OrderedDict
 import numpy as np
 
 from minicnn import backend
-from minicnn.nn import hooks
+from minicnn.nn import grad_mode, hooks
 # Kept importable from here (minicnn.summary, minicnn.viz and the tests import them so).
 from minicnn.nn.hooks import forward_hook, forward_hooks  # noqa: F401
 
@@ -227,6 +227,8 @@ class Module:
         out = forward(*args, **kwargs)
         if hooks.ACTIVE:
             hooks.run(self, args, kwargs, out)
+        if not grad_mode.is_grad_enabled() and self.__dict__.get("_cache") is not None:
+            object.__setattr__(self, "_cache", None)    # inference: keep nothing (grad_mode.py)
         return out
 
     def _get_cache(self):
@@ -237,8 +239,10 @@ class Module:
         """
         cache = getattr(self, "_cache", None)
         if cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward: run "
-                               "module(x) first so that it can store what backward needs")
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward (or after a "
+                               "forward under minicnn.nn.no_grad(), which keeps nothing for it): "
+                               "run module(x) first, outside no_grad, so that it can store what "
+                               "backward needs")
         return cache
 
     def _accumulate(self, param, grad):
