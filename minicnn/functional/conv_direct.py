@@ -27,9 +27,13 @@ MAX_CHANNELS = 16
 # many bytes (kept in the core's L2 cache while every block of filters and taps reads them).
 GRAD_CHUNK_BYTES = 512 << 10
 # The backward pass computes dx by the direct kernel only for layers with at least this many
-# input channels: dx's conv has them as its filters, and the kernel works on blocks of 8 filters
-# (LeNet-5's first conv, 1 -> 6: backward 1.2 ms by col2im, 1.7 ms direct).
-MIN_DX_CHANNELS = 8
+# input channels: dx's conv has them as its filters, the kernel works on blocks of 8 filters,
+# and with fewer col2im's GEMM wastes less.  Measured (batch 128, 2 cores, AVX-512), dx ms by
+# col2im / direct at 1, 3, 4, 6 input channels: 16 filters 5x5 on 14x14 (LeNet-5's second conv
+# has 6) 0.47 / 0.91, 0.77 / 0.89, 0.93 / 0.93, 1.20 / 0.95; 16 filters 3x3 pad 1 on 32x32
+# 1.63 / 1.57, 2.38 / 1.60, 2.62 / 1.59, 3.61 / 1.57; 6 filters 5x5 on 32x32 1.13 / 1.30,
+# 2.17 / 1.35, 3.31 / 1.42, 4.37 / 1.42.
+MIN_DX_CHANNELS = 4
 # The kernel's instruction set: None = the best this CPU has (direct.isa()), or the cap set by
 # $MINICNN_DIRECT_ISA; 0 = never use the direct kernel; 1 = AVX2 + FMA, 2 = AVX-512 (the tests
 # force each one they can run).
