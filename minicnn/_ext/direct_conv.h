@@ -40,23 +40,30 @@
 #define DC_V 16
 #define DC_FB 8
 #define DC_JB 2
+#define DC_RB 1
 #define DC_GFB 4
 #define DC_TAPS 5
 #include "direct_conv_body.h"
 #undef DC_NAME
 #undef DC_JB
+#undef DC_RB
 #undef DC_GFB
 #undef DC_TAPS
 /* The same with one vector of columns per block, for rows of at most 16 (half of a two-vector
- * block would be wasted work). */
+ * block would be wasted work), and DC_RB_NARROW rows per block instead. */
+#ifndef DC_RB_NARROW
+#define DC_RB_NARROW 2
+#endif
 #define DC_NAME(s) dc512n_##s
 #define DC_JB 1
+#define DC_RB DC_RB_NARROW
 #include "direct_conv_body.h"
 #undef DC_NAME
 #undef DC_TARGET
 #undef DC_V
 #undef DC_FB
 #undef DC_JB
+#undef DC_RB
 
 /* AVX2: 16 vector registers; 8 filters x 1 vector = 8 accumulators.  The weight gradient:
  * 4 filters x 3 taps = 12 (measured as above: 42 us; 4 x 2 67 us, 2 x 5 77 us). */
@@ -65,6 +72,7 @@
 #define DC_V 8
 #define DC_FB 8
 #define DC_JB 1
+#define DC_RB 1
 #define DC_GFB 4
 #define DC_TAPS 3
 #include "direct_conv_body.h"
@@ -73,6 +81,7 @@
 #undef DC_V
 #undef DC_FB
 #undef DC_JB
+#undef DC_RB
 #undef DC_GFB
 #undef DC_TAPS
 

@@ -6,13 +6,14 @@
  *   DC_V         floats per vector register
  *   DC_FB        filters per register block
  *   DC_JB        vectors of output columns per register block
+ *   DC_RB        output rows per register block
  *   DC_GFB, DC_TAPS  (optional) filters and taps per register block of the weight gradient
  *
- * The register block: DC_FB filters x DC_JB * DC_V output columns of one output row, held
- * in DC_FB * DC_JB accumulator registers for the whole sum over (c, p, q).  Each step of
- * that sum loads DC_JB vectors of one input row (shifted by q) and DC_FB filter weights
- * (broadcast), and does DC_FB * DC_JB fused multiply-adds: every load feeds several FMAs,
- * which is what keeps the FMA units busy (a GEMM's micro-kernel does the same).
+ * The register block: DC_FB filters x DC_RB output rows x DC_JB * DC_V output columns, held
+ * in DC_FB * DC_RB * DC_JB accumulator registers for the whole sum over (c, p, q).  Each step
+ * of that sum loads DC_RB * DC_JB vectors of input (shifted by q) and DC_FB filter weights
+ * (broadcast), and does DC_FB * DC_RB * DC_JB fused multiply-adds: every load feeds several
+ * FMAs, which is what keeps the FMA units busy (a GEMM's micro-kernel does the same).
  */
 
 typedef float DC_NAME(vec) __attribute__((vector_size(DC_V * 4)));
@@ -27,7 +28,8 @@ DC_TARGET static inline DC_NAME(vec) DC_NAME(load)(const float* p)
 /* out[f, i, j] for the DC_FB filters of block wb and all output rows, one image.
  *   xpad: (c, hp, wp) the zero-padded image, wp >= (columns rounded up to the block) + kw - 1
  *   wb:   (c, kh, kw, DC_FB) the block's weights, filter innermost
- *   out:  (f_here, oh, ow) where the block's first filter goes; f_here <= DC_FB are stored */
+ *   out:  (f_here, oh, ow) where the block's first filter goes; f_here <= DC_FB are stored
+ * A block covers DC_RB output rows (the last block of an image may repeat a row, not stored). */
 DC_TARGET static void DC_NAME(filter_block)(const float* xpad, long c, long hp, long wp,
                                             const float* wb, long kh, long kw,
                                             const float* bias, long f_here,
@@ -35,40 +37,46 @@ DC_TARGET static void DC_NAME(filter_block)(const float* xpad, long c, long hp, 
 {
     const long plane = hp * wp;
     const long cols = DC_V * DC_JB;
-    for (long i = 0; i < oh; i++) {
+    for (long i0 = 0; i0 < oh; i0 += DC_RB) {
+        long row[DC_RB];                 /* the block's output rows; past oh, the last one again */
+        for (int r = 0; r < DC_RB; r++)
+            row[r] = i0 + r < oh ? i0 + r : oh - 1;
         for (long j0 = 0; j0 < ow; j0 += cols) {
-            DC_NAME(vec) acc[DC_FB][DC_JB];
+            DC_NAME(vec) acc[DC_FB][DC_RB * DC_JB];
             for (int a = 0; a < DC_FB; a++) {
                 float b0 = (bias != NULL && a < f_here) ? bias[a] : 0.0f;
-                for (int t = 0; t < DC_JB; t++)
+                for (int t = 0; t < DC_RB * DC_JB; t++)
                     acc[a][t] = (DC_NAME(vec)){0} + b0;
             }
             for (long cc = 0; cc < c; cc++) {
                 for (long p = 0; p < kh; p++) {
-                    const float* xr = xpad + cc * plane + (i + p) * wp + j0;
+                    const float* xr = xpad + cc * plane + p * wp + j0;
                     const float* wr = wb + (cc * kh + p) * kw * DC_FB;
                     for (long q = 0; q < kw; q++) {
-                        DC_NAME(vec) xv[DC_JB];
-                        for (int t = 0; t < DC_JB; t++)
-                            xv[t] = DC_NAME(load)(xr + q + t * DC_V);
+                        DC_NAME(vec) xv[DC_RB * DC_JB];
+                        for (int r = 0; r < DC_RB; r++)
+                            for (int t = 0; t < DC_JB; t++)
+                                xv[r * DC_JB + t] = DC_NAME(load)(xr + row[r] * wp + q + t * DC_V);
                         for (int a = 0; a < DC_FB; a++) {
                             const float s = wr[q * DC_FB + a];
-                            for (int t = 0; t < DC_JB; t++)
+                            for (int t = 0; t < DC_RB * DC_JB; t++)
                                 acc[a][t] += xv[t] * s;
                         }
                     }
                 }
             }
-            for (int a = 0; a < DC_FB && a < f_here; a++) {
-                float* o = out + (a * oh + i) * ow;
-                for (int t = 0; t < DC_JB; t++) {
-                    const long j = j0 + t * DC_V;
-                    if (j + DC_V <= ow) {
-                        memcpy(o + j, &acc[a][t], sizeof acc[a][t]);
-                    } else if (j < ow) {       /* the row's last, partial vector */
-                        float tmp[DC_V];
-                        memcpy(tmp, &acc[a][t], sizeof tmp);
-                        memcpy(o + j, tmp, (size_t)(ow - j) * sizeof(float));
+            for (int r = 0; r < DC_RB && i0 + r < oh; r++) {
+                for (int a = 0; a < DC_FB && a < f_here; a++) {
+                    float* o = out + (a * oh + i0 + r) * ow;
+                    for (int t = 0; t < DC_JB; t++) {
+                        const long j = j0 + t * DC_V;
+                        if (j + DC_V <= ow) {
+                            memcpy(o + j, &acc[a][r * DC_JB + t], sizeof(DC_NAME(vec)));
+                        } else if (j < ow) {       /* the row's last, partial vector */
+                            float tmp[DC_V];
+                            memcpy(tmp, &acc[a][r * DC_JB + t], sizeof tmp);
+                            memcpy(o + j, tmp, (size_t)(ow - j) * sizeof(float));
+                        }
                     }
                 }
             }
