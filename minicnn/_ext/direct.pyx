@@ -21,6 +21,11 @@ cdef extern from "direct_conv.h" nogil:
                                 const float* wpk, long f, long kh, long kw,
                                 long pad_h, long pad_w, const float* bias,
                                 float* out, long oh, long ow, float* xpad)
+    int minicnn_direct_lanes_fit(int isa, long f, long ow)
+    int minicnn_direct_conv_lanes_f32(int isa, const float* x, long n, long c, long h, long w,
+                                      const float* wpk, long f, long kh, long kw,
+                                      long pad_h, long pad_w, const float* bias,
+                                      float* out, long oh, long ow, float* xpad)
     long minicnn_direct_grad_w_scratch(int isa, long m, long c, long f, long oh, long ow,
                                        long kh, long kw)
     int minicnn_direct_grad_w_f32(int isa, const float* x, const float* dout, long m, long c,
@@ -83,6 +88,46 @@ def conv(const float[:, :, :, ::1] x, const float[:, :, :, :, ::1] wpk, long f,
                                      &scratch[0])
     if rc != 0:
         raise RuntimeError(f"direct.conv: this CPU cannot run instruction set {ISA_NAMES.get(isa_level, isa_level)}")
+
+
+def lanes_fit(int isa_level, long f, long ow):
+    """True if conv_lanes runs a layer of f filters with rows of ow outputs on this instruction set."""
+    return bool(minicnn_direct_lanes_fit(isa_level, f, ow))
+
+
+def conv_lanes(const float[:, :, :, ::1] x, const float[:, :, :, ::1] wpk, long pad_h, long pad_w, b,
+               float[:, :, :, ::1] out, float[::1] scratch, int isa_level):
+    """conv() with the filters in the vector lanes (direct_conv.h says when that pays):
+    wpk (C, KH, KW, F) -- w.transpose(1, 2, 3, 0) -- for a layer that lanes_fit() accepts."""
+    cdef long n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef long kh = wpk.shape[1], kw = wpk.shape[2], f = wpk.shape[3]
+    cdef long oh = out.shape[2], ow = out.shape[3]
+    cdef const float[::1] bias
+    cdef const float* bias_ptr = NULL
+    if wpk.shape[0] != c or out.shape[0] != n or out.shape[1] != f \
+            or oh != h + 2 * pad_h - kh + 1 or ow != w + 2 * pad_w - kw + 1 \
+            or oh < 1 or ow < 1 or pad_h < 0 or pad_w < 0:
+        raise ValueError(f"direct.conv_lanes: x {tuple(x.shape)}, weights {tuple(wpk.shape)} and out "
+                         f"{tuple(out.shape)} with padding ({pad_h}, {pad_w}) are not one stride-1 conv")
+    if not minicnn_direct_lanes_fit(isa_level, f, ow):
+        raise ValueError(f"direct.conv_lanes: {f} filters and rows of {ow} do not fit the kernel "
+                         f"with instruction set {ISA_NAMES.get(isa_level, isa_level)}")
+    if scratch.shape[0] < scratch_len(isa_level, c, oh, ow, kh, kw):
+        raise ValueError("direct.conv_lanes: scratch too small")
+    if b is not None:
+        bias = b
+        if bias.shape[0] != f:
+            raise ValueError(f"direct.conv_lanes: expected b of shape ({f},), received {tuple(b.shape)}")
+        bias_ptr = &bias[0]
+    if n == 0:
+        return
+    cdef int rc
+    with nogil:
+        rc = minicnn_direct_conv_lanes_f32(isa_level, &x[0, 0, 0, 0], n, c, h, w, &wpk[0, 0, 0, 0], f,
+                                           kh, kw, pad_h, pad_w, bias_ptr, &out[0, 0, 0, 0], oh, ow,
+                                           &scratch[0])
+    if rc != 0:
+        raise RuntimeError(f"direct.conv_lanes: this CPU cannot run instruction set {ISA_NAMES.get(isa_level, isa_level)}")
 
 
 def grad_w_scratch_len(int isa_level, long m, long c, long f, long oh, long ow, long kh, long kw):
