@@ -196,8 +196,11 @@ static void dcl512_conv(const float* x, long n, long c, long h, long w, const fl
             dcl_vec acc[R];
             for (int r = 0; r < R; r++)
                 acc[r] = b0;
+            /* kernel rows over padding rows only add nothing (as in filter_block) */
+            const long p_lo = pad_h - i > 0 ? pad_h - i : 0;
+            const long p_hi = pad_h + h - i < kh ? pad_h + h - i : kh;
             for (long cc = 0; cc < c; cc++) {
-                for (long p = 0; p < kh; p++) {
+                for (long p = p_lo; p < p_hi; p++) {
                     const float* xr = xpad + cc * plane + (i + p) * wp;
                     const float* wr = wpk + (cc * kh + p) * kw * F;
                     for (long q = 0; q < kw; q++) {

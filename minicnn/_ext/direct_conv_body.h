@@ -31,7 +31,7 @@ DC_TARGET static inline DC_NAME(vec) DC_NAME(load)(const float* p)
  *   out:  (f_here, oh, ow) where the block's first filter goes; f_here <= DC_FB are stored
  * A block covers DC_RB output rows (the last block of an image may repeat a row, not stored). */
 DC_TARGET static void DC_NAME(filter_block)(const float* xpad, long c, long hp, long wp,
-                                            const float* wb, long kh, long kw,
+                                            long pad_h, long h, const float* wb, long kh, long kw,
                                             const float* bias, long f_here,
                                             float* out, long oh, long ow)
 {
@@ -41,6 +41,12 @@ DC_TARGET static void DC_NAME(filter_block)(const float* xpad, long c, long hp, 
         long row[DC_RB];                 /* the block's output rows; past oh, the last one again */
         for (int r = 0; r < DC_RB; r++)
             row[r] = i0 + r < oh ? i0 + r : oh - 1;
+        /* Kernel rows p that read only padding rows for every row of the block add nothing:
+         * skipped (the backward pass's dx conv pads by KH - 1, where they are ~30% of the work).
+         * The real image rows are pad_h .. pad_h + h - 1 of xpad. */
+        long p_lo = pad_h - row[DC_RB - 1], p_hi = pad_h + h - i0;
+        p_lo = p_lo > 0 ? p_lo : 0;
+        p_hi = p_hi < kh ? p_hi : kh;
         for (long j0 = 0; j0 < ow; j0 += cols) {
             DC_NAME(vec) acc[DC_FB][DC_RB * DC_JB];
             for (int a = 0; a < DC_FB; a++) {
@@ -49,7 +55,7 @@ DC_TARGET static void DC_NAME(filter_block)(const float* xpad, long c, long hp, 
                     acc[a][t] = (DC_NAME(vec)){0} + b0;
             }
             for (long cc = 0; cc < c; cc++) {
-                for (long p = 0; p < kh; p++) {
+                for (long p = p_lo; p < p_hi; p++) {
                     const float* xr = xpad + cc * plane + p * wp + j0;
                     const float* wr = wb + (cc * kh + p) * kw * DC_FB;
                     for (long q = 0; q < kw; q++) {
@@ -104,7 +110,7 @@ DC_TARGET static void DC_NAME(conv)(const float* x, long n, long c, long h, long
         for (long fb = 0; fb < fblocks; fb++) {
             const long f0 = fb * DC_FB;
             const long f_here = f - f0 < DC_FB ? f - f0 : DC_FB;
-            DC_NAME(filter_block)(xpad, c, hp, wp, wpk + fb * c * kh * kw * DC_FB, kh, kw,
+            DC_NAME(filter_block)(xpad, c, hp, wp, pad_h, h, wpk + fb * c * kh * kw * DC_FB, kh, kw,
                                   bias != NULL ? bias + f0 : NULL, f_here,
                                   out + (m * f + f0) * oh * ow, oh, ow);
         }
