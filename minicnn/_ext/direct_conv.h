@@ -30,6 +30,17 @@
 #define MINICNN_ISA_AVX2 1
 #define MINICNN_ISA_AVX512 2
 
+/* Image x (c, h, w) into the interior of xpad (c, hp, wp), rows pad_h.. and columns pad_w..;
+ * the padding around it is left as it is (zeroed once per call by the kernels). */
+static inline void minicnn_direct_pad_image(const float* x, long c, long h, long w,
+                                            long pad_h, long pad_w, long hp, long wp, float* xpad)
+{
+    for (long cc = 0; cc < c; cc++)
+        for (long r = 0; r < h; r++)
+            memcpy(xpad + (cc * hp + r + pad_h) * wp + pad_w, x + (cc * h + r) * w,
+                   (size_t)w * sizeof(float));
+}
+
 #if MINICNN_DIRECT_X86
 
 /* AVX-512: 32 vector registers; 8 filters x 2 vectors = 16 accumulators.  The weight
@@ -186,11 +197,7 @@ static void dcl512_conv(const float* x, long n, long c, long h, long w, const fl
         memcpy(&b0, bias, sizeof b0);
     memset(xpad, 0, (size_t)(c * plane) * sizeof(float));
     for (long m = 0; m < n; m++) {
-        const float* xm = x + m * c * h * w;
-        for (long cc = 0; cc < c; cc++)
-            for (long r = 0; r < h; r++)
-                memcpy(xpad + (cc * hp + r + pad_h) * wp + pad_w, xm + (cc * h + r) * w,
-                       (size_t)w * sizeof(float));
+        minicnn_direct_pad_image(x + m * c * h * w, c, h, w, pad_h, pad_w, hp, wp, xpad);
         float* om = out + m * F * oh * ow;
         for (long i = 0; i < oh; i++) {
             dcl_vec acc[R];

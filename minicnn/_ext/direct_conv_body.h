@@ -102,11 +102,7 @@ DC_TARGET static void DC_NAME(conv)(const float* x, long n, long c, long h, long
      * overwrites only the interior. */
     memset(xpad, 0, (size_t)(c * hp * wp) * sizeof(float));
     for (long m = 0; m < n; m++) {
-        const float* xm = x + m * c * h * w;
-        for (long cc = 0; cc < c; cc++)
-            for (long r = 0; r < h; r++)
-                memcpy(xpad + (cc * hp + r + pad_h) * wp + pad_w, xm + (cc * h + r) * w,
-                       (size_t)w * sizeof(float));
+        minicnn_direct_pad_image(x + m * c * h * w, c, h, w, pad_h, pad_w, hp, wp, xpad);
         for (long fb = 0; fb < fblocks; fb++) {
             const long f0 = fb * DC_FB;
             const long f_here = f - f0 < DC_FB ? f - f0 : DC_FB;

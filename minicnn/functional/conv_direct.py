@@ -92,22 +92,18 @@ def forward(x, w, b, pad_h, pad_w, isa=None):
     # A few images per call: the padding is zeroed once per call, and the chunks are still
     # small enough to share out evenly between the cores.
     step = max(1, min(8, n // (4 * runtime.cpu_count())))
-    if direct.lanes_fit(isa, f, ow):
-        # 16 filters, rows of at most 12: the kernel with the filters in the vector lanes,
-        # not the output columns (direct_conv.h).  Batch 128, one core, columns -> lanes, ms:
-        # LeNet-5's 6 -> 16 5x5 on 14x14 1.01 -> 0.70; 16 -> 16 3x3 pad 1 on 12x12 1.30 -> 0.99,
-        # 8x8 0.79 -> 0.65, 4x4 0.42 -> 0.34.
-        wpk = np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)     # (C, KH, KW, F)
-        kernel = lambda xs, outs, buf: direct.conv_lanes(xs, wpk, pad_h, pad_w, b, outs, buf, isa)
-    else:
-        wpk = direct.pack_weights(w, isa)
-        kernel = lambda xs, outs, buf: direct.conv(xs, wpk, f, pad_h, pad_w, b, outs, buf, isa)
+    # 16 filters, rows of at most 12: weights packed for the kernel with the filters in the
+    # vector lanes, not the output columns (direct_conv.h).  Batch 128, one core, columns ->
+    # lanes, ms: LeNet-5's 6 -> 16 5x5 on 14x14 1.01 -> 0.70; 16 -> 16 3x3 pad 1 on 12x12
+    # 1.30 -> 0.99, 8x8 0.79 -> 0.65, 4x4 0.42 -> 0.34.
+    block = direct.LANES if direct.lanes_fit(isa, f, ow) else 0
+    wpk = direct.pack_weights(w, isa, block)
 
     def images(chunks):
         buf = runtime.workspace("direct_pad", (scratch,), np.float32)
         for n0 in chunks:
             m = min(step, n - n0)
-            kernel(x[n0:n0 + m], out[n0:n0 + m], buf)
+            direct.conv(x[n0:n0 + m], wpk, f, pad_h, pad_w, b, out[n0:n0 + m], buf, isa)
 
     runtime.run_chunks(images, n, step, n * f * c * kh * kw * oh * ow)
     return out
