@@ -42,6 +42,7 @@ static inline void minicnn_direct_pad_image(const float* x, long c, long h, long
 }
 
 #if MINICNN_DIRECT_X86
+#include <immintrin.h>     /* masked stores (store_first in direct_conv_body.h) */
 
 /* AVX-512: 32 vector registers; 8 filters x 2 vectors = 16 accumulators.  The weight
  * gradient: 4 filters x 5 taps = 20 (measured on the 16 -> 16 3x3 layer, per image: 4 x 5
