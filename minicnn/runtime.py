@@ -1,12 +1,14 @@
 """How the CPU ops use the machine: scratch buffers, worker threads, BLAS threads.
 
 None of this is mathematics -- ``minicnn.functional`` holds that -- but a CPU convolution
-needs it to run near the machine's speed.  Three pieces:
+needs it to run near the machine's speed.  Four pieces:
 
 * **workspace** -- reusable scratch buffers (as cuDNN calls them).  A fresh large array is
   not free: the first write to every page of it is a page fault that the kernel has to
   zero-fill, and on a conv layer's column matrix that made im2col up to 2.7x slower than
   writing into a buffer used before;
+* **recycled outputs** -- ``empty_output``: the same page faults avoided for the arrays an
+  op returns, by handing out again the memory of outputs nothing refers to any more;
 * **chunks on threads** -- ``run_chunks`` / ``sum_over_chunks`` share the chunks of a batch
   out over one Python thread per core (NumPy's matmul and the Cython kernels release the
   GIL), with BLAS single-threaded meanwhile.  ``sum_over_chunks`` adds the threads' partial
@@ -18,6 +20,7 @@ minicnn.
 """
 import contextlib
 import os
+import sys
 import threading
 
 import numpy as np
@@ -75,6 +78,81 @@ def clear_workspace():
 def workspace_nbytes():
     """Bytes held by this thread's workspace buffers."""
     return sum(b.nbytes for b in _buffers().values())
+
+
+# ------------------------------------------------------------------ recycled outputs
+#
+# An op's output cannot live in the workspace: it outlives the call (the next layer reads it,
+# a cache keeps it for the backward pass).  But a training step makes the same arrays every
+# step, and glibc hands an array over its mmap threshold back to the kernel when it is freed,
+# so the next one is fresh pages again: a page fault per 4 KB written.  Measured on LeNet-5
+# (batch 128, 3 channels, 2 cores): 1,700 faults a step, training 11.0k -> 13.2k images/s
+# without them (there by raising malloc's thresholds, which is process-wide and not ours to
+# set).  So ``empty_output`` keeps the arrays it hands out and hands one out again once
+# nothing else refers to it: every view, cache entry, memoryview or Cython buffer of an
+# array holds a reference to it, so a reference count down to this module's own means the
+# array is dead.  (Only a raw address taken from it, arr.ctypes.data say, escapes the count.)
+# Small arrays are left to malloc, which recycles them itself.
+
+RECYCLE_MIN_BYTES = 128 << 10      # glibc's default mmap threshold: below it, malloc's free lists
+RECYCLE_MAX_BYTES = 64 << 20       # total bytes kept, in use or not
+
+_recycled = {"arrays": {}, "nbytes": 0}     # {nbytes: [1-d uint8 arrays]}, their total
+_recycle_lock = threading.Lock()
+
+
+def _refcounts(arrays):
+    return [sys.getrefcount(buf) for buf in arrays]
+
+
+# What _refcounts says of an array nothing else holds (the list's reference, the loop's and
+# getrefcount's own -- measured rather than assumed, as interpreters count differently).
+_UNUSED_REFS = _refcounts([np.empty(0)])[0]
+
+
+def empty_output(shape, dtype):
+    """np.empty(shape, dtype) for an op's output, its memory recycled from a dead earlier one.
+
+    C-contiguous, contents garbage, like np.empty; the caller may keep it as long as it likes.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if not RECYCLE_MIN_BYTES <= nbytes <= RECYCLE_MAX_BYTES:
+        return np.empty(shape, dtype=dtype)
+    with _recycle_lock:
+        arrays = _recycled["arrays"].setdefault(nbytes, [])
+        for buf, refs in zip(arrays, _refcounts(arrays)):
+            if refs == _UNUSED_REFS:
+                return buf.view(dtype).reshape(shape)
+        if not _make_room(nbytes):
+            return np.empty(shape, dtype=dtype)
+        buf = np.empty(nbytes, dtype=np.uint8)
+        arrays.append(buf)
+        _recycled["nbytes"] += nbytes
+        return buf.view(dtype).reshape(shape)
+
+
+def _make_room(nbytes):
+    """Forget unused arrays (other sizes: the shapes changed) until nbytes more fit the bound."""
+    for size, arrays in _recycled["arrays"].items():
+        if _recycled["nbytes"] + nbytes <= RECYCLE_MAX_BYTES:
+            break
+        kept = [buf for buf, refs in zip(arrays, _refcounts(arrays)) if refs != _UNUSED_REFS]
+        _recycled["nbytes"] -= size * (len(arrays) - len(kept))
+        arrays[:] = kept
+    return _recycled["nbytes"] + nbytes <= RECYCLE_MAX_BYTES
+
+
+def clear_recycled():
+    """Forget the kept output arrays (those still in use live on, owned by their users)."""
+    with _recycle_lock:
+        _recycled["arrays"].clear()
+        _recycled["nbytes"] = 0
+
+
+def recycled_nbytes():
+    """Bytes of the output arrays empty_output keeps (in use or not)."""
+    return _recycled["nbytes"]
 
 
 # ------------------------------------------------------------------ BLAS threads
@@ -217,8 +295,10 @@ _pool = {}
 def _after_fork_in_child():
     # Threads do not survive fork(): a child (a data-loader worker, say) must not submit
     # to its parent's pool -- nobody would run the work -- nor inherit a half-held count.
+    global _recycle_lock
     _pool.clear()
     _blas.pop("depth", None)
+    _recycle_lock = threading.Lock()      # a parent's thread may have held it at the fork
 
 
 if hasattr(os, "register_at_fork"):

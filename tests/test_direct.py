@@ -2,8 +2,9 @@
 gradient) against the definition, for every instruction set this CPU can run (AVX-512 and
 AVX2 are both tried where AVX-512 is there), over hypothesis-drawn layers: non-square
 kernels, unequal padding, rows that are not a whole number of vectors, filter counts that
-are not a whole number of blocks, one image; then the conv path that uses them (forward,
-dW, and the backward's dx by the flipped filters) against the plain path.
+are not a whole number of blocks, one image; the filters-in-lanes kernel (16 filters, short
+rows) the same way; then the conv path that uses them (forward, dW, and the backward's dx by
+the flipped filters) against the plain path.
 """
 import numpy as np
 import pytest
@@ -140,6 +141,89 @@ def test_kernel_rejects_bad_arguments():
         direct.conv(x, wpk, 4, 1, 1, np.zeros(3, np.float32), out, scratch, isa)
     with pytest.raises(RuntimeError, match="cannot run"):
         direct.conv(x, wpk, 4, 1, 1, None, out, scratch, direct.isa() + 1)
+
+
+LANES_ISAS = [isa for isa in ISAS if direct.lanes_fit(isa, 16, 1)]
+
+
+@st.composite
+def lanes_layers(draw):
+    """(n, c, h, w, kh, kw, pad_h, pad_w) of a 16-filter stride-1 conv with rows the
+    filters-in-lanes kernel takes (at most 12 outputs), odd sizes and unequal padding."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    pad_h, pad_w = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    h = max(1, kh - 2 * pad_h) + draw(st.integers(0, 9))
+    w = max(1, kw - 2 * pad_w) + draw(st.integers(0, 11 - max(0, 2 * pad_w - kw + 1)))
+    return draw(st.integers(1, 3)), draw(st.integers(1, 16)), h, w, kh, kw, pad_h, pad_w
+
+
+@pytest.mark.skipif(not LANES_ISAS, reason="no filters-in-lanes kernel on this CPU")
+@settings(max_examples=60, deadline=None)
+@given(lanes_layers(), st.integers(0, 2 ** 16), st.booleans())
+def test_lanes_kernel_is_the_convolution(layer, seed, bias):
+    """Weights packed in blocks of LANES: direct.conv runs the filters-in-lanes kernel."""
+    n, c, h, w, kh, kw, pad_h, pad_w = layer
+    isa = LANES_ISAS[-1]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((16, c, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32) if bias else None
+    oh, ow = h + 2 * pad_h - kh + 1, w + 2 * pad_w - kw + 1
+    assert direct.lanes_fit(isa, 16, ow)
+    out = np.full((n, 16, oh, ow), np.nan, dtype=np.float32)    # a missed entry shows as NaN
+    scratch = np.full(direct.scratch_len(isa, c, oh, ow, kh, kw), np.nan, dtype=np.float32)
+    x_before = x.copy()
+    wpk = direct.pack_weights(wt, isa, direct.LANES)
+    assert wpk.shape == (1, c, kh, kw, 16)
+    direct.conv(x, wpk, 16, pad_h, pad_w, b, out, scratch, isa)
+    np.testing.assert_allclose(out, reference(x, wt, b, pad_h, pad_w), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.skipif(not LANES_ISAS, reason="no filters-in-lanes kernel on this CPU")
+def test_lanes_kernel_fits_and_rejects():
+    """16 filters, rows of at most 12, AVX-512 only: weights packed for it and a layer it does
+    not take are a ValueError, as are mismatched arguments."""
+    isa = LANES_ISAS[-1]
+    assert direct.lanes_fit(isa, 16, 12) and not direct.lanes_fit(isa, 16, 13)
+    assert not direct.lanes_fit(isa, 8, 10) and not direct.lanes_fit(1, 16, 10)
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    wpk = direct.pack_weights(np.zeros((16, 3, 3, 3), np.float32), isa, direct.LANES)
+    scratch = np.zeros(direct.scratch_len(isa, 3, 8, 8, 3, 3), np.float32)
+    out = np.zeros((2, 16, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="does not fit x"):
+        direct.conv(x, wpk, 16, 0, 0, None, out, scratch, isa)              # out is for pad 1
+    with pytest.raises(ValueError, match="do not fit x with 3 channels"):
+        direct.conv(x, wpk[:, :2].copy(), 16, 1, 1, None, out, scratch, isa)
+    with pytest.raises(ValueError, match="does not take 12 filters"):
+        direct.conv(x, direct.pack_weights(np.zeros((12, 3, 3, 3), np.float32), isa, direct.LANES), 12,
+                    1, 1, None, np.zeros((2, 12, 8, 8), np.float32), scratch, isa)
+    with pytest.raises(ValueError, match="scratch"):
+        direct.conv(x, wpk, 16, 1, 1, None, out, scratch[:10], isa)
+    with pytest.raises(ValueError, match=r"b of shape \(16,\)"):
+        direct.conv(x, wpk, 16, 1, 1, np.zeros(3, np.float32), out, scratch, isa)
+
+
+@pytest.mark.skipif(not LANES_ISAS, reason="no filters-in-lanes kernel on this CPU")
+@pytest.mark.parametrize("h, k, pad", [(14, 5, 0), (8, 3, 1), (11, 3, 1), (5, 1, 0), (13, 3, 1)])
+def test_conv_path_packs_for_the_lanes_kernel_for_16_filters_and_short_rows(h, k, pad):
+    """LeNet-5's second conv and its kind (rows of <= 12) go to the filters-in-lanes kernel,
+    a row of 13 to the other; both match the plain path."""
+    rng = np.random.default_rng(h)
+    x = rng.standard_normal((7, 6, h, h)).astype(np.float32)
+    wt = rng.standard_normal((16, 6, k, k)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    blocks = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(direct, "conv", lambda *a: blocks.append(a[1].shape[4]) or conv_kernel(*a))
+        out, _ = F.conv2d_forward(x, wt, b, 1, pad)
+    assert set(blocks) == {direct.LANES if h + 2 * pad - k + 1 <= 12 else 8}
+    with backend.use_cython(False):
+        ref, _ = F.conv2d_forward(x, wt, b, 1, pad)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+conv_kernel = direct.conv if direct is not None else None
 
 
 # ----------------------------------------------------------------------------- the conv path

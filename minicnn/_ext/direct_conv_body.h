@@ -6,13 +6,14 @@
  *   DC_V         floats per vector register
  *   DC_FB        filters per register block
  *   DC_JB        vectors of output columns per register block
+ *   DC_RB        output rows per register block
  *   DC_GFB, DC_TAPS  (optional) filters and taps per register block of the weight gradient
  *
- * The register block: DC_FB filters x DC_JB * DC_V output columns of one output row, held
- * in DC_FB * DC_JB accumulator registers for the whole sum over (c, p, q).  Each step of
- * that sum loads DC_JB vectors of one input row (shifted by q) and DC_FB filter weights
- * (broadcast), and does DC_FB * DC_JB fused multiply-adds: every load feeds several FMAs,
- * which is what keeps the FMA units busy (a GEMM's micro-kernel does the same).
+ * The register block: DC_FB filters x DC_RB output rows x DC_JB * DC_V output columns, held
+ * in DC_FB * DC_RB * DC_JB accumulator registers for the whole sum over (c, p, q).  Each step
+ * of that sum loads DC_RB * DC_JB vectors of input (shifted by q) and DC_FB filter weights
+ * (broadcast), and does DC_FB * DC_RB * DC_JB fused multiply-adds: every load feeds several
+ * FMAs, which is what keeps the FMA units busy (a GEMM's micro-kernel does the same).
  */
 
 typedef float DC_NAME(vec) __attribute__((vector_size(DC_V * 4)));
@@ -24,51 +25,75 @@ DC_TARGET static inline DC_NAME(vec) DC_NAME(load)(const float* p)
     return v;
 }
 
+/* The first count (< DC_V) floats of v to p, by one masked store: a memcpy of a variable
+ * length here was a library call per filter and output row -- LeNet-5's first conv (rows of
+ * 28, vectors of 16) made 21,500 of them per forward pass. */
+DC_TARGET static inline void DC_NAME(store_first)(float* p, DC_NAME(vec) v, long count)
+{
+#if DC_V == 16
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << count) - 1u), (__m512)v);
+#else
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), lane), (__m256)v);
+#endif
+}
+
 /* out[f, i, j] for the DC_FB filters of block wb and all output rows, one image.
  *   xpad: (c, hp, wp) the zero-padded image, wp >= (columns rounded up to the block) + kw - 1
  *   wb:   (c, kh, kw, DC_FB) the block's weights, filter innermost
- *   out:  (f_here, oh, ow) where the block's first filter goes; f_here <= DC_FB are stored */
+ *   out:  (f_here, oh, ow) where the block's first filter goes; f_here <= DC_FB are stored
+ * A block covers DC_RB output rows (the last block of an image may repeat a row, not stored). */
 DC_TARGET static void DC_NAME(filter_block)(const float* xpad, long c, long hp, long wp,
-                                            const float* wb, long kh, long kw,
+                                            long pad_h, long h, const float* wb, long kh, long kw,
                                             const float* bias, long f_here,
                                             float* out, long oh, long ow)
 {
     const long plane = hp * wp;
     const long cols = DC_V * DC_JB;
-    for (long i = 0; i < oh; i++) {
+    for (long i0 = 0; i0 < oh; i0 += DC_RB) {
+        long row[DC_RB];                 /* the block's output rows; past oh, the last one again */
+        for (int r = 0; r < DC_RB; r++)
+            row[r] = i0 + r < oh ? i0 + r : oh - 1;
+        /* Kernel rows p that read only padding rows for every row of the block add nothing:
+         * skipped (the backward pass's dx conv pads by KH - 1, where they are ~30% of the work).
+         * The real image rows are pad_h .. pad_h + h - 1 of xpad. */
+        long p_lo = pad_h - row[DC_RB - 1], p_hi = pad_h + h - i0;
+        p_lo = p_lo > 0 ? p_lo : 0;
+        p_hi = p_hi < kh ? p_hi : kh;
         for (long j0 = 0; j0 < ow; j0 += cols) {
-            DC_NAME(vec) acc[DC_FB][DC_JB];
+            DC_NAME(vec) acc[DC_FB][DC_RB * DC_JB];
             for (int a = 0; a < DC_FB; a++) {
                 float b0 = (bias != NULL && a < f_here) ? bias[a] : 0.0f;
-                for (int t = 0; t < DC_JB; t++)
+                for (int t = 0; t < DC_RB * DC_JB; t++)
                     acc[a][t] = (DC_NAME(vec)){0} + b0;
             }
             for (long cc = 0; cc < c; cc++) {
-                for (long p = 0; p < kh; p++) {
-                    const float* xr = xpad + cc * plane + (i + p) * wp + j0;
+                for (long p = p_lo; p < p_hi; p++) {
+                    const float* xr = xpad + cc * plane + p * wp + j0;
                     const float* wr = wb + (cc * kh + p) * kw * DC_FB;
                     for (long q = 0; q < kw; q++) {
-                        DC_NAME(vec) xv[DC_JB];
-                        for (int t = 0; t < DC_JB; t++)
-                            xv[t] = DC_NAME(load)(xr + q + t * DC_V);
+                        DC_NAME(vec) xv[DC_RB * DC_JB];
+                        for (int r = 0; r < DC_RB; r++)
+                            for (int t = 0; t < DC_JB; t++)
+                                xv[r * DC_JB + t] = DC_NAME(load)(xr + row[r] * wp + q + t * DC_V);
                         for (int a = 0; a < DC_FB; a++) {
                             const float s = wr[q * DC_FB + a];
-                            for (int t = 0; t < DC_JB; t++)
+                            for (int t = 0; t < DC_RB * DC_JB; t++)
                                 acc[a][t] += xv[t] * s;
                         }
                     }
                 }
             }
-            for (int a = 0; a < DC_FB && a < f_here; a++) {
-                float* o = out + (a * oh + i) * ow;
-                for (int t = 0; t < DC_JB; t++) {
-                    const long j = j0 + t * DC_V;
-                    if (j + DC_V <= ow) {
-                        memcpy(o + j, &acc[a][t], sizeof acc[a][t]);
-                    } else if (j < ow) {       /* the row's last, partial vector */
-                        float tmp[DC_V];
-                        memcpy(tmp, &acc[a][t], sizeof tmp);
-                        memcpy(o + j, tmp, (size_t)(ow - j) * sizeof(float));
+            for (int r = 0; r < DC_RB && i0 + r < oh; r++) {
+                for (int a = 0; a < DC_FB && a < f_here; a++) {
+                    float* o = out + (a * oh + i0 + r) * ow;
+                    for (int t = 0; t < DC_JB; t++) {
+                        const long j = j0 + t * DC_V;
+                        if (j + DC_V <= ow) {
+                            memcpy(o + j, &acc[a][r * DC_JB + t], sizeof(DC_NAME(vec)));
+                        } else if (j < ow) {       /* the row's last, partial vector */
+                            DC_NAME(store_first)(o + j, acc[a][r * DC_JB + t], ow - j);
+                        }
                     }
                 }
             }
@@ -88,15 +113,11 @@ DC_TARGET static void DC_NAME(conv)(const float* x, long n, long c, long h, long
      * overwrites only the interior. */
     memset(xpad, 0, (size_t)(c * hp * wp) * sizeof(float));
     for (long m = 0; m < n; m++) {
-        const float* xm = x + m * c * h * w;
-        for (long cc = 0; cc < c; cc++)
-            for (long r = 0; r < h; r++)
-                memcpy(xpad + (cc * hp + r + pad_h) * wp + pad_w, xm + (cc * h + r) * w,
-                       (size_t)w * sizeof(float));
+        minicnn_direct_pad_image(x + m * c * h * w, c, h, w, pad_h, pad_w, hp, wp, xpad);
         for (long fb = 0; fb < fblocks; fb++) {
             const long f0 = fb * DC_FB;
             const long f_here = f - f0 < DC_FB ? f - f0 : DC_FB;
-            DC_NAME(filter_block)(xpad, c, hp, wp, wpk + fb * c * kh * kw * DC_FB, kh, kw,
+            DC_NAME(filter_block)(xpad, c, hp, wp, pad_h, h, wpk + fb * c * kh * kw * DC_FB, kh, kw,
                                   bias != NULL ? bias + f0 : NULL, f_here,
                                   out + (m * f + f0) * oh * ow, oh, ow);
         }

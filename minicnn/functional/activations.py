@@ -1,5 +1,5 @@
 """Elementwise nonlinearities.  Shapes: any; out and dx have the shape of x."""
-from minicnn import backend
+from minicnn import backend, runtime
 from minicnn.functional._validate import check_float_array, check_shape
 
 
@@ -13,10 +13,11 @@ def relu_forward(x):
     check_float_array(op, "x", x)
     kernels = backend.cython_kernels(xp, "activations")
     if kernels is not None:
-        # One pass writing out and the mask (the semantics below, see _ext/activations.pyx).
+        # One pass writing out and the mask (the semantics below, see _ext/activations.pyx),
+        # into memory recycled from dead earlier outputs (runtime.empty_output says why).
         x = xp.ascontiguousarray(x)
-        out = xp.empty(x.shape, dtype=x.dtype)
-        mask = xp.empty(x.shape, dtype=bool)
+        out = runtime.empty_output(x.shape, x.dtype)
+        mask = runtime.empty_output(x.shape, bool)
         kernels.relu_forward(x.reshape(-1), out.reshape(-1), mask.reshape(-1).view(xp.uint8))
         return out, mask
     # maximum (not where(x > 0, x, 0)) keeps a NaN a NaN, so divergence stays visible.
@@ -39,8 +40,8 @@ def add_relu_forward(a, b):
     if kernels is None or not hasattr(kernels, "add_relu_forward"):
         return relu_forward(a + b)
     a, b = xp.ascontiguousarray(a), xp.ascontiguousarray(b)
-    out = xp.empty(a.shape, dtype=a.dtype)
-    mask = xp.empty(a.shape, dtype=bool)
+    out = runtime.empty_output(a.shape, a.dtype)
+    mask = runtime.empty_output(a.shape, bool)
     kernels.add_relu_forward(a.reshape(-1), b.reshape(-1), out.reshape(-1), mask.reshape(-1).view(xp.uint8))
     return out, mask
 
@@ -62,7 +63,7 @@ def _pass_where(dout, mask, op):
     if kernels is not None and mask.flags.c_contiguous:
         # where() branches on every element and a post-BN mask is a coin flip for the
         # branch predictor (16 ms for 8 MB here); the kernel selects without a branch.
-        dx = xp.empty(dout.shape, dtype=dout.dtype)
+        dx = runtime.empty_output(dout.shape, dout.dtype)
         kernels.relu_backward(xp.ascontiguousarray(dout).reshape(-1), mask.reshape(-1).view(xp.uint8),
                               dx.reshape(-1))
         return dx

@@ -27,9 +27,13 @@ MAX_CHANNELS = 16
 # many bytes (kept in the core's L2 cache while every block of filters and taps reads them).
 GRAD_CHUNK_BYTES = 512 << 10
 # The backward pass computes dx by the direct kernel only for layers with at least this many
-# input channels: dx's conv has them as its filters, and the kernel works on blocks of 8 filters
-# (LeNet-5's first conv, 1 -> 6: backward 1.2 ms by col2im, 1.7 ms direct).
-MIN_DX_CHANNELS = 8
+# input channels: dx's conv has them as its filters, the kernel works on blocks of 8 filters,
+# and with fewer col2im's GEMM wastes less.  Measured (batch 128, 2 cores, AVX-512), dx ms by
+# col2im / direct at 1, 3, 4, 6 input channels: 16 filters 5x5 on 14x14 (LeNet-5's second conv
+# has 6) 0.47 / 0.91, 0.77 / 0.89, 0.93 / 0.93, 1.20 / 0.95; 16 filters 3x3 pad 1 on 32x32
+# 1.63 / 1.57, 2.38 / 1.60, 2.62 / 1.59, 3.61 / 1.57; 6 filters 5x5 on 32x32 1.13 / 1.30,
+# 2.17 / 1.35, 3.31 / 1.42, 4.37 / 1.42.
+MIN_DX_CHANNELS = 4
 # The kernel's instruction set: None = the best this CPU has (direct.isa()), or the cap set by
 # $MINICNN_DIRECT_ISA; 0 = never use the direct kernel; 1 = AVX2 + FMA, 2 = AVX-512 (the tests
 # force each one they can run).
@@ -83,12 +87,17 @@ def forward(x, w, b, pad_h, pad_w, isa=None):
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
     oh, ow = h + 2 * pad_h - kh + 1, wd + 2 * pad_w - kw + 1
-    wpk = direct.pack_weights(w, isa)
-    out = np.empty((n, f, oh, ow), dtype=np.float32)
+    out = runtime.empty_output((n, f, oh, ow), np.float32)
     scratch = direct.scratch_len(isa, c, oh, ow, kh, kw)
     # A few images per call: the padding is zeroed once per call, and the chunks are still
     # small enough to share out evenly between the cores.
     step = max(1, min(8, n // (4 * runtime.cpu_count())))
+    # 16 filters, rows of at most 12: weights packed for the kernel with the filters in the
+    # vector lanes, not the output columns (direct_conv.h).  Batch 128, one core, columns ->
+    # lanes, ms: LeNet-5's 6 -> 16 5x5 on 14x14 1.01 -> 0.70; 16 -> 16 3x3 pad 1 on 12x12
+    # 1.30 -> 0.99, 8x8 0.79 -> 0.65, 4x4 0.42 -> 0.34.
+    block = direct.LANES if direct.lanes_fit(isa, f, ow) else 0
+    wpk = direct.pack_weights(w, isa, block)
 
     def images(chunks):
         buf = runtime.workspace("direct_pad", (scratch,), np.float32)

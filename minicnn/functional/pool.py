@@ -28,7 +28,7 @@ The plain version below loops over the KH*KW kernel taps, each a strided slice o
 the whole batch (NumPy/CuPy-generic, the path CuPy runs); on the CPU the Cython
 kernels in ``minicnn/_ext/pool.pyx`` compute the same out and argmax directly.
 """
-from minicnn import backend
+from minicnn import backend, runtime
 from minicnn.checks import check_int
 from minicnn.functional._validate import check_float_array, check_shape, output_size, pair
 
@@ -105,13 +105,15 @@ def max_pool2d_forward(x, size, stride, pad=0, ceil_mode=False):
     xp = backend.get_array_module(x=x, op=op)
     kh, kw, stride, pad, oh, ow = _pool_geometry(op, x, size, stride, pad, ceil_mode)
     n, c = x.shape[:2]
-    out = xp.empty((n, c, oh, ow), dtype=x.dtype)
     kernels = backend.cython_kernels(xp, "pool")
-    # The kernel writes every entry; the plain path's first tap relies on zeros.
-    argmax = (xp.empty if kernels is not None else xp.zeros)((n, c, oh, ow), dtype=xp.int32)
     if kernels is not None:
+        # The kernel writes every entry of out and argmax (their memory recycled: runtime.py).
+        out = runtime.empty_output((n, c, oh, ow), x.dtype)
+        argmax = runtime.empty_output((n, c, oh, ow), xp.int32)
         kernels.max_pool_forward(xp.ascontiguousarray(x), kh, kw, stride, pad, out, argmax, ceil_mode)
     else:
+        out = xp.empty((n, c, oh, ow), dtype=x.dtype)
+        argmax = xp.zeros((n, c, oh, ow), dtype=xp.int32)     # the first tap relies on zeros
         # -inf on the bottom and right too: a window over the edge sees only its real pixels.
         xpad = _pad(xp, x, _padded_shape(x.shape, kh, kw, stride, pad, oh, ow), pad, -xp.inf)
         for t, rows, cols in _taps(kh, kw, stride, oh, ow):
@@ -142,7 +144,7 @@ def max_pool2d_backward(dout, cache):
     oh, ow = argmax.shape[2:]
     kernels = backend.cython_kernels(xp, "pool")
     if kernels is not None:
-        dx = xp.empty(x_shape, dtype=dout.dtype)
+        dx = runtime.empty_output(x_shape, dout.dtype)
         kernels.max_pool_backward(xp.ascontiguousarray(dout), argmax, kw, stride, pad, dx)
         return dx
     # (oh, ow) tell a ceil_mode pass from a floor one: the padded grid is the forward's.
