@@ -1,0 +1,410 @@
+/* One instantiation of the Winograd F(2x2, 3x3) tile loops; included by winograd_tiles.h
+ * once per (element type, instruction set), with these macros set:
+ *
+ *   WT_T         float or double
+ *   WT_FN(s)     the name of function s in this instantiation
+ *   WT_TARGET    the function attribute that selects the instruction set (or nothing)
+ *
+ * Every loop here is written so that the compiler vectorises it: unit-stride (or
+ * stride-2) reads, unit-stride stores, no value carried from one iteration to the next,
+ * and WT_RESTRICT-qualified pointers (with 16 output streams the compiler will not emit
+ * run-time overlap checks, so without WT_RESTRICT it keeps the loop scalar).  Each value is
+ * computed by the same operations in the same order as the scalar kernels this replaced
+ * (and as winograd.py's matrices B^T, A^T spell out), so the results are bit for bit
+ * those of the scalar loops.
+ */
+
+/* ---------------------------------------------------------------- copying planes */
+
+/* src (w values) into the zero-bordered row `row` at column offset pad, the row kept
+ * de-interleaved: its even columns in row[0, half), its odd ones in row[half, 2*half). */
+WT_TARGET static void WT_FN(split_row)(const WT_T* WT_RESTRICT src, ptrdiff_t w, ptrdiff_t pad,
+                                       WT_T* WT_RESTRICT row, ptrdiff_t half)
+{
+    /* src[2k] lands on column 2k + pad, src[2k + 1] on 2k + 1 + pad */
+    WT_T* WT_RESTRICT first = (pad & 1) ? row + half + pad / 2 : row + pad / 2;
+    WT_T* WT_RESTRICT second = (pad & 1) ? row + (pad + 1) / 2 : row + half + pad / 2;
+    for (ptrdiff_t k = 0; k < (w + 1) / 2; k++)
+        first[k] = src[2 * k];
+    for (ptrdiff_t k = 0; k < w / 2; k++)
+        second[k] = src[2 * k + 1];
+}
+
+/* The inverse of split_row: columns pad .. pad + w - 1 of a de-interleaved row into dst. */
+WT_TARGET static void WT_FN(join_row)(const WT_T* WT_RESTRICT row, ptrdiff_t half, ptrdiff_t pad,
+                                      WT_T* WT_RESTRICT dst, ptrdiff_t w)
+{
+    const WT_T* WT_RESTRICT first = (pad & 1) ? row + half + pad / 2 : row + pad / 2;
+    const WT_T* WT_RESTRICT second = (pad & 1) ? row + (pad + 1) / 2 : row + half + pad / 2;
+    for (ptrdiff_t k = 0; k < (w + 1) / 2; k++)
+        dst[2 * k] = first[k];
+    for (ptrdiff_t k = 0; k < w / 2; k++)
+        dst[2 * k + 1] = second[k];
+}
+
+/* ---------------------------------------------------------------- V = B^T d B */
+
+/* One row of tiles of a de-interleaved zero-bordered plane (rows wp = 2*(tw + 1) apart,
+ * r the first of the 4 rows): tile s's value xi goes to v[xi * xs + s].
+ * b: scratch of 4 * wp values. */
+WT_TARGET static void WT_FN(input_tile_row)(const WT_T* WT_RESTRICT r, ptrdiff_t tw,
+                                            WT_T* WT_RESTRICT v, ptrdiff_t xs, WT_T* WT_RESTRICT b)
+{
+    const ptrdiff_t half = tw + 1, wp = 2 * half;
+    const WT_T* WT_RESTRICT r0 = r;
+    const WT_T* WT_RESTRICT r1 = r + wp;
+    const WT_T* WT_RESTRICT r2 = r + 2 * wp;
+    const WT_T* WT_RESTRICT r3 = r + 3 * wp;
+    /* B^T d on whole rows: the 4 rows of every tile of the row at once */
+    for (ptrdiff_t j = 0; j < wp; j++) {
+        b[j] = r0[j] - r2[j];
+        b[wp + j] = r1[j] + r2[j];
+        b[2 * wp + j] = r2[j] - r1[j];
+        b[3 * wp + j] = r1[j] - r3[j];
+    }
+    /* (B^T d) B on the columns: tile s's columns 0..3 are e[s], o[s], e[s + 1], o[s + 1];
+     * one output matrix at a time, so that every store stream is contiguous */
+    for (ptrdiff_t k = 0; k < 4; k++) {
+        const WT_T* WT_RESTRICT e = b + k * wp;
+        const WT_T* WT_RESTRICT o = e + half;
+        WT_T* WT_RESTRICT v0 = v + (4 * k) * xs;
+        WT_T* WT_RESTRICT v1 = v0 + xs;
+        WT_T* WT_RESTRICT v2 = v1 + xs;
+        WT_T* WT_RESTRICT v3 = v2 + xs;
+        for (ptrdiff_t s = 0; s < tw; s++)
+            v0[s] = e[s] - e[s + 1];
+        for (ptrdiff_t s = 0; s < tw; s++)
+            v1[s] = o[s] + e[s + 1];
+        for (ptrdiff_t s = 0; s < tw; s++)
+            v2[s] = e[s + 1] - o[s];
+        for (ptrdiff_t s = 0; s < tw; s++)
+            v3[s] = o[s] - o[s + 1];
+    }
+}
+
+/* V (16, C, m*TH*TW), matrices xs apart, from x (m, c, h, w).  plane: scratch of
+ * (2*th + 2) * (2*tw + 2) + 4 * (2*tw + 2) values, its first (2*th + 2) * (2*tw + 2)
+ * zeroed by the caller: a zero-bordered copy of one plane, de-interleaved, and a row of
+ * tiles' B^T d rows. */
+WT_TARGET static void WT_FN(input)(const WT_T* WT_RESTRICT x, ptrdiff_t m, ptrdiff_t c, ptrdiff_t h,
+                                   ptrdiff_t w, ptrdiff_t pad, ptrdiff_t th, ptrdiff_t tw,
+                                   WT_T* WT_RESTRICT v, ptrdiff_t xs, WT_T* WT_RESTRICT plane)
+{
+    const ptrdiff_t half = tw + 1, wp = 2 * half, hp = 2 * th + 2, t_all = m * th * tw;
+    WT_T* WT_RESTRICT b = plane + hp * wp;
+    for (ptrdiff_t n = 0; n < m; n++)
+        for (ptrdiff_t ci = 0; ci < c; ci++) {
+            const WT_T* WT_RESTRICT src = x + (n * c + ci) * h * w;
+            WT_T* WT_RESTRICT dst = v + ci * t_all + n * th * tw;
+            for (ptrdiff_t i = 0; i < h; i++)
+                WT_FN(split_row)(src + i * w, w, pad, plane + (i + pad) * wp, half);
+            for (ptrdiff_t t = 0; t < th; t++)
+                WT_FN(input_tile_row)(plane + 2 * t * wp, tw, dst + t * tw, xs, b);
+        }
+}
+
+/* V^T (16, m*TH*TW, C), matrices xs apart, channels [c0, c0 + cb) of image n of x
+ * (m, c, h, w).  planes: scratch of (2*th + 2) * wp * cl + 4 * wp * cl values (wp = 2*tw + 2),
+ * the block's planes channels-last -- (row, column, channel), cl >= cb channels apart --
+ * zero-bordered, so that every loop below runs over channels: contiguous in the planes
+ * and in V^T.  (A fixed cl keeps a shorter last block's borders where they were zeroed.) */
+WT_TARGET static void WT_FN(input_cl_block)(const WT_T* WT_RESTRICT x, ptrdiff_t c, ptrdiff_t h,
+                                            ptrdiff_t w, ptrdiff_t pad, ptrdiff_t th, ptrdiff_t tw,
+                                            ptrdiff_t n, ptrdiff_t c0, ptrdiff_t cb, ptrdiff_t cl,
+                                            WT_T* WT_RESTRICT v, ptrdiff_t xs, WT_T* WT_RESTRICT planes)
+{
+    const ptrdiff_t wp = 2 * tw + 2, hp = 2 * th + 2, rl = wp * cl;
+    WT_T* WT_RESTRICT b = planes + hp * rl;
+    /* the copy: a row of the block at a time, each channel's row read contiguously and
+     * stored cl apart (the row of the block, wp * cl values, stays in the L1 cache) */
+    for (ptrdiff_t i = 0; i < h; i++)
+        for (ptrdiff_t ci = 0; ci < cb; ci++) {
+            const WT_T* WT_RESTRICT src = x + ((n * c + c0 + ci) * h + i) * w;
+            WT_T* WT_RESTRICT dst = planes + (i + pad) * rl + pad * cl + ci;
+            for (ptrdiff_t j = 0; j < w; j++)
+                dst[j * cl] = src[j];
+        }
+    for (ptrdiff_t t = 0; t < th; t++) {
+        const WT_T* WT_RESTRICT r0 = planes + 2 * t * rl;
+        const WT_T* WT_RESTRICT r1 = r0 + rl;
+        const WT_T* WT_RESTRICT r2 = r1 + rl;
+        const WT_T* WT_RESTRICT r3 = r2 + rl;
+        for (ptrdiff_t j = 0; j < rl; j++) {           /* B^T d, on whole rows */
+            b[j] = r0[j] - r2[j];
+            b[rl + j] = r1[j] + r2[j];
+            b[2 * rl + j] = r2[j] - r1[j];
+            b[3 * rl + j] = r1[j] - r3[j];
+        }
+        /* (B^T d) B: tile s's columns are 2s .. 2s + 3; output matrix xi = 4k + l at a time */
+        for (ptrdiff_t k = 0; k < 4; k++) {
+            const WT_T* WT_RESTRICT bk = b + k * rl;
+            for (ptrdiff_t l = 0; l < 4; l++) {
+                WT_T* WT_RESTRICT out = v + (4 * k + l) * xs + (n * th + t) * tw * c + c0;
+                for (ptrdiff_t s = 0; s < tw; s++) {
+                    const WT_T* WT_RESTRICT q0 = bk + 2 * s * cl;
+                    const WT_T* WT_RESTRICT q1 = q0 + cl;
+                    const WT_T* WT_RESTRICT q2 = q1 + cl;
+                    const WT_T* WT_RESTRICT q3 = q2 + cl;
+                    WT_T* WT_RESTRICT o = out + s * c;
+                    if (l == 0)
+                        for (ptrdiff_t ci = 0; ci < cb; ci++) o[ci] = q0[ci] - q2[ci];
+                    else if (l == 1)
+                        for (ptrdiff_t ci = 0; ci < cb; ci++) o[ci] = q1[ci] + q2[ci];
+                    else if (l == 2)
+                        for (ptrdiff_t ci = 0; ci < cb; ci++) o[ci] = q2[ci] - q1[ci];
+                    else
+                        for (ptrdiff_t ci = 0; ci < cb; ci++) o[ci] = q1[ci] - q3[ci];
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- Y = A^T M A */
+
+/* One row of tiles: M's values mm[xi * xs + s] -> the 2 output rows y0, y1 (2*tw wide). */
+WT_TARGET static void WT_FN(output_tile_row)(const WT_T* WT_RESTRICT mm, ptrdiff_t xs, ptrdiff_t tw,
+                                             WT_T bv, WT_T* WT_RESTRICT y0, WT_T* WT_RESTRICT y1)
+{
+    const WT_T* WT_RESTRICT m0 = mm;
+    const WT_T* WT_RESTRICT m1 = mm + xs;
+    const WT_T* WT_RESTRICT m2 = mm + 2 * xs;
+    const WT_T* WT_RESTRICT m3 = mm + 3 * xs;
+    const WT_T* WT_RESTRICT m4 = mm + 4 * xs;
+    const WT_T* WT_RESTRICT m5 = mm + 5 * xs;
+    const WT_T* WT_RESTRICT m6 = mm + 6 * xs;
+    const WT_T* WT_RESTRICT m7 = mm + 7 * xs;
+    const WT_T* WT_RESTRICT m8 = mm + 8 * xs;
+    const WT_T* WT_RESTRICT m9 = mm + 9 * xs;
+    const WT_T* WT_RESTRICT m10 = mm + 10 * xs;
+    const WT_T* WT_RESTRICT m11 = mm + 11 * xs;
+    const WT_T* WT_RESTRICT m12 = mm + 12 * xs;
+    const WT_T* WT_RESTRICT m13 = mm + 13 * xs;
+    const WT_T* WT_RESTRICT m14 = mm + 14 * xs;
+    const WT_T* WT_RESTRICT m15 = mm + 15 * xs;
+    for (ptrdiff_t s = 0; s < tw; s++) {
+        /* A^T M: rows p = m0 + m1 + m2 and q = m1 - m2 - m3 (each 4 wide) ... */
+        WT_T p0 = m0[s] + m4[s] + m8[s], p1 = m1[s] + m5[s] + m9[s];
+        WT_T p2 = m2[s] + m6[s] + m10[s], p3 = m3[s] + m7[s] + m11[s];
+        WT_T q0 = m4[s] - m8[s] - m12[s], q1 = m5[s] - m9[s] - m13[s];
+        WT_T q2 = m6[s] - m10[s] - m14[s], q3 = m7[s] - m11[s] - m15[s];
+        /* ... then (A^T M) A on the columns the same way */
+        y0[2 * s] = p0 + p1 + p2 + bv;
+        y0[2 * s + 1] = p1 - p2 - p3 + bv;
+        y1[2 * s] = q0 + q1 + q2 + bv;
+        y1[2 * s + 1] = q1 - q2 - q3 + bv;
+    }
+}
+
+/* out (m, f, oh, ow) from M (16, F, m*TH*TW), matrices xs apart; bias (f,) or NULL.
+ * ybuf: scratch of 2*th * 2*tw values (odd sizes: the plane with the extra row/column). */
+WT_TARGET static void WT_FN(output)(const WT_T* WT_RESTRICT mm, ptrdiff_t xs, const WT_T* WT_RESTRICT bias,
+                                    ptrdiff_t m, ptrdiff_t f, ptrdiff_t oh, ptrdiff_t ow,
+                                    WT_T* WT_RESTRICT out, WT_T* WT_RESTRICT ybuf)
+{
+    const ptrdiff_t th = (oh + 1) / 2, tw = (ow + 1) / 2, ow2 = 2 * tw, t_all = m * th * tw;
+    const int even = oh == 2 * th && ow == ow2;
+    for (ptrdiff_t n = 0; n < m; n++)
+        for (ptrdiff_t fi = 0; fi < f; fi++) {
+            WT_T* WT_RESTRICT plane = even ? out + (n * f + fi) * oh * ow : ybuf;
+            const WT_T bv = bias ? bias[fi] : 0;
+            for (ptrdiff_t t = 0; t < th; t++)
+                WT_FN(output_tile_row)(mm + fi * t_all + (n * th + t) * tw, xs, tw, bv,
+                                       plane + 2 * t * ow2, plane + (2 * t + 1) * ow2);
+            if (!even)
+                for (ptrdiff_t i = 0; i < oh; i++)
+                    memcpy(out + ((n * f + fi) * oh + i) * ow, ybuf + i * ow2, (size_t)ow * sizeof(WT_T));
+        }
+}
+
+/* ---------------------------------------------------------------- dM = A dY A^T */
+
+/* One row of tiles: the 2 gradient rows y0, y1 (2*tw wide) -> dm[xi * xs + s]. */
+WT_TARGET static void WT_FN(output_grad_tile_row)(const WT_T* WT_RESTRICT y0, const WT_T* WT_RESTRICT y1,
+                                                  ptrdiff_t tw, WT_T* WT_RESTRICT dm, ptrdiff_t xs)
+{
+    WT_T* WT_RESTRICT o0 = dm;
+    WT_T* WT_RESTRICT o1 = dm + xs;
+    WT_T* WT_RESTRICT o2 = dm + 2 * xs;
+    WT_T* WT_RESTRICT o3 = dm + 3 * xs;
+    WT_T* WT_RESTRICT o4 = dm + 4 * xs;
+    WT_T* WT_RESTRICT o5 = dm + 5 * xs;
+    WT_T* WT_RESTRICT o6 = dm + 6 * xs;
+    WT_T* WT_RESTRICT o7 = dm + 7 * xs;
+    WT_T* WT_RESTRICT o8 = dm + 8 * xs;
+    WT_T* WT_RESTRICT o9 = dm + 9 * xs;
+    WT_T* WT_RESTRICT o10 = dm + 10 * xs;
+    WT_T* WT_RESTRICT o11 = dm + 11 * xs;
+    WT_T* WT_RESTRICT o12 = dm + 12 * xs;
+    WT_T* WT_RESTRICT o13 = dm + 13 * xs;
+    WT_T* WT_RESTRICT o14 = dm + 14 * xs;
+    WT_T* WT_RESTRICT o15 = dm + 15 * xs;
+    WT_IVDEP
+    for (ptrdiff_t s = 0; s < tw; s++) {
+        const WT_T u0 = y0[2 * s], u1 = y0[2 * s + 1], v0 = y1[2 * s], v1 = y1[2 * s + 1];
+        /* A dY: rows (u, u + v, u - v, -v), then the same on the columns */
+        const WT_T r0 = u0, r1 = u0 + u1, r2 = u0 - u1, r3 = -u1;
+        const WT_T w0 = v0, w1 = v0 + v1, w2 = v0 - v1, w3 = -v1;
+        o0[s] = r0;
+        o1[s] = r1;
+        o2[s] = r2;
+        o3[s] = r3;
+        o4[s] = r0 + w0;
+        o5[s] = r1 + w1;
+        o6[s] = r2 + w2;
+        o7[s] = r3 + w3;
+        o8[s] = r0 - w0;
+        o9[s] = r1 - w1;
+        o10[s] = r2 - w2;
+        o11[s] = r3 - w3;
+        o12[s] = -w0;
+        o13[s] = -w1;
+        o14[s] = -w2;
+        o15[s] = -w3;
+    }
+}
+
+/* dM (16, F, m*TH*TW), matrices xs apart, from dout (m, f, oh, ow).  ybuf: scratch of
+ * 2*th * 2*tw values. */
+WT_TARGET static void WT_FN(output_grad)(const WT_T* WT_RESTRICT dout, ptrdiff_t m, ptrdiff_t f,
+                                         ptrdiff_t oh, ptrdiff_t ow, WT_T* WT_RESTRICT dm, ptrdiff_t xs,
+                                         WT_T* WT_RESTRICT ybuf)
+{
+    const ptrdiff_t th = (oh + 1) / 2, tw = (ow + 1) / 2, ow2 = 2 * tw, t_all = m * th * tw;
+    const int even = oh == 2 * th && ow == ow2;
+    /* odd sizes: a copy of the plane with a zero row/column added (outputs past OH, OW
+     * have gradient 0); every plane rewrites the same entries, so the zeros stay */
+    memset(ybuf, 0, (size_t)(2 * th * ow2) * sizeof(WT_T));
+    for (ptrdiff_t n = 0; n < m; n++)
+        for (ptrdiff_t fi = 0; fi < f; fi++) {
+            const WT_T* WT_RESTRICT plane = dout + (n * f + fi) * oh * ow;
+            if (!even) {
+                for (ptrdiff_t i = 0; i < oh; i++)
+                    memcpy(ybuf + i * ow2, plane + i * ow, (size_t)ow * sizeof(WT_T));
+                plane = ybuf;
+            }
+            for (ptrdiff_t t = 0; t < th; t++)
+                WT_FN(output_grad_tile_row)(plane + 2 * t * ow2, plane + (2 * t + 1) * ow2, tw,
+                                            dm + fi * t_all + (n * th + t) * tw, xs);
+        }
+}
+
+/* ---------------------------------------------------------------- dd = B dV B^T */
+
+/* One row of tiles of dV (dv[xi * xs + s]) added onto rows row .. row + 3 of a
+ * de-interleaved plane (wp = 2*(tw + 1) apart).  r: scratch of 16 * (tw + 2) values.
+ * Tile s's columns 2 and 3 are tile s + 1's columns 0 and 1: each entry of a row is
+ * written once, as column 0/1 of tile s plus column 2/3 of tile s - 1. */
+WT_TARGET static void WT_FN(input_grad_tile_row)(const WT_T* WT_RESTRICT dv, ptrdiff_t xs, ptrdiff_t tw,
+                                                 WT_T* WT_RESTRICT row, WT_T* WT_RESTRICT r)
+{
+    const ptrdiff_t half = tw + 1, wp = 2 * half, rs = tw + 2;
+    /* B dV: r[(4k + l) * rs + 1 + s] is row k, column l of tile s's B dV; entries 0 and
+     * tw + 1 of each stay zero, the missing neighbours of the first and last tiles */
+    for (ptrdiff_t l = 0; l < 4; l++) {
+        const WT_T* WT_RESTRICT a0 = dv + l * xs;
+        const WT_T* WT_RESTRICT a1 = dv + (4 + l) * xs;
+        const WT_T* WT_RESTRICT a2 = dv + (8 + l) * xs;
+        const WT_T* WT_RESTRICT a3 = dv + (12 + l) * xs;
+        WT_T* WT_RESTRICT k0 = r + l * rs + 1;
+        WT_T* WT_RESTRICT k1 = r + (4 + l) * rs + 1;
+        WT_T* WT_RESTRICT k2 = r + (8 + l) * rs + 1;
+        WT_T* WT_RESTRICT k3 = r + (12 + l) * rs + 1;
+        WT_IVDEP
+        for (ptrdiff_t s = 0; s < tw; s++) {
+            k0[s] = a0[s];
+            k1[s] = a1[s] - a2[s] + a3[s];
+            k2[s] = a1[s] + a2[s] - a0[s];
+            k3[s] = -a3[s];
+        }
+    }
+    /* ... then (B dV) B^T on the columns, added onto the rows: even column 2s gets
+     * column 0 of tile s and column 2 (= c1 + c2 - c0) of tile s - 1; odd column 2s + 1
+     * gets column 1 (= c1 - c2 + c3) of tile s and column 3 (= -c3) of tile s - 1 */
+    for (ptrdiff_t k = 0; k < 4; k++) {
+        const WT_T* WT_RESTRICT c0 = r + (4 * k) * rs;
+        const WT_T* WT_RESTRICT c1 = c0 + rs;
+        const WT_T* WT_RESTRICT c2 = c1 + rs;
+        const WT_T* WT_RESTRICT c3 = c2 + rs;
+        WT_T* WT_RESTRICT e = row + k * wp;
+        WT_T* WT_RESTRICT o = e + half;
+        for (ptrdiff_t s = 0; s <= tw; s++)
+            e[s] += c0[s + 1] + (c1[s] + c2[s] - c0[s]);
+        for (ptrdiff_t s = 0; s <= tw; s++)
+            o[s] += c1[s + 1] - c2[s + 1] + c3[s + 1] + -c3[s];
+    }
+}
+
+/* The same for a short row of tiles (tw < WT_LONG_ROW), a tile at a time, onto rows of a
+ * plane in natural column order (wp apart).  Columns 2 and 3 of a tile are columns 0 and
+ * 1 of the next: their sums (c_k2, c_k3 of row k) carry over. */
+WT_TARGET static void WT_FN(input_grad_tile_row_short)(const WT_T* WT_RESTRICT dv, ptrdiff_t xs,
+                                                       ptrdiff_t tw, WT_T* WT_RESTRICT row, ptrdiff_t wp)
+{
+    WT_T r[16];
+    WT_T c02 = 0, c03 = 0, c12 = 0, c13 = 0, c22 = 0, c23 = 0, c32 = 0, c33 = 0;
+    for (ptrdiff_t s = 0; s < tw; s++) {
+        for (int k = 0; k < 4; k++) {          /* B dV, column k of the tile */
+            const WT_T a0 = dv[k * xs + s], a1 = dv[(4 + k) * xs + s];
+            const WT_T a2 = dv[(8 + k) * xs + s], a3 = dv[(12 + k) * xs + s];
+            r[k] = a0;
+            r[4 + k] = a1 - a2 + a3;
+            r[8 + k] = a1 + a2 - a0;
+            r[12 + k] = -a3;
+        }
+        const ptrdiff_t q = 2 * s;             /* ... then (B dV) B^T on the columns */
+        row[q] += r[0] + c02;
+        row[q + 1] += r[1] - r[2] + r[3] + c03;
+        c02 = r[1] + r[2] - r[0]; c03 = -r[3];
+        row[wp + q] += r[4] + c12;
+        row[wp + q + 1] += r[5] - r[6] + r[7] + c13;
+        c12 = r[5] + r[6] - r[4]; c13 = -r[7];
+        row[2 * wp + q] += r[8] + c22;
+        row[2 * wp + q + 1] += r[9] - r[10] + r[11] + c23;
+        c22 = r[9] + r[10] - r[8]; c23 = -r[11];
+        row[3 * wp + q] += r[12] + c32;
+        row[3 * wp + q + 1] += r[13] - r[14] + r[15] + c33;
+        c32 = r[13] + r[14] - r[12]; c33 = -r[15];
+    }
+    const ptrdiff_t q = 2 * tw;
+    row[q] += c02;
+    row[q + 1] += c03;
+    row[wp + q] += c12;
+    row[wp + q + 1] += c13;
+    row[2 * wp + q] += c22;
+    row[2 * wp + q + 1] += c23;
+    row[3 * wp + q] += c32;
+    row[3 * wp + q + 1] += c33;
+}
+
+/* dx (m, c, h, w) from dV (16, C, m*TH*TW), matrices xs apart.  buf: scratch of
+ * (2*th + 2) * (2*tw + 2) + 16 * (tw + 2) values: a zero-bordered plane the tiles add
+ * onto (de-interleaved for the long rows' loops) and a row of tiles' B dV. */
+WT_TARGET static void WT_FN(input_grad)(const WT_T* WT_RESTRICT dv, ptrdiff_t xs, ptrdiff_t m,
+                                        ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t pad,
+                                        ptrdiff_t th, ptrdiff_t tw, WT_T* WT_RESTRICT dx,
+                                        WT_T* WT_RESTRICT buf)
+{
+    const ptrdiff_t half = tw + 1, wp = 2 * half, hp = 2 * th + 2, t_all = m * th * tw;
+    const int long_row = tw >= WT_LONG_ROW;
+    WT_T* WT_RESTRICT r = buf + hp * wp;
+    memset(r, 0, (size_t)(16 * (tw + 2)) * sizeof(WT_T));
+    for (ptrdiff_t n = 0; n < m; n++)
+        for (ptrdiff_t ci = 0; ci < c; ci++) {
+            const WT_T* WT_RESTRICT src = dv + ci * t_all + n * th * tw;
+            WT_T* WT_RESTRICT dst = dx + (n * c + ci) * h * w;
+            memset(buf, 0, (size_t)(hp * wp) * sizeof(WT_T));
+            for (ptrdiff_t t = 0; t < th; t++) {
+                if (long_row)
+                    WT_FN(input_grad_tile_row)(src + t * tw, xs, tw, buf + 2 * t * wp, r);
+                else
+                    WT_FN(input_grad_tile_row_short)(src + t * tw, xs, tw, buf + 2 * t * wp, wp);
+            }
+            for (ptrdiff_t i = 0; i < h; i++) {
+                if (long_row)
+                    WT_FN(join_row)(buf + (i + pad) * wp, half, pad, dst + i * w, w);
+                else
+                    memcpy(dst + i * w, buf + (i + pad) * wp + pad, (size_t)w * sizeof(WT_T));
+            }
+        }
+}
