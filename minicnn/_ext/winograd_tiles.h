@@ -47,7 +47,8 @@
 #endif
 
 /* Rows of at least this many tiles take the row-wide vector loops in the input transform
- * and its adjoint; shorter ones the tile-at-a-time loops. */
+ * and its adjoint; shorter ones the tile-at-a-time loops, since a loop of a few iterations
+ * costs more to set up than it saves (timings: winograd.pyx's docstring). */
 #ifndef WT_LONG_ROW
 #define WT_LONG_ROW 16
 #endif
