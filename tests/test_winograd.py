@@ -140,6 +140,8 @@ ISAS = list(range(kernels.isa() + 1)) if kernels is not None else []
 
 @contextlib.contextmanager
 def isa(level):
+    """Every tile loop forced to instruction set ``level``'s copy (by default the kernels
+    pick a narrower one for some loops, which would leave wider copies untested)."""
     previous = kernels.use_isa(level)
     try:
         yield
@@ -149,8 +151,9 @@ def isa(level):
 
 @st.composite
 def long_rows(draw):
-    """A layer whose rows hold at least WT_LONG_ROW = 16 tiles (the row-wide vector loops),
-    with few channels or CL_VECTOR_CHANNELS = 64 and more (the channels-last row loops)."""
+    """A layer whose rows hold at least WT_LONG_ROW = 16 tiles (the row-wide vector loops
+    of the input transform and its adjoint), with few channels or many (the channels-last
+    loops run over all channels and tiles of a row at once)."""
     pad = draw(st.integers(0, 2))
     w = 33 - 2 * pad + draw(st.integers(0, 6))
     h = max(1, 3 - 2 * pad) + draw(st.integers(0, 5))
@@ -177,11 +180,14 @@ def test_every_instruction_set_matches_plain_and_the_portable_loops(dtype, layer
 
 @needs_kernels
 def test_use_isa_refuses_an_instruction_set_this_cpu_lacks():
-    with pytest.raises(ValueError, match=r"use_isa: expected an instruction set 0\.\."):
-        kernels.use_isa(kernels.isa() + 1)
-    with pytest.raises(ValueError, match="use_isa: expected"):
-        kernels.use_isa(-1)
-    assert kernels.use_isa(kernels.isa()) == kernels.isa()
+    best = kernels.isa()
+    for bad in (best + 1, -1, 1.0, True):
+        with pytest.raises(ValueError, match=r"use_isa: expected None or an instruction set 0\.\."):
+            kernels.use_isa(bad)
+    assert kernels.use_isa(0) is None              # was choosing per loop
+    assert kernels.isa() == 0
+    assert kernels.use_isa(None) == 0
+    assert kernels.isa() == best
 
 
 @needs_kernels

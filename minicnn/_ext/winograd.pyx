@@ -64,8 +64,6 @@ def _check_domain(name, arg, shape, strides, expected, itemsize):
 # about this size: all channels of CIFAR-sized layers, a block of channels of large images.
 # (All 128 planes of a 56x56 VGG layer, 1.7 MB, ran 1.2-1.9x faster than blocks of 16.)
 cdef Py_ssize_t PLANES_BYTES = 2 << 20
-# The channels-last input transform takes the row-wide loops from this many channels.
-cdef Py_ssize_t CL_VECTOR_CHANNELS = 64
 
 
 cdef extern from "winograd_tiles.h" nogil:
@@ -99,30 +97,39 @@ cdef extern from "winograd_tiles.h" nogil:
 
 ISA_NAMES = {0: "baseline", 1: "avx2", 2: "avx512"}
 cdef int BEST_ISA = wt_best_isa()
-cdef int _isa = BEST_ISA
+cdef int _isa = BEST_ISA         # the widest copy the loops may use
+cdef bint _forced = False        # True: every loop uses _isa's copy (use_isa)
 
 
 def isa():
-    """The instruction set the tile loops run with: 0 baseline (SSE2 on x86-64), 1 AVX2, 2 AVX-512."""
+    """The widest instruction set the tile loops use: 0 baseline (SSE2 on x86-64), 1 AVX2, 2 AVX-512."""
     return _isa
 
 
-def use_isa(int level):
-    """Run the tile loops with instruction set ``level`` (see isa()) from now on; returns the
-    previous one.  For the tests, which check every copy this CPU can run."""
-    global _isa
-    if level < 0 or level > BEST_ISA:
-        raise ValueError(f"use_isa: expected an instruction set 0..{BEST_ISA} this CPU runs "
-                         f"({', '.join(ISA_NAMES[i] for i in range(BEST_ISA + 1))}), received {level}")
-    previous, _isa = _isa, level
+def use_isa(level):
+    """Run every tile loop with instruction set ``level`` (see isa()) from now on, or, with
+    None, go back to choosing per loop; returns the previous setting (an int or None).
+    For the tests, which check every copy this CPU can run."""
+    global _isa, _forced
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int)
+                              or not 0 <= level <= BEST_ISA):
+        raise ValueError(f"use_isa: expected None or an instruction set 0..{BEST_ISA} this CPU runs "
+                         f"({', '.join(ISA_NAMES[i] for i in range(BEST_ISA + 1))}), received {level!r}")
+    previous = _isa if _forced else None
+    _forced = level is not None
+    _isa = BEST_ISA if level is None else level
     return previous
 
 
-cdef int _short_row_isa(Py_ssize_t tw):
-    """The instruction set for the output transforms' row loops: on rows shorter than
-    WT_LONG_ROW tiles the AVX-512 copy ran slower than the AVX2 one (a 16-float vector
-    does not fit: 64->64 8x8 output transform 0.67 vs 0.40 ms per layer), so AVX2 there."""
-    return _isa if tw >= WT_LONG_ROW else min(_isa, 1)
+cdef int _isa_for(Py_ssize_t tw, bint channels_last=False):
+    """The instruction set for the input and output transforms' row loops: the AVX-512 copy
+    ran slower than the AVX2 one on rows shorter than WT_LONG_ROW tiles (a 16-float vector
+    does not fit: 64->64 8x8 output transform 0.61 vs 0.47 ms per layer) and in the
+    channels-last input transform (32->32 16x16: 2.9 vs 2.6 ms; 56x56: 7.0 vs 5.4), so
+    AVX2 there.  (The input-gradient transform ran as fast or faster with AVX-512.)"""
+    if _forced or not (channels_last or tw < WT_LONG_ROW):
+        return _isa
+    return min(_isa, 1)
 
 
 cdef floating* _scratch(Py_ssize_t size, floating* like) except NULL:
@@ -133,10 +140,10 @@ cdef floating* _scratch(Py_ssize_t size, floating* like) except NULL:
 
 
 cdef inline void _input_tile_row(const floating* r0, Py_ssize_t wp, floating* out,
-                                 Py_ssize_t tw, Py_ssize_t xs, Py_ssize_t ts) noexcept nogil:
+                                 Py_ssize_t tw, Py_ssize_t xs) noexcept nogil:
     """B^T d B for a short row of tiles (tw < WT_LONG_ROW), a tile at a time: r0 is the
     first of its 4 (zero-bordered) input rows, wp apart; tile s's 16 values go to
-    out[xi * xs + s * ts], xi = 0..15.  (Here rather than in winograd_tiles_body.h: the same loop
+    out[xi * xs + s], xi = 0..15.  (Here rather than in winograd_tiles_body.h: the same loop
     compiled there ran 15-25% slower, for reasons not found.)"""
     cdef const floating* r1 = r0 + wp
     cdef const floating* r2 = r1 + wp
@@ -153,22 +160,22 @@ cdef inline void _input_tile_row(const floating* r0, Py_ssize_t wp, floating* ou
         q = q + 1
         x03 = r0[q] - r2[q]; x13 = r1[q] + r2[q]; x23 = r2[q] - r1[q]; x33 = r1[q] - r3[q]
         # (B^T d) B: the same combination on the columns of every row.
-        out[0 * xs + s * ts] = x00 - x02
-        out[1 * xs + s * ts] = x01 + x02
-        out[2 * xs + s * ts] = x02 - x01
-        out[3 * xs + s * ts] = x01 - x03
-        out[4 * xs + s * ts] = x10 - x12
-        out[5 * xs + s * ts] = x11 + x12
-        out[6 * xs + s * ts] = x12 - x11
-        out[7 * xs + s * ts] = x11 - x13
-        out[8 * xs + s * ts] = x20 - x22
-        out[9 * xs + s * ts] = x21 + x22
-        out[10 * xs + s * ts] = x22 - x21
-        out[11 * xs + s * ts] = x21 - x23
-        out[12 * xs + s * ts] = x30 - x32
-        out[13 * xs + s * ts] = x31 + x32
-        out[14 * xs + s * ts] = x32 - x31
-        out[15 * xs + s * ts] = x31 - x33
+        out[0 * xs + s] = x00 - x02
+        out[1 * xs + s] = x01 + x02
+        out[2 * xs + s] = x02 - x01
+        out[3 * xs + s] = x01 - x03
+        out[4 * xs + s] = x10 - x12
+        out[5 * xs + s] = x11 + x12
+        out[6 * xs + s] = x12 - x11
+        out[7 * xs + s] = x11 - x13
+        out[8 * xs + s] = x20 - x22
+        out[9 * xs + s] = x21 + x22
+        out[10 * xs + s] = x22 - x21
+        out[11 * xs + s] = x21 - x23
+        out[12 * xs + s] = x30 - x32
+        out[13 * xs + s] = x31 + x32
+        out[14 * xs + s] = x32 - x31
+        out[15 * xs + s] = x31 - x33
         x00, x10, x20, x30 = x02, x12, x22, x32
         x01, x11, x21, x31 = x03, x13, x23, x33
 
@@ -192,23 +199,14 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2
     cdef Py_ssize_t xs = v.strides[0] // sizeof(floating)
     cdef Py_ssize_t n, ci, t, i, c0, c1
-    cdef int level = _isa
-    # Which loops: the row-wide vector loops of winograd_tiles.h where their loops are long
-    # -- rows of WT_LONG_ROW tiles or more, and, channels last, at least CL_VECTOR_CHANNELS
-    # channels, the length of their innermost loops -- and the tile-at-a-time loop
-    # _input_tile_row otherwise (see the timings in the module docstring).
-    cdef bint row_loops = tw >= WT_LONG_ROW and (not channels_last or c >= CL_VECTOR_CHANNELS)
-    # Where V[xi, channel, tile] lies: xi * xs + channel * cs + tile * ts.
-    cdef Py_ssize_t cs = 1 if channels_last else m * th * tw, ts = c if channels_last else 1
+    cdef int level = _isa_for(tw, channels_last)
     # Channels copied into zero-bordered planes at a time.  Channels first, one: a plane's
     # tiles are contiguous in V.  Channels last, a block: plane at a time, each store went to
     # a line of V^T the cache had evicted since the previous channel (4x slower at 32
-    # channels, 16x16 images, 2 per chunk), so the block's planes are copied first and then
-    # transformed a row of tiles at a time, every channel of the block, filling each line
-    # while it is in cache.  The block: as many planes as fit PLANES_BYTES (all channels of
-    # CIFAR-sized layers), but at least a cache line's worth of V^T's values per (xi, tile).
-    # (The row-wide loops copy the block channels-last, so that every loop runs over
-    # channels, contiguous in V^T.)
+    # channels, 16x16 images, 2 per chunk), so the block's planes are copied first,
+    # channels-last, and transformed a row of tiles at a time over every channel of the
+    # block, contiguous in V^T.  The block: as many planes as fit PLANES_BYTES (all channels
+    # of CIFAR-sized layers), but at least a cache line's worth of V^T's values per (xi, tile).
     cdef Py_ssize_t cb = 1
     if channels_last:
         cb = min(c, max(64 // sizeof(floating), PLANES_BYTES // (hp * wp * sizeof(floating))))
@@ -216,33 +214,32 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &v[0, 0, 0]
     with nogil:
-        # The borders are zeroed once: every block rewrites the same interior entries.
+        # The borders are zeroed once: every plane or block rewrites the same interior entries.
         memset(scratch, 0, cb * hp * wp * sizeof(floating))
-        if row_loops and not channels_last:
-            if floating is float:
-                wt_input_f(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
-            else:
-                wt_input_d(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
-        for n in range(m if channels_last or not row_loops else 0):
-            c0 = 0
-            while c0 < c:
-                c1 = min(c, c0 + cb)
-                if row_loops:
+        if channels_last:
+            for n in range(m):
+                c0 = 0
+                while c0 < c:
+                    c1 = min(c, c0 + cb)
                     if floating is float:
                         wt_input_cl_block_f(level, src, c, h, w, pad, th, tw, n, c0, c1 - c0, cb, dst, xs, scratch)
                     else:
                         wt_input_cl_block_d(level, src, c, h, w, pad, th, tw, n, c0, c1 - c0, cb, dst, xs, scratch)
                     c0 = c1
-                    continue
-                for ci in range(c0, c1):
+        elif tw >= WT_LONG_ROW:                # the row-wide loops
+            if floating is float:
+                wt_input_f(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
+            else:
+                wt_input_d(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
+        else:                                  # short rows: a tile at a time
+            for n in range(m):
+                for ci in range(c):
                     for i in range(h):
-                        memcpy(scratch + ((ci - c0) * hp + i + pad) * wp + pad,
-                               src + ((n * c + ci) * h + i) * w, w * sizeof(floating))
-                for t in range(th):
-                    for ci in range(c0, c1):
-                        _input_tile_row(scratch + ((ci - c0) * hp + 2 * t) * wp, wp,
-                                        dst + ci * cs + (n * th * tw + t * tw) * ts, tw, xs, ts)
-                c0 = c1
+                        memcpy(scratch + (i + pad) * wp + pad, src + ((n * c + ci) * h + i) * w,
+                               w * sizeof(floating))
+                    for t in range(th):
+                        _input_tile_row(scratch + 2 * t * wp, wp, dst + ci * m * th * tw + (n * th + t) * tw,
+                                        tw, xs)
     free(scratch)
 
 
@@ -267,7 +264,7 @@ def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, 
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = mm.strides[0] // sizeof(floating)
-    cdef int level = _short_row_isa(tw)
+    cdef int level = _isa_for(tw)
     # Odd OH or OW: the tiles go to a plane buffer with the extra row/column, then copied.
     cdef floating* ybuf = _scratch(4 * th * tw, &out[0, 0, 0, 0])
     with nogil:
@@ -290,7 +287,7 @@ def output_grad_transform(const floating[:, :, :, ::1] dout, floating[:, :, :] d
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = dm.strides[0] // sizeof(floating)
-    cdef int level = _short_row_isa(tw)
+    cdef int level = _isa_for(tw)
     # Odd OH or OW: the tiles read a copy of the plane with a zero row/column added.
     cdef floating* ybuf = _scratch(4 * th * tw, &dm[0, 0, 0])
     with nogil:

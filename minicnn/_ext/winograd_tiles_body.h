@@ -103,26 +103,60 @@ WT_TARGET static void WT_FN(input)(const WT_T* WT_RESTRICT x, ptrdiff_t m, ptrdi
         }
 }
 
+/* One output matrix of a row of tiles, channels last: out[u] = e[u] - e[u + cl] (kind 0),
+ * o[u] + e[u + cl] (1), e[u + cl] - o[u] (2) or o[u] - o[u + cl] (3), for the cb channels
+ * u = s * cl + ci of each tile s (dst s * c + ci) -- one loop over all of them when they
+ * are contiguous (cb == cl == c). */
+WT_TARGET static void WT_FN(cl_column)(int kind, const WT_T* WT_RESTRICT e, const WT_T* WT_RESTRICT o,
+                                       ptrdiff_t tw, ptrdiff_t cb, ptrdiff_t cl, ptrdiff_t c,
+                                       WT_T* WT_RESTRICT out)
+{
+    const int flat = cb == cl && cl == c;
+    const ptrdiff_t rows = flat ? 1 : tw, len = flat ? tw * c : cb;
+    for (ptrdiff_t s = 0; s < rows; s++) {
+        const WT_T* WT_RESTRICT e0 = e + s * cl;
+        const WT_T* WT_RESTRICT e1 = e0 + cl;
+        const WT_T* WT_RESTRICT o0 = o + s * cl;
+        const WT_T* WT_RESTRICT o1 = o0 + cl;
+        WT_T* WT_RESTRICT d = out + s * c;
+        if (kind == 0)
+            for (ptrdiff_t u = 0; u < len; u++) d[u] = e0[u] - e1[u];
+        else if (kind == 1)
+            for (ptrdiff_t u = 0; u < len; u++) d[u] = o0[u] + e1[u];
+        else if (kind == 2)
+            for (ptrdiff_t u = 0; u < len; u++) d[u] = e1[u] - o0[u];
+        else
+            for (ptrdiff_t u = 0; u < len; u++) d[u] = o0[u] - o1[u];
+    }
+}
+
 /* V^T (16, m*TH*TW, C), matrices xs apart, channels [c0, c0 + cb) of image n of x
  * (m, c, h, w).  planes: scratch of (2*th + 2) * wp * cl + 4 * wp * cl values (wp = 2*tw + 2),
- * the block's planes channels-last -- (row, column, channel), cl >= cb channels apart --
- * zero-bordered, so that every loop below runs over channels: contiguous in the planes
- * and in V^T.  (A fixed cl keeps a shorter last block's borders where they were zeroed.) */
+ * its first (2*th + 2) * wp * cl zeroed by the caller: the block's planes channels-last --
+ * (row, column, channel), cl >= cb channels apart, columns de-interleaved (the even ones
+ * first) -- zero-bordered, so that every loop below runs over channels, contiguous in the
+ * planes and in V^T, and, where the block is every channel, over a whole row of tiles.
+ * (A fixed cl keeps a shorter last block's borders where they were zeroed.) */
 WT_TARGET static void WT_FN(input_cl_block)(const WT_T* WT_RESTRICT x, ptrdiff_t c, ptrdiff_t h,
                                             ptrdiff_t w, ptrdiff_t pad, ptrdiff_t th, ptrdiff_t tw,
                                             ptrdiff_t n, ptrdiff_t c0, ptrdiff_t cb, ptrdiff_t cl,
                                             WT_T* WT_RESTRICT v, ptrdiff_t xs, WT_T* WT_RESTRICT planes)
 {
-    const ptrdiff_t wp = 2 * tw + 2, hp = 2 * th + 2, rl = wp * cl;
+    const ptrdiff_t half = tw + 1, wp = 2 * half, hp = 2 * th + 2, rl = wp * cl;
+    /* src[2k] lands on column 2k + pad, src[2k + 1] on 2k + 1 + pad (see split_row) */
+    const ptrdiff_t first = (pad & 1) ? half + pad / 2 : pad / 2;
+    const ptrdiff_t second = (pad & 1) ? (pad + 1) / 2 : half + pad / 2;
     WT_T* WT_RESTRICT b = planes + hp * rl;
     /* the copy: a row of the block at a time, each channel's row read contiguously and
      * stored cl apart (the row of the block, wp * cl values, stays in the L1 cache) */
     for (ptrdiff_t i = 0; i < h; i++)
         for (ptrdiff_t ci = 0; ci < cb; ci++) {
             const WT_T* WT_RESTRICT src = x + ((n * c + c0 + ci) * h + i) * w;
-            WT_T* WT_RESTRICT dst = planes + (i + pad) * rl + pad * cl + ci;
-            for (ptrdiff_t j = 0; j < w; j++)
-                dst[j * cl] = src[j];
+            WT_T* WT_RESTRICT dst = planes + (i + pad) * rl + ci;
+            for (ptrdiff_t k = 0; k < (w + 1) / 2; k++)
+                dst[(first + k) * cl] = src[2 * k];
+            for (ptrdiff_t k = 0; k < w / 2; k++)
+                dst[(second + k) * cl] = src[2 * k + 1];
         }
     for (ptrdiff_t t = 0; t < th; t++) {
         const WT_T* WT_RESTRICT r0 = planes + 2 * t * rl;
@@ -135,28 +169,12 @@ WT_TARGET static void WT_FN(input_cl_block)(const WT_T* WT_RESTRICT x, ptrdiff_t
             b[2 * rl + j] = r2[j] - r1[j];
             b[3 * rl + j] = r1[j] - r3[j];
         }
-        /* (B^T d) B: tile s's columns are 2s .. 2s + 3; output matrix xi = 4k + l at a time */
-        for (ptrdiff_t k = 0; k < 4; k++) {
-            const WT_T* WT_RESTRICT bk = b + k * rl;
-            for (ptrdiff_t l = 0; l < 4; l++) {
-                WT_T* WT_RESTRICT out = v + (4 * k + l) * xs + (n * th + t) * tw * c + c0;
-                for (ptrdiff_t s = 0; s < tw; s++) {
-                    const WT_T* WT_RESTRICT q0 = bk + 2 * s * cl;
-                    const WT_T* WT_RESTRICT q1 = q0 + cl;
-                    const WT_T* WT_RESTRICT q2 = q1 + cl;
-                    const WT_T* WT_RESTRICT q3 = q2 + cl;
-                    WT_T* WT_RESTRICT o = out + s * c;
-                    if (l == 0)
-                        for (ptrdiff_t ci = 0; ci < cb; ci++) o[ci] = q0[ci] - q2[ci];
-                    else if (l == 1)
-                        for (ptrdiff_t ci = 0; ci < cb; ci++) o[ci] = q1[ci] + q2[ci];
-                    else if (l == 2)
-                        for (ptrdiff_t ci = 0; ci < cb; ci++) o[ci] = q2[ci] - q1[ci];
-                    else
-                        for (ptrdiff_t ci = 0; ci < cb; ci++) o[ci] = q1[ci] - q3[ci];
-                }
-            }
-        }
+        /* (B^T d) B: tile s's columns 0..3 are e[s], o[s], e[s + 1], o[s + 1] (each cl
+         * channels); output matrix xi = 4k + l at a time */
+        for (ptrdiff_t k = 0; k < 4; k++)
+            for (int l = 0; l < 4; l++)
+                WT_FN(cl_column)(l, b + k * rl, b + k * rl + half * cl, tw, cb, cl, c,
+                                 v + (4 * k + l) * xs + (n * th + t) * tw * c + c0);
     }
 }
 
