@@ -122,12 +122,21 @@ def use_isa(level):
 
 
 cdef int _isa_for(Py_ssize_t tw, bint channels_last=False):
-    """The instruction set for the input and output transforms' row loops: the AVX-512 copy
-    ran slower than the AVX2 one on rows shorter than WT_LONG_ROW tiles (a 16-float vector
-    does not fit: 64->64 8x8 output transform 0.61 vs 0.47 ms per layer) and in the
-    channels-last input transform (32->32 16x16: 2.9 vs 2.6 ms; 56x56: 7.0 vs 5.4), so
-    AVX2 there.  (The input-gradient transform ran as fast or faster with AVX-512.)"""
+    """The instruction set for the input and output transforms' loops: the AVX-512 copy ran
+    slower than the AVX2 one on rows shorter than WT_LONG_ROW tiles (a 16-float vector does
+    not fit; per layer, 64->64 8x8: output transform 0.67 vs 0.41 ms, its gradient 0.94 vs
+    0.58) and in the channels-last input transform (32->32 16x16: 1.71 vs 1.32 ms), so AVX2
+    there."""
     if _forced or not (channels_last or tw < WT_LONG_ROW):
+        return _isa
+    return min(_isa, 1)
+
+
+cdef int _isa_for_input_grad(Py_ssize_t tw):
+    """The same for the input-gradient transform, measured the other way round: its
+    tile-at-a-time loop on short rows ran faster compiled for AVX-512 (32->32 16x16: 2.03
+    vs 2.48 ms per layer), its row-wide loops slower (VGG 56x56: 3.03 vs 2.40)."""
+    if _forced or tw < WT_LONG_ROW:
         return _isa
     return min(_isa, 1)
 
@@ -311,7 +320,7 @@ def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:,
     if m * c == 0:
         return
     cdef Py_ssize_t xs = dv.strides[0] // sizeof(floating)
-    cdef int level = _isa
+    cdef int level = _isa_for_input_grad(tw)
     # A zero-bordered plane the tiles add onto, and the rows of a row of tiles' B dV.
     cdef floating* scratch = _scratch((2 * th + 2) * (2 * tw + 2) + 16 * (tw + 2), &dx[0, 0, 0, 0])
     with nogil:
