@@ -21,17 +21,25 @@ padding, or past an odd output size, read zeros there (and their extra outputs a
 dropped).  They run on the calling thread without the GIL; the conv shares chunks of
 images out over the cores itself (``minicnn/functional/conv_winograd.py``).
 
-The tile loops themselves are C (``winograd_tiles.h``): whole rows of tiles, one of the
-16 matrices at a time, which the compiler vectorises, in a baseline, an AVX2 and an
-AVX-512 copy chosen at run time (``isa()``, ``use_isa()``); every value is computed by
-the same operations in the same order as the scalar loop, so the results are the same
-bit for bit.  Per layer, 1 thread, float32, scalar -> now, ms (Intel Xeon, AVX-512):
-output transform 32->32 16x16 (N128) 1.24 -> 0.53, 64->64 8x8 0.65 -> 0.40, VGG 128->256
-56x56 (N4) 3.7 -> 2.5; output-gradient transform 1.60 -> 0.76, 0.80 -> 0.46, 5.0 -> 2.6;
-input transform 16->16 32x32 3.2 -> 2.5, 56x56 2.9 -> 1.9 (channels last 9.0 -> 4.4);
-input-gradient transform 32x32 4.5 -> 3.6, 16x16 2.4 -> 2.1.  On rows of fewer than
-WT_LONG_ROW = 16 tiles the row-wide input loops ran slower than the tile-at-a-time one
-(8x8: 0.97 -> 1.2 ms), so short rows keep ``_input_tile_row`` below.
+The tile loops themselves are mostly C (``winograd_tiles.h``): whole rows of tiles, or of
+channels, one of the 16 matrices at a time, which the compiler vectorises, in a baseline,
+an AVX2 and an AVX-512 copy chosen at run time (``isa()``; ``use_isa()`` forces one); each
+value is computed by the same operations in the same order as the scalar loops they
+replaced, so the results are the same bit for bit.  Per layer, one thread, float32, ms,
+scalar loops -> now (Intel Xeon with AVX-512; N128 for the CIFAR shapes, N32 / N4 ImageNet):
+
+    layer                  input   input (ch. last)  output   output grad   input grad
+    16->16 32x32           3.3 -> 2.3    4.1 -> 2.5    2.5 -> 0.8   3.0 -> 1.4   4.5 -> 3.6
+    32->32 16x16           1.8 -> 1.8    2.2 -> 1.2    1.2 -> 0.5   1.6 -> 0.6   2.4 -> 2.0
+    64->64 8x8             1.0 -> 0.9    1.1 -> 0.6    0.6 -> 0.4   0.9 -> 0.6   1.3 -> 1.2
+    256->256 14x14 (N32)   2.6 -> 2.6    3.6 -> 2.3    1.8 -> 1.3   2.3 -> 1.8   3.4 -> 3.0
+    512->512 7x7 (N32)     1.8 -> 1.7    2.3 -> 1.4    1.3 -> 0.9   1.7 -> 1.1   2.7 -> 2.4
+    128->256 56x56 (N4)    2.9 -> 1.9    9.0 -> 3.4    3.7 -> 2.5   5.1 -> 2.8   3.4 -> 2.4
+
+The input transform (channels first) and its adjoint gain little on rows of fewer than
+WT_LONG_ROW = 16 tiles: their row-wide loops there ran slower than the tile-at-a-time loop
+(64->64 8x8 input: 0.97 -> 1.2 ms), so short rows keep ``_input_tile_row`` below (and the
+same loop in C for the adjoint): a row of 4-8 tiles is too short a loop to vectorise.
 """
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -121,24 +129,11 @@ def use_isa(level):
     return previous
 
 
-cdef int _isa_for(Py_ssize_t tw, bint channels_last=False):
-    """The instruction set for the input and output transforms' loops: the AVX-512 copy ran
-    slower than the AVX2 one on rows shorter than WT_LONG_ROW tiles (a 16-float vector does
-    not fit; per layer, 64->64 8x8: output transform 0.67 vs 0.41 ms, its gradient 0.94 vs
-    0.58) and in the channels-last input transform (32->32 16x16: 1.71 vs 1.32 ms), so AVX2
-    there."""
-    if _forced or not (channels_last or tw < WT_LONG_ROW):
-        return _isa
-    return min(_isa, 1)
-
-
-cdef int _isa_for_input_grad(Py_ssize_t tw):
-    """The same for the input-gradient transform, measured the other way round: its
-    tile-at-a-time loop on short rows ran faster compiled for AVX-512 (32->32 16x16: 2.03
-    vs 2.48 ms per layer), its row-wide loops slower (VGG 56x56: 3.03 vs 2.40)."""
-    if _forced or tw < WT_LONG_ROW:
-        return _isa
-    return min(_isa, 1)
+cdef int _isa_for(int widest):
+    """The instruction set a loop runs with: the widest this CPU has, up to ``widest`` --
+    each transform's cap is the copy that measured fastest (per layer, one thread, below)
+    -- unless use_isa() forced one."""
+    return _isa if _forced else min(_isa, widest)
 
 
 cdef floating* _scratch(Py_ssize_t size, floating* like) except NULL:
@@ -146,47 +141,6 @@ cdef floating* _scratch(Py_ssize_t size, floating* like) except NULL:
     if p == NULL:
         raise MemoryError("winograd: no memory for a plane buffer")
     return p
-
-
-cdef inline void _input_tile_row(const floating* r0, Py_ssize_t wp, floating* out,
-                                 Py_ssize_t tw, Py_ssize_t xs) noexcept nogil:
-    """B^T d B for a short row of tiles (tw < WT_LONG_ROW), a tile at a time: r0 is the
-    first of its 4 (zero-bordered) input rows, wp apart; tile s's 16 values go to
-    out[xi * xs + s], xi = 0..15.  (Here rather than in winograd_tiles_body.h: the same loop
-    compiled there ran 15-25% slower, for reasons not found.)"""
-    cdef const floating* r1 = r0 + wp
-    cdef const floating* r2 = r1 + wp
-    cdef const floating* r3 = r2 + wp
-    cdef Py_ssize_t s, q
-    cdef floating x00, x01, x02, x03, x10, x11, x12, x13, x20, x21, x22, x23, x30, x31, x32, x33
-    # B^T d, one column of the tile at a time (x_k_j: row k of B^T d, column j);
-    # a tile's columns 2 and 3 are the next tile's 0 and 1, so they carry over.
-    x00 = r0[0] - r2[0]; x10 = r1[0] + r2[0]; x20 = r2[0] - r1[0]; x30 = r1[0] - r3[0]
-    x01 = r0[1] - r2[1]; x11 = r1[1] + r2[1]; x21 = r2[1] - r1[1]; x31 = r1[1] - r3[1]
-    for s in range(tw):
-        q = 2 * s + 2
-        x02 = r0[q] - r2[q]; x12 = r1[q] + r2[q]; x22 = r2[q] - r1[q]; x32 = r1[q] - r3[q]
-        q = q + 1
-        x03 = r0[q] - r2[q]; x13 = r1[q] + r2[q]; x23 = r2[q] - r1[q]; x33 = r1[q] - r3[q]
-        # (B^T d) B: the same combination on the columns of every row.
-        out[0 * xs + s] = x00 - x02
-        out[1 * xs + s] = x01 + x02
-        out[2 * xs + s] = x02 - x01
-        out[3 * xs + s] = x01 - x03
-        out[4 * xs + s] = x10 - x12
-        out[5 * xs + s] = x11 + x12
-        out[6 * xs + s] = x12 - x11
-        out[7 * xs + s] = x11 - x13
-        out[8 * xs + s] = x20 - x22
-        out[9 * xs + s] = x21 + x22
-        out[10 * xs + s] = x22 - x21
-        out[11 * xs + s] = x21 - x23
-        out[12 * xs + s] = x30 - x32
-        out[13 * xs + s] = x31 + x32
-        out[14 * xs + s] = x32 - x31
-        out[15 * xs + s] = x31 - x33
-        x00, x10, x20, x30 = x02, x12, x22, x32
-        x01, x11, x21, x31 = x03, x13, x23, x33
 
 
 def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, :, :] v,
@@ -207,8 +161,12 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2
     cdef Py_ssize_t xs = v.strides[0] // sizeof(floating)
-    cdef Py_ssize_t n, ci, t, i, c0, c1
-    cdef int level = _isa_for(tw, channels_last)
+    cdef Py_ssize_t n, c0, c1
+    # The baseline copy (SSE2) channels first: its stride-2 reads are cheap shuffles within
+    # 16 bytes, AVX2's and AVX-512's cross lanes (32->32 16x16 1.10 / 1.06 / 1.04 ms, but
+    # 14x14 2.44 / 2.76 / 3.02, 7x7 1.55 / 1.58 / 2.20, 56x56 1.60 / 1.62 / 1.92); AVX2
+    # channels last (32->32 16x16 1.41 / 1.32 / 1.71, 56x56 3.18 / 3.05 / 3.29).
+    cdef int level = _isa_for(1 if channels_last else 0)
     # Channels copied into zero-bordered planes at a time.  Channels first, one: a plane's
     # tiles are contiguous in V.  Channels last, a block: plane at a time, each store went to
     # a line of V^T the cache had evicted since the previous channel (4x slower at 32
@@ -219,7 +177,7 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
     cdef Py_ssize_t cb = 1
     if channels_last:
         cb = min(c, max(64 // sizeof(floating), PLANES_BYTES // (hp * wp * sizeof(floating))))
-    cdef floating* scratch = _scratch((hp + 4) * wp * cb, &v[0, 0, 0])
+    cdef floating* scratch = _scratch((hp + 1) * wp * cb, &v[0, 0, 0])
     cdef const floating* src = &x[0, 0, 0, 0]
     cdef floating* dst = &v[0, 0, 0]
     with nogil:
@@ -235,20 +193,10 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
                     else:
                         wt_input_cl_block_d(level, src, c, h, w, pad, th, tw, n, c0, c1 - c0, cb, dst, xs, scratch)
                     c0 = c1
-        elif tw >= WT_LONG_ROW:                # the row-wide loops
-            if floating is float:
-                wt_input_f(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
-            else:
-                wt_input_d(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
-        else:                                  # short rows: a tile at a time
-            for n in range(m):
-                for ci in range(c):
-                    for i in range(h):
-                        memcpy(scratch + (i + pad) * wp + pad, src + ((n * c + ci) * h + i) * w,
-                               w * sizeof(floating))
-                    for t in range(th):
-                        _input_tile_row(scratch + 2 * t * wp, wp, dst + ci * m * th * tw + (n * th + t) * tw,
-                                        tw, xs)
+        elif floating is float:
+            wt_input_f(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
+        else:
+            wt_input_d(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
     free(scratch)
 
 
@@ -273,7 +221,10 @@ def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, 
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = mm.strides[0] // sizeof(floating)
-    cdef int level = _isa_for(tw)
+    # AVX-512 on long rows only: on rows shorter than WT_LONG_ROW tiles a 16-float vector
+    # does not fit (64->64 8x8, baseline / AVX2 / AVX-512: 0.51 / 0.41 / 0.67 ms; 32->32
+    # 16x16 0.67 / 0.53 / 0.47).
+    cdef int level = _isa_for(2 if tw >= WT_LONG_ROW else 1)
     # Odd OH or OW: the tiles go to a plane buffer with the extra row/column, then copied.
     cdef floating* ybuf = _scratch(4 * th * tw, &out[0, 0, 0, 0])
     with nogil:
@@ -296,7 +247,8 @@ def output_grad_transform(const floating[:, :, :, ::1] dout, floating[:, :, :] d
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = dm.strides[0] // sizeof(floating)
-    cdef int level = _isa_for(tw)
+    # As output_transform (64->64 8x8: 0.65 / 0.58 / 0.94 ms; 56x56 2.69 / 2.61 / 2.78).
+    cdef int level = _isa_for(2 if tw >= WT_LONG_ROW else 1)
     # Odd OH or OW: the tiles read a copy of the plane with a zero row/column added.
     cdef floating* ybuf = _scratch(4 * th * tw, &dm[0, 0, 0])
     with nogil:
@@ -320,7 +272,10 @@ def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:,
     if m * c == 0:
         return
     cdef Py_ssize_t xs = dv.strides[0] // sizeof(floating)
-    cdef int level = _isa_for_input_grad(tw)
+    # The other way round: the tile-at-a-time loop of short rows ran fastest compiled for
+    # AVX-512 (32->32 16x16, baseline / AVX2 / AVX-512: 2.46 / 2.46 / 2.01 ms), the
+    # row-wide loops of long rows slowest (56x56: 2.38 / 2.39 / 2.89).
+    cdef int level = _isa_for(1 if tw >= WT_LONG_ROW else 2)
     # A zero-bordered plane the tiles add onto, and the rows of a row of tiles' B dV.
     cdef floating* scratch = _scratch((2 * th + 2) * (2 * tw + 2) + 16 * (tw + 2), &dx[0, 0, 0, 0])
     with nogil:

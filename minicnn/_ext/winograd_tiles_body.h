@@ -14,92 +14,67 @@
  * those of the scalar loops.
  */
 
-/* ---------------------------------------------------------------- copying planes */
-
-/* src (w values) into the zero-bordered row `row` at column offset pad, the row kept
- * de-interleaved: its even columns in row[0, half), its odd ones in row[half, 2*half). */
-WT_TARGET static void WT_FN(split_row)(const WT_T* WT_RESTRICT src, ptrdiff_t w, ptrdiff_t pad,
-                                       WT_T* WT_RESTRICT row, ptrdiff_t half)
-{
-    /* src[2k] lands on column 2k + pad, src[2k + 1] on 2k + 1 + pad */
-    WT_T* WT_RESTRICT first = (pad & 1) ? row + half + pad / 2 : row + pad / 2;
-    WT_T* WT_RESTRICT second = (pad & 1) ? row + (pad + 1) / 2 : row + half + pad / 2;
-    for (ptrdiff_t k = 0; k < (w + 1) / 2; k++)
-        first[k] = src[2 * k];
-    for (ptrdiff_t k = 0; k < w / 2; k++)
-        second[k] = src[2 * k + 1];
-}
-
-/* The inverse of split_row: columns pad .. pad + w - 1 of a de-interleaved row into dst. */
-WT_TARGET static void WT_FN(join_row)(const WT_T* WT_RESTRICT row, ptrdiff_t half, ptrdiff_t pad,
-                                      WT_T* WT_RESTRICT dst, ptrdiff_t w)
-{
-    const WT_T* WT_RESTRICT first = (pad & 1) ? row + half + pad / 2 : row + pad / 2;
-    const WT_T* WT_RESTRICT second = (pad & 1) ? row + (pad + 1) / 2 : row + half + pad / 2;
-    for (ptrdiff_t k = 0; k < (w + 1) / 2; k++)
-        dst[2 * k] = first[k];
-    for (ptrdiff_t k = 0; k < w / 2; k++)
-        dst[2 * k + 1] = second[k];
-}
-
 /* ---------------------------------------------------------------- V = B^T d B */
 
-/* One row of tiles of a de-interleaved zero-bordered plane (rows wp = 2*(tw + 1) apart,
- * r the first of the 4 rows): tile s's value xi goes to v[xi * xs + s].
- * b: scratch of 4 * wp values. */
-WT_TARGET static void WT_FN(input_tile_row)(const WT_T* WT_RESTRICT r, ptrdiff_t tw,
-                                            WT_T* WT_RESTRICT v, ptrdiff_t xs, WT_T* WT_RESTRICT b)
+/* B^T d B for a row of tiles as one loop: r the first of the 4 rows of a zero-bordered
+ * plane (wp apart), tile s's value xi to v[xi * xs + s].  Each tile reads its 4 columns
+ * afresh -- the scalar loop carried columns 2 and 3 over as the next tile's 0 and 1, which
+ * kept it from vectorising -- so the loop runs over the tiles in vectors: stride-2 reads,
+ * 16 contiguous store streams. */
+WT_TARGET static void WT_FN(input_tile_row)(const WT_T* WT_RESTRICT r, ptrdiff_t wp, ptrdiff_t tw,
+                                            WT_T* WT_RESTRICT v, ptrdiff_t xs)
 {
-    const ptrdiff_t half = tw + 1, wp = 2 * half;
     const WT_T* WT_RESTRICT r0 = r;
     const WT_T* WT_RESTRICT r1 = r + wp;
     const WT_T* WT_RESTRICT r2 = r + 2 * wp;
     const WT_T* WT_RESTRICT r3 = r + 3 * wp;
-    /* B^T d on whole rows: the 4 rows of every tile of the row at once */
-    for (ptrdiff_t j = 0; j < wp; j++) {
-        b[j] = r0[j] - r2[j];
-        b[wp + j] = r1[j] + r2[j];
-        b[2 * wp + j] = r2[j] - r1[j];
-        b[3 * wp + j] = r1[j] - r3[j];
-    }
-    /* (B^T d) B on the columns: tile s's columns 0..3 are e[s], o[s], e[s + 1], o[s + 1];
-     * one output matrix at a time, so that every store stream is contiguous */
-    for (ptrdiff_t k = 0; k < 4; k++) {
-        const WT_T* WT_RESTRICT e = b + k * wp;
-        const WT_T* WT_RESTRICT o = e + half;
-        WT_T* WT_RESTRICT v0 = v + (4 * k) * xs;
-        WT_T* WT_RESTRICT v1 = v0 + xs;
-        WT_T* WT_RESTRICT v2 = v1 + xs;
-        WT_T* WT_RESTRICT v3 = v2 + xs;
-        for (ptrdiff_t s = 0; s < tw; s++)
-            v0[s] = e[s] - e[s + 1];
-        for (ptrdiff_t s = 0; s < tw; s++)
-            v1[s] = o[s] + e[s + 1];
-        for (ptrdiff_t s = 0; s < tw; s++)
-            v2[s] = e[s + 1] - o[s];
-        for (ptrdiff_t s = 0; s < tw; s++)
-            v3[s] = o[s] - o[s + 1];
+    WT_IVDEP
+    for (ptrdiff_t s = 0; s < tw; s++) {
+        const ptrdiff_t q = 2 * s;
+        /* B^T d, column j of the tile: x_k_j = row k */
+        const WT_T x00 = r0[q] - r2[q], x10 = r1[q] + r2[q], x20 = r2[q] - r1[q], x30 = r1[q] - r3[q];
+        const WT_T x01 = r0[q + 1] - r2[q + 1], x11 = r1[q + 1] + r2[q + 1];
+        const WT_T x21 = r2[q + 1] - r1[q + 1], x31 = r1[q + 1] - r3[q + 1];
+        const WT_T x02 = r0[q + 2] - r2[q + 2], x12 = r1[q + 2] + r2[q + 2];
+        const WT_T x22 = r2[q + 2] - r1[q + 2], x32 = r1[q + 2] - r3[q + 2];
+        const WT_T x03 = r0[q + 3] - r2[q + 3], x13 = r1[q + 3] + r2[q + 3];
+        const WT_T x23 = r2[q + 3] - r1[q + 3], x33 = r1[q + 3] - r3[q + 3];
+        /* (B^T d) B: the same combination on the columns of every row */
+        v[0 * xs + s] = x00 - x02;
+        v[1 * xs + s] = x01 + x02;
+        v[2 * xs + s] = x02 - x01;
+        v[3 * xs + s] = x01 - x03;
+        v[4 * xs + s] = x10 - x12;
+        v[5 * xs + s] = x11 + x12;
+        v[6 * xs + s] = x12 - x11;
+        v[7 * xs + s] = x11 - x13;
+        v[8 * xs + s] = x20 - x22;
+        v[9 * xs + s] = x21 + x22;
+        v[10 * xs + s] = x22 - x21;
+        v[11 * xs + s] = x21 - x23;
+        v[12 * xs + s] = x30 - x32;
+        v[13 * xs + s] = x31 + x32;
+        v[14 * xs + s] = x32 - x31;
+        v[15 * xs + s] = x31 - x33;
     }
 }
 
 /* V (16, C, m*TH*TW), matrices xs apart, from x (m, c, h, w).  plane: scratch of
- * (2*th + 2) * (2*tw + 2) + 4 * (2*tw + 2) values, its first (2*th + 2) * (2*tw + 2)
- * zeroed by the caller: a zero-bordered copy of one plane, de-interleaved, and a row of
- * tiles' B^T d rows. */
+ * (2*th + 2) * (2*tw + 2) values, zeroed by the caller: a zero-bordered copy of one
+ * plane (every plane rewrites the same interior entries, so the borders stay zero). */
 WT_TARGET static void WT_FN(input)(const WT_T* WT_RESTRICT x, ptrdiff_t m, ptrdiff_t c, ptrdiff_t h,
                                    ptrdiff_t w, ptrdiff_t pad, ptrdiff_t th, ptrdiff_t tw,
                                    WT_T* WT_RESTRICT v, ptrdiff_t xs, WT_T* WT_RESTRICT plane)
 {
-    const ptrdiff_t half = tw + 1, wp = 2 * half, hp = 2 * th + 2, t_all = m * th * tw;
-    WT_T* WT_RESTRICT b = plane + hp * wp;
+    const ptrdiff_t wp = 2 * tw + 2, t_all = m * th * tw;
     for (ptrdiff_t n = 0; n < m; n++)
         for (ptrdiff_t ci = 0; ci < c; ci++) {
             const WT_T* WT_RESTRICT src = x + (n * c + ci) * h * w;
             WT_T* WT_RESTRICT dst = v + ci * t_all + n * th * tw;
             for (ptrdiff_t i = 0; i < h; i++)
-                WT_FN(split_row)(src + i * w, w, pad, plane + (i + pad) * wp, half);
+                memcpy(plane + (i + pad) * wp + pad, src + i * w, (size_t)w * sizeof(WT_T));
             for (ptrdiff_t t = 0; t < th; t++)
-                WT_FN(input_tile_row)(plane + 2 * t * wp, tw, dst + t * tw, xs, b);
+                WT_FN(input_tile_row)(plane + 2 * t * wp, wp, tw, dst + t * tw, xs);
         }
 }
 
@@ -143,7 +118,8 @@ WT_TARGET static void WT_FN(input_cl_block)(const WT_T* WT_RESTRICT x, ptrdiff_t
                                             WT_T* WT_RESTRICT v, ptrdiff_t xs, WT_T* WT_RESTRICT planes)
 {
     const ptrdiff_t half = tw + 1, wp = 2 * half, hp = 2 * th + 2, rl = wp * cl;
-    /* src[2k] lands on column 2k + pad, src[2k + 1] on 2k + 1 + pad (see split_row) */
+    /* src[2k] lands on column 2k + pad, src[2k + 1] on 2k + 1 + pad: the columns of the
+     * de-interleaved row (even ones first) where they go */
     const ptrdiff_t first = (pad & 1) ? half + pad / 2 : pad / 2;
     const ptrdiff_t second = (pad & 1) ? (pad + 1) / 2 : half + pad / 2;
     WT_T* WT_RESTRICT b = planes + hp * rl;
@@ -314,6 +290,20 @@ WT_TARGET static void WT_FN(output_grad)(const WT_T* WT_RESTRICT dout, ptrdiff_t
 }
 
 /* ---------------------------------------------------------------- dd = B dV B^T */
+
+/* Columns pad .. pad + w - 1 of a de-interleaved row -- its even columns in row[0, half),
+ * its odd ones in row[half, 2*half) -- into dst. */
+WT_TARGET static void WT_FN(join_row)(const WT_T* WT_RESTRICT row, ptrdiff_t half, ptrdiff_t pad,
+                                      WT_T* WT_RESTRICT dst, ptrdiff_t w)
+{
+    const WT_T* WT_RESTRICT first = (pad & 1) ? row + half + pad / 2 : row + pad / 2;
+    const WT_T* WT_RESTRICT second = (pad & 1) ? row + (pad + 1) / 2 : row + half + pad / 2;
+    for (ptrdiff_t k = 0; k < (w + 1) / 2; k++)
+        dst[2 * k] = first[k];
+    for (ptrdiff_t k = 0; k < w / 2; k++)
+        dst[2 * k + 1] = second[k];
+}
+
 
 /* One row of tiles of dV (dv[xi * xs + s]) added onto rows row .. row + 3 of a
  * de-interleaved plane (wp = 2*(tw + 1) apart).  r: scratch of 16 * (tw + 2) values.
