@@ -179,6 +179,22 @@ def test_every_instruction_set_matches_plain_and_the_portable_loops(dtype, layer
 
 
 @needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", ISAS)
+@pytest.mark.parametrize("w, pad", [(7, 1), (8, 2), (35, 0)])
+def test_channels_last_input_transform_with_many_channels(dtype, level, w, pad):
+    """From 256 channels the channels-last copy stores a pixel of every channel at a time
+    (below, a channel's row at a time): 257 channels, short rows and long, every copy."""
+    rng = np.random.default_rng(w)
+    x = rng.standard_normal((2, 257, 5, w)).astype(dtype)
+    th, tw = winograd.tiles_of(5 + 2 * pad - 2, w + 2 * pad - 2)
+    vt = gapped((16, 2 * th * tw, 257), dtype, 32)
+    with isa(level):
+        kernels.input_transform(x, pad, vt, channels_last=True)
+    np.testing.assert_allclose(vt, winograd.transform_input(x, pad, th, tw).swapaxes(1, 2), **tol(dtype))
+
+
+@needs_kernels
 def test_use_isa_refuses_an_instruction_set_this_cpu_lacks():
     best = kernels.isa()
     for bad in (best + 1, -1, 1.0, True):

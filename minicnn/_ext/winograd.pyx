@@ -21,25 +21,24 @@ padding, or past an odd output size, read zeros there (and their extra outputs a
 dropped).  They run on the calling thread without the GIL; the conv shares chunks of
 images out over the cores itself (``minicnn/functional/conv_winograd.py``).
 
-The tile loops themselves are mostly C (``winograd_tiles.h``): whole rows of tiles, or of
-channels, one of the 16 matrices at a time, which the compiler vectorises, in a baseline,
-an AVX2 and an AVX-512 copy chosen at run time (``isa()``; ``use_isa()`` forces one); each
-value is computed by the same operations in the same order as the scalar loops they
-replaced, so the results are the same bit for bit.  Per layer, one thread, float32, ms,
-scalar loops -> now (Intel Xeon with AVX-512; N128 for the CIFAR shapes, N32 / N4 ImageNet):
+The tile loops themselves are C (``winograd_tiles.h``), written so that the compiler
+vectorises them -- a loop over a row of tiles with nothing carried from one tile to the
+next, or over a row of every channel -- in a baseline, an AVX2 and an AVX-512 copy chosen
+at run time (``isa()``; ``use_isa()`` forces one); each value is computed by the same
+operations in the same order as the scalar loops they replaced, so the results are the
+same bit for bit.  Per layer, one thread, ms, scalar loops -> now (Intel Xeon with
+AVX-512; float32; N128 for the CIFAR shapes, N32 / N4 for the ImageNet ones):
 
-    layer                  input   input (ch. last)  output   output grad   input grad
-    16->16 32x32           3.3 -> 2.3    4.1 -> 2.5    2.5 -> 0.8   3.0 -> 1.4   4.5 -> 3.6
-    32->32 16x16           1.8 -> 1.8    2.2 -> 1.2    1.2 -> 0.5   1.6 -> 0.6   2.4 -> 2.0
-    64->64 8x8             1.0 -> 0.9    1.1 -> 0.6    0.6 -> 0.4   0.9 -> 0.6   1.3 -> 1.2
-    256->256 14x14 (N32)   2.6 -> 2.6    3.6 -> 2.3    1.8 -> 1.3   2.3 -> 1.8   3.4 -> 3.0
-    512->512 7x7 (N32)     1.8 -> 1.7    2.3 -> 1.4    1.3 -> 0.9   1.7 -> 1.1   2.7 -> 2.4
-    128->256 56x56 (N4)    2.9 -> 1.9    9.0 -> 3.4    3.7 -> 2.5   5.1 -> 2.8   3.4 -> 2.4
+    layer                 input        input^T      output       output grad  input grad
+    16->16 32x32          3.4 -> 1.7   4.0 -> 2.7   2.4 -> 0.8   3.0 -> 1.3   4.4 -> 3.6
+    32->32 16x16          1.8 -> 1.2   2.1 -> 1.7   1.2 -> 0.6   1.5 -> 0.7   2.3 -> 2.0
+    64->64 8x8            0.9 -> 0.9   1.1 -> 0.7   0.6 -> 0.4   0.8 -> 0.5   1.3 -> 1.2
+    256->256 14x14 (N32)  2.5 -> 2.2   3.3 -> 2.0   1.8 -> 1.3   2.2 -> 1.8   3.4 -> 2.9
+    512->512 7x7 (N32)    1.8 -> 1.5   2.3 -> 1.3   1.4 -> 0.9   1.7 -> 1.1   2.5 -> 2.3
+    128->256 56x56 (N4)   2.8 -> 1.5   8.6 -> 3.0   3.6 -> 2.4   4.9 -> 2.6   3.4 -> 2.3
 
-The input transform (channels first) and its adjoint gain little on rows of fewer than
-WT_LONG_ROW = 16 tiles: their row-wide loops there ran slower than the tile-at-a-time loop
-(64->64 8x8 input: 0.97 -> 1.2 ms), so short rows keep ``_input_tile_row`` below (and the
-same loop in C for the adjoint): a row of 4-8 tiles is too short a loop to vectorise.
+(input^T: the channels-last input transform of the backward pass.)  float64 gains less
+(output 1.0-1.8x, input^T 1.2-2.2x, input 0.9-1.3x: two doubles per SSE2 vector).
 """
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset

@@ -2,18 +2,20 @@
  *
  * Why C: the scalar Cython loops sent a tile's 16 values to 16 matrices one tile at a
  * time, with the columns a tile shares with the next carried in variables -- a loop no
- * compiler vectorises, and the transforms took as long as the 16 GEMMs.  Here each loop
- * runs over a whole row of tiles (or of channels) into one output matrix at a time, which
- * GCC and Clang vectorise (winograd_tiles_body.h), with the same operations per value, so
- * the results are unchanged bit for bit.
+ * compiler vectorises, and the transforms took as long as the 16 GEMMs.  Here a loop runs
+ * over a row of tiles with nothing carried from one tile to the next (each reads its
+ * columns afresh), or over a row of every channel, which GCC and Clang vectorise
+ * (winograd_tiles_body.h), with the same operations per value, so the results are
+ * unchanged bit for bit.  Timings: winograd.pyx's docstring.
  *
  * Why three copies: the extension is built for the baseline x86-64 (SSE2, 4 floats per
  * instruction), since the build machine's CPU is not known to be the one that runs it.
  * The loops are compiled twice more, for AVX2 (8 floats) and AVX-512 (16 floats), with
  * function attributes, and the CPU is asked at run time which it can run
- * (__builtin_cpu_supports), as direct_conv.h does.  The portable copy is the one every
- * other compiler and architecture builds.  (Adds and subtracts only: FMA cannot change
- * a result.)
+ * (__builtin_cpu_supports), as direct_conv.h does.  Wider is not always faster here (short
+ * rows, stride-2 reads): winograd.pyx caps each transform at the copy that measured
+ * fastest.  The portable copy is the one every other compiler and architecture builds.
+ * (Adds and subtracts only: FMA cannot change a result.)
  */
 #ifndef MINICNN_WINOGRAD_TILES_H
 #define MINICNN_WINOGRAD_TILES_H
@@ -46,9 +48,9 @@
 #define WT_IVDEP
 #endif
 
-/* Rows of at least this many tiles take the row-wide vector loops in the input transform
- * and its adjoint; shorter ones the tile-at-a-time loops, since a loop of a few iterations
- * costs more to set up than it saves (timings: winograd.pyx's docstring). */
+/* Rows of at least this many tiles take the row-wide vector loops in the input-gradient
+ * transform (shorter ones the tile-at-a-time loop: on a row of 4-8 tiles its 12 short
+ * loops cost more to set up than they save), and AVX-512 in the output transforms. */
 #ifndef WT_LONG_ROW
 #define WT_LONG_ROW 16
 #endif
