@@ -41,7 +41,7 @@ AVX-512; float32; N128 for the CIFAR shapes, N32 / N4 for the ImageNet ones):
 (output 1.0-1.8x, input^T 1.2-2.2x, input 0.9-1.3x: two doubles per SSE2 vector).
 """
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 
 ctypedef fused floating:
     float
