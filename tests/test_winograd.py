@@ -151,9 +151,9 @@ def isa(level):
 
 @st.composite
 def long_rows(draw):
-    """A layer whose rows hold at least WT_LONG_ROW = 16 tiles (the row-wide vector loops
-    of the input transform and its adjoint), with few channels or many (the channels-last
-    loops run over all channels and tiles of a row at once)."""
+    """A layer whose rows hold 16 tiles or more (layers() draws rows of 1-8 tiles; from
+    WT_LONG_ROW = 8 the input-gradient transform takes its vector loops), with few channels
+    or many (the channels-last loops run over all channels and tiles of a row at once)."""
     pad = draw(st.integers(0, 2))
     w = 33 - 2 * pad + draw(st.integers(0, 6))
     h = max(1, 3 - 2 * pad) + draw(st.integers(0, 5))

@@ -220,9 +220,9 @@ def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, 
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = mm.strides[0] // sizeof(floating)
-    # AVX-512 on long rows only: on rows shorter than WT_LONG_ROW tiles a 16-float vector
-    # does not fit (64->64 8x8, baseline / AVX2 / AVX-512: 0.51 / 0.41 / 0.67 ms; 32->32
-    # 16x16 0.67 / 0.53 / 0.47).
+    # AVX-512 on rows of WT_LONG_ROW = 8 tiles or more only: on shorter rows a 16-float
+    # vector does not fit (64->64 8x8, baseline / AVX2 / AVX-512: 0.51 / 0.41 / 0.67 ms;
+    # 14x14 1.38 / 1.34 / 1.92; 32->32 16x16 0.67 / 0.53 / 0.47).
     cdef int level = _isa_for(2 if tw >= WT_LONG_ROW else 1)
     # Odd OH or OW: the tiles go to a plane buffer with the extra row/column, then copied.
     cdef floating* ybuf = _scratch(4 * th * tw, &out[0, 0, 0, 0])
@@ -271,11 +271,11 @@ def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:,
     if m * c == 0:
         return
     cdef Py_ssize_t xs = dv.strides[0] // sizeof(floating)
-    # The other way round: the tile-at-a-time loop of short rows ran fastest compiled for
-    # AVX-512 (32->32 16x16, baseline / AVX2 / AVX-512: 2.46 / 2.46 / 2.01 ms), the
-    # row-wide loops of long rows slowest (56x56: 2.38 / 2.39 / 2.89).
+    # The other way round: the scalar tile-at-a-time loop of short rows ran fastest compiled
+    # for AVX-512 (64->64 8x8, baseline / AVX2 / AVX-512: 1.37 / 1.41 / 1.20 ms), the vector
+    # loops of longer rows with AVX2 (16x16: 1.73 / 1.75 / 1.74; 56x56: 2.03 / 1.91 / 2.28).
     cdef int level = _isa_for(1 if tw >= WT_LONG_ROW else 2)
-    # A zero-bordered plane the tiles add onto, and the rows of a row of tiles' B dV.
+    # A zero-bordered plane the tiles add onto, and a row of tiles' B dV B^T.
     cdef floating* scratch = _scratch((2 * th + 2) * (2 * tw + 2) + 16 * (tw + 2), &dx[0, 0, 0, 0])
     with nogil:
         if floating is float:

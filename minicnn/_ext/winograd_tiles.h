@@ -48,11 +48,11 @@
 #define WT_IVDEP
 #endif
 
-/* Rows of at least this many tiles take the row-wide vector loops in the input-gradient
- * transform (shorter ones the tile-at-a-time loop: on a row of 4-8 tiles its 12 short
- * loops cost more to set up than they save), and AVX-512 in the output transforms. */
+/* Rows of at least this many tiles take the two vector loops of the input-gradient
+ * transform (shorter ones its scalar tile-at-a-time loop, which ran faster on rows of 4
+ * and 7 tiles: 14x14 2.9 vs 3.2 ms per layer), and AVX-512 in the output transforms. */
 #ifndef WT_LONG_ROW
-#define WT_LONG_ROW 16
+#define WT_LONG_ROW 8
 #endif
 
 #define WT_ISA_BASE 0

@@ -317,51 +317,52 @@ WT_TARGET static void WT_FN(join_row)(const WT_T* WT_RESTRICT row, ptrdiff_t hal
 
 
 /* One row of tiles of dV (dv[xi * xs + s]) added onto rows row .. row + 3 of a
- * de-interleaved plane (wp = 2*(tw + 1) apart).  r: scratch of 16 * (tw + 2) values.
- * Tile s's columns 2 and 3 are tile s + 1's columns 0 and 1: each entry of a row is
- * written once, as column 0/1 of tile s plus column 2/3 of tile s - 1. */
+ * de-interleaved plane (wp = 2*(tw + 1) apart), in two loops over the tiles.  First each
+ * tile's dd = B dV B^T on its own: d[(4k + l) * rs + 1 + s] is row k, column l of tile s
+ * (entries 0 and tw + 1 of each stay zero: the missing neighbours of the first and last
+ * tiles).  Then, since tile s's columns 2 and 3 are tile s + 1's columns 0 and 1, each
+ * entry of a row gets column 0 (or 1) of its tile plus column 2 (or 3) of the tile to its
+ * left -- read from d, not carried over from the previous tile as the scalar loop did,
+ * which kept it from vectorising.  d: scratch of 16 * (tw + 2) values. */
 WT_TARGET static void WT_FN(input_grad_tile_row)(const WT_T* WT_RESTRICT dv, ptrdiff_t xs, ptrdiff_t tw,
-                                                 WT_T* WT_RESTRICT row, WT_T* WT_RESTRICT r)
+                                                 WT_T* WT_RESTRICT row, WT_T* WT_RESTRICT d)
 {
     const ptrdiff_t half = tw + 1, wp = 2 * half, rs = tw + 2;
-    /* B dV: r[(4k + l) * rs + 1 + s] is row k, column l of tile s's B dV; entries 0 and
-     * tw + 1 of each stay zero, the missing neighbours of the first and last tiles */
-    for (ptrdiff_t l = 0; l < 4; l++) {
-        const WT_T* WT_RESTRICT a0 = dv + l * xs;
-        const WT_T* WT_RESTRICT a1 = dv + (4 + l) * xs;
-        const WT_T* WT_RESTRICT a2 = dv + (8 + l) * xs;
-        const WT_T* WT_RESTRICT a3 = dv + (12 + l) * xs;
-        WT_T* WT_RESTRICT k0 = r + l * rs + 1;
-        WT_T* WT_RESTRICT k1 = r + (4 + l) * rs + 1;
-        WT_T* WT_RESTRICT k2 = r + (8 + l) * rs + 1;
-        WT_T* WT_RESTRICT k3 = r + (12 + l) * rs + 1;
-        WT_IVDEP
-        for (ptrdiff_t s = 0; s < tw; s++) {
-            k0[s] = a0[s];
-            k1[s] = a1[s] - a2[s] + a3[s];
-            k2[s] = a1[s] + a2[s] - a0[s];
-            k3[s] = -a3[s];
+    WT_IVDEP
+    for (ptrdiff_t s = 0; s < tw; s++) {
+        WT_T r[16];
+        for (int l = 0; l < 4; l++) {           /* B dV: row k, column l in r[4k + l] */
+            const WT_T a0 = dv[l * xs + s], a1 = dv[(4 + l) * xs + s];
+            const WT_T a2 = dv[(8 + l) * xs + s], a3 = dv[(12 + l) * xs + s];
+            r[l] = a0;
+            r[4 + l] = a1 - a2 + a3;
+            r[8 + l] = a1 + a2 - a0;
+            r[12 + l] = -a3;
+        }
+        for (int k = 0; k < 4; k++) {           /* ... then (B dV) B^T on the columns */
+            d[(4 * k) * rs + 1 + s] = r[4 * k];
+            d[(4 * k + 1) * rs + 1 + s] = r[4 * k + 1] - r[4 * k + 2] + r[4 * k + 3];
+            d[(4 * k + 2) * rs + 1 + s] = r[4 * k + 1] + r[4 * k + 2] - r[4 * k];
+            d[(4 * k + 3) * rs + 1 + s] = -r[4 * k + 3];
         }
     }
-    /* ... then (B dV) B^T on the columns, added onto the rows: even column 2s gets
-     * column 0 of tile s and column 2 (= c1 + c2 - c0) of tile s - 1; odd column 2s + 1
-     * gets column 1 (= c1 - c2 + c3) of tile s and column 3 (= -c3) of tile s - 1 */
-    for (ptrdiff_t k = 0; k < 4; k++) {
-        const WT_T* WT_RESTRICT c0 = r + (4 * k) * rs;
+    for (int k = 0; k < 4; k++) {
+        const WT_T* WT_RESTRICT c0 = d + (4 * k) * rs;
         const WT_T* WT_RESTRICT c1 = c0 + rs;
         const WT_T* WT_RESTRICT c2 = c1 + rs;
         const WT_T* WT_RESTRICT c3 = c2 + rs;
         WT_T* WT_RESTRICT e = row + k * wp;
         WT_T* WT_RESTRICT o = e + half;
-        for (ptrdiff_t s = 0; s <= tw; s++)
-            e[s] += c0[s + 1] + (c1[s] + c2[s] - c0[s]);
-        for (ptrdiff_t s = 0; s <= tw; s++)
-            o[s] += c1[s + 1] - c2[s + 1] + c3[s + 1] + -c3[s];
+        WT_IVDEP
+        for (ptrdiff_t s = 0; s <= tw; s++) {
+            e[s] += c0[s + 1] + c2[s];
+            o[s] += c1[s + 1] + c3[s];
+        }
     }
 }
 
-/* The same for a short row of tiles (tw < WT_LONG_ROW), a tile at a time, onto rows of a
- * plane in natural column order (wp apart).  Columns 2 and 3 of a tile are columns 0 and
+/* The same for a short row of tiles (fewer than WT_LONG_ROW), a tile at a time, the
+ * scalar loop, onto rows of a plane in natural column order (wp apart).  Columns 2 and 3 of a tile are columns 0 and
  * 1 of the next: their sums (c_k2, c_k3 of row k) carry over. */
 WT_TARGET static void WT_FN(input_grad_tile_row_short)(const WT_T* WT_RESTRICT dv, ptrdiff_t xs,
                                                        ptrdiff_t tw, WT_T* WT_RESTRICT row, ptrdiff_t wp)
@@ -404,7 +405,7 @@ WT_TARGET static void WT_FN(input_grad_tile_row_short)(const WT_T* WT_RESTRICT d
 
 /* dx (m, c, h, w) from dV (16, C, m*TH*TW), matrices xs apart.  buf: scratch of
  * (2*th + 2) * (2*tw + 2) + 16 * (tw + 2) values: a zero-bordered plane the tiles add
- * onto (de-interleaved for the long rows' loops) and a row of tiles' B dV. */
+ * onto (de-interleaved for the long rows' loops) and a row of tiles' B dV B^T. */
 WT_TARGET static void WT_FN(input_grad)(const WT_T* WT_RESTRICT dv, ptrdiff_t xs, ptrdiff_t m,
                                         ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t pad,
                                         ptrdiff_t th, ptrdiff_t tw, WT_T* WT_RESTRICT dx,
@@ -412,8 +413,8 @@ WT_TARGET static void WT_FN(input_grad)(const WT_T* WT_RESTRICT dv, ptrdiff_t xs
 {
     const ptrdiff_t half = tw + 1, wp = 2 * half, hp = 2 * th + 2, t_all = m * th * tw;
     const int long_row = tw >= WT_LONG_ROW;
-    WT_T* WT_RESTRICT r = buf + hp * wp;
-    memset(r, 0, (size_t)(16 * (tw + 2)) * sizeof(WT_T));
+    WT_T* WT_RESTRICT d = buf + hp * wp;
+    memset(d, 0, (size_t)(16 * (tw + 2)) * sizeof(WT_T));
     for (ptrdiff_t n = 0; n < m; n++)
         for (ptrdiff_t ci = 0; ci < c; ci++) {
             const WT_T* WT_RESTRICT src = dv + ci * t_all + n * th * tw;
@@ -421,7 +422,7 @@ WT_TARGET static void WT_FN(input_grad)(const WT_T* WT_RESTRICT dv, ptrdiff_t xs
             memset(buf, 0, (size_t)(hp * wp) * sizeof(WT_T));
             for (ptrdiff_t t = 0; t < th; t++) {
                 if (long_row)
-                    WT_FN(input_grad_tile_row)(src + t * tw, xs, tw, buf + 2 * t * wp, r);
+                    WT_FN(input_grad_tile_row)(src + t * tw, xs, tw, buf + 2 * t * wp, d);
                 else
                     WT_FN(input_grad_tile_row_short)(src + t * tw, xs, tw, buf + 2 * t * wp, wp);
             }
