@@ -30,15 +30,17 @@ same bit for bit.  Per layer, one thread, ms, scalar loops -> now (Intel Xeon wi
 AVX-512; float32; N128 for the CIFAR shapes, N32 / N4 for the ImageNet ones):
 
     layer                 input        input^T      output       output grad  input grad
-    16->16 32x32          3.4 -> 1.7   4.0 -> 2.7   2.4 -> 0.8   3.0 -> 1.3   4.4 -> 3.6
-    32->32 16x16          1.8 -> 1.2   2.1 -> 1.7   1.2 -> 0.6   1.5 -> 0.7   2.3 -> 2.0
-    64->64 8x8            0.9 -> 0.9   1.1 -> 0.7   0.6 -> 0.4   0.8 -> 0.5   1.3 -> 1.2
-    256->256 14x14 (N32)  2.5 -> 2.2   3.3 -> 2.0   1.8 -> 1.3   2.2 -> 1.8   3.4 -> 2.9
-    512->512 7x7 (N32)    1.8 -> 1.5   2.3 -> 1.3   1.4 -> 0.9   1.7 -> 1.1   2.5 -> 2.3
-    128->256 56x56 (N4)   2.8 -> 1.5   8.6 -> 3.0   3.6 -> 2.4   4.9 -> 2.6   3.4 -> 2.3
+    16->16 32x32          3.0 -> 1.6   4.0 -> 2.9   2.3 -> 0.8   2.9 -> 1.1   4.3 -> 2.5
+    32->32 16x16          1.6 -> 1.0   2.0 -> 1.1   1.2 -> 0.5   1.5 -> 0.7   2.2 -> 1.7
+    64->64 8x8            0.9 -> 0.9   1.0 -> 0.6   0.6 -> 0.4   0.8 -> 0.4   1.2 -> 1.2
+    256->256 14x14 (N32)  2.5 -> 2.2   3.3 -> 1.7   1.7 -> 1.2   2.2 -> 1.7   3.2 -> 2.9
+    512->512 7x7 (N32)    1.7 -> 1.4   2.1 -> 1.2   1.2 -> 0.9   1.5 -> 1.0   2.3 -> 2.3
+    128->256 56x56 (N4)   2.8 -> 1.6   8.6 -> 3.1   3.7 -> 2.4   5.0 -> 2.7   3.4 -> 2.0
 
-(input^T: the channels-last input transform of the backward pass.)  float64 gains less
-(output 1.0-1.8x, input^T 1.2-2.2x, input 0.9-1.3x: two doubles per SSE2 vector).
+(input^T: the channels-last input transform of the backward pass.)  On rows of 4-7 tiles
+the input-gradient transform keeps the scalar loop (its vector loops were slower there),
+and the input transform gains little.  float64 gains less (output 1.0-1.8x, input^T
+1.3-2.5x, the others 1.0-1.4x: two doubles per SSE2 vector).
 """
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
