@@ -1,6 +1,7 @@
 """Winograd F(2x2, 3x3) convolution: the plain NumPy version against the naive conv, each
-Cython transform against its NumPy counterpart, and the CPU conv's Winograd path against
-the plain path, over hypothesis-drawn sizes (odd and even H, W; pad 0..3; one channel;
+Cython transform against its NumPy counterpart (with every instruction set's copy of the
+tile loops, short rows of tiles and long), and the CPU conv's Winograd path against the
+plain path, over hypothesis-drawn sizes (odd and even H, W; pad 0..3; one channel;
 outputs one pixel wide) in float32 and float64.
 """
 import contextlib
@@ -85,11 +86,9 @@ def gapped(shape, dtype, gap):
     return buf[:, :k * t].reshape(16, k, t)
 
 
-@needs_kernels
-@pytest.mark.parametrize("dtype", DTYPES)
-@settings(max_examples=40, deadline=None)
-@given(layers(), st.integers(0, 2 ** 16), st.sampled_from([0, 3, 32]))
-def test_kernel_transforms_match_plain(dtype, layer, seed, gap):
+def kernel_results(layer, seed, gap, dtype):
+    """Every transform of the kernels on random arguments, checked against the plain NumPy
+    version; returns the results (for comparing instruction sets bit for bit)."""
     m, c, f, h, w, pad = layer
     rng, x, _, b = arrays(seed, m, c, f, h, w, dtype)
     oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
@@ -125,6 +124,86 @@ def test_kernel_transforms_match_plain(dtype, layer, seed, gap):
     dx = np.full(x.shape, np.nan, dtype=dtype)
     kernels.input_grad_transform(dv, pad, dx)
     np.testing.assert_allclose(dx, winograd.transform_input_grad(np.ascontiguousarray(dv), x.shape, pad), **close)
+    return v, vt, out, dm, dx
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None)
+@given(layers(), st.integers(0, 2 ** 16), st.sampled_from([0, 3, 32]))
+def test_kernel_transforms_match_plain(dtype, layer, seed, gap):
+    kernel_results(layer, seed, gap, dtype)
+
+
+ISAS = list(range(kernels.isa() + 1)) if kernels is not None else []
+
+
+@contextlib.contextmanager
+def isa(level):
+    """Every tile loop forced to instruction set ``level``'s copy (by default the kernels
+    pick a narrower one for some loops, which would leave wider copies untested)."""
+    previous = kernels.use_isa(level)
+    try:
+        yield
+    finally:
+        kernels.use_isa(previous)
+
+
+@st.composite
+def long_rows(draw):
+    """A layer whose rows hold 16 tiles or more (layers() draws rows of 1-8 tiles; from
+    WT_LONG_ROW = 8 the input-gradient transform takes its vector loops), with few channels
+    or many (the channels-last loops run over all channels and tiles of a row at once)."""
+    pad = draw(st.integers(0, 2))
+    w = 33 - 2 * pad + draw(st.integers(0, 6))
+    h = max(1, 3 - 2 * pad) + draw(st.integers(0, 5))
+    c = draw(st.sampled_from([1, 3, 64, 67]))
+    return draw(st.integers(1, 2)), c, draw(st.integers(1, 3)), h, w, pad
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=15, deadline=None)
+@given(st.one_of(layers(), long_rows()), st.integers(0, 2 ** 16), st.sampled_from([0, 3, 32]))
+def test_every_instruction_set_matches_plain_and_the_portable_loops(dtype, layer, seed, gap):
+    """Each copy of the tile loops this CPU runs (baseline, AVX2, AVX-512), short rows and
+    long: equal to the plain version, and bit for bit to the portable copy (the same
+    operations in the same order)."""
+    results = []
+    for level in ISAS:
+        with isa(level):
+            results.append(kernel_results(layer, seed, gap, dtype))
+    for other in results[1:]:
+        for got, expected in zip(other, results[0]):
+            np.testing.assert_array_equal(got, expected)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("level", ISAS)
+@pytest.mark.parametrize("w, pad", [(7, 1), (8, 2), (35, 0)])
+def test_channels_last_input_transform_with_many_channels(dtype, level, w, pad):
+    """From 256 channels the channels-last copy stores a pixel of every channel at a time
+    (below, a channel's row at a time): 257 channels, short rows and long, every copy."""
+    rng = np.random.default_rng(w)
+    x = rng.standard_normal((2, 257, 5, w)).astype(dtype)
+    th, tw = winograd.tiles_of(5 + 2 * pad - 2, w + 2 * pad - 2)
+    vt = gapped((16, 2 * th * tw, 257), dtype, 32)
+    with isa(level):
+        kernels.input_transform(x, pad, vt, channels_last=True)
+    np.testing.assert_allclose(vt, winograd.transform_input(x, pad, th, tw).swapaxes(1, 2), **tol(dtype))
+
+
+@needs_kernels
+def test_use_isa_refuses_an_instruction_set_this_cpu_lacks():
+    best = kernels.isa()
+    for bad in (best + 1, -1, 1.0, True):
+        with pytest.raises(ValueError, match=r"use_isa: expected None or an instruction set 0\.\."):
+            kernels.use_isa(bad)
+    assert kernels.use_isa(0) is None              # was choosing per loop
+    assert kernels.isa() == 0
+    assert kernels.use_isa(None) == 0
+    assert kernels.isa() == best
 
 
 @needs_kernels
@@ -266,14 +345,16 @@ def test_winograd_is_used_only_where_it_applies():
 
 @needs_kernels
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_channels_last_input_transform_in_channel_blocks(dtype):
+@pytest.mark.parametrize("c", [20, 67])
+def test_channels_last_input_transform_in_channel_blocks(dtype, c):
     """Large planes: the channels-last input transform copies a block of channels at a time
     (2 MB of zero-bordered planes, at least 16 float32 / 8 float64 channels), so 20 channels
-    of 182x182 take two or three blocks, the last one shorter."""
+    of 182x182 take two or three blocks, the last one shorter -- and 67 channels (the
+    row-wide loops, whose shorter last block keeps the full block's layout) five to nine."""
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((1, 20, 182, 181)).astype(dtype)
+    x = rng.standard_normal((1, c, 182, 181)).astype(dtype)
     th, tw = winograd.tiles_of(182, 181)
-    vt = gapped((16, th * tw, 20), dtype, 3)
+    vt = gapped((16, th * tw, c), dtype, 3)
     kernels.input_transform(x, 1, vt, channels_last=True)
     np.testing.assert_allclose(vt, winograd.transform_input(x, 1, th, tw).swapaxes(1, 2), **tol(dtype))
 
