@@ -263,19 +263,20 @@ def images_per_chunk(n, image_bytes, image_columns, weight_bytes, chunk_bytes, m
     * As many as fit ``chunk_bytes`` of the chunk's own data (``image_bytes`` per image: its
       columns, or its Winograd-domain tiles), so that the GEMM finds them in the core's L2
       cache right after they were written.
-    * But when the layer's weights (``weight_bytes``) outgrow that budget, enough images for
-      ``min_columns`` GEMM columns (``image_columns`` per image), as long as every core still
-      gets a chunk.  Every chunk's
-      GEMM reads all the weights once -- BLAS packs them again for each call -- so a deep
-      layer with few positions per image spends its time moving weights, not multiplying:
-      ResNet-18's 512->512 3x3 layer at 7x7 (49 positions, 16 Winograd tiles per image, 16 MB
-      of transformed filters) took 46 / 144 ms fwd / bwd (batch 32, 2 cores) one image per
-      chunk, 35 / 68 ms with 8.  Such chunks are big, so their size is then chosen (up to
-      twice the least) for the cores to finish together: 32 images in chunks of 6 leave one
-      core 4 images of work after the other is done, chunks of 8 none.
+    * But when the layer's weights (``weight_bytes``) are at least one image's data, enough
+      images for ``min_columns`` GEMM columns (``image_columns`` per image), as long as every
+      core still gets a chunk.  Every chunk's GEMM reads all the weights once -- BLAS packs
+      them again for each call -- so a layer with few positions per image spends its time
+      moving weights, not multiplying.  ResNet-18's 512->512 3x3 layer at 7x7 (49 positions,
+      16 Winograd tiles per image, 16 MB of transformed filters) took 46 / 144 ms fwd / bwd
+      (batch 32, 2 cores) one image per chunk, 35 / 68 ms with 8; the CIFAR ResNet's 64->64
+      layer at 8x8 (256 KB of them, 64 KB of tiles per image) 2.5 / 4.8 ms with 4 images,
+      2.3 / 4.4 with 8.  Such chunks are big, so their size is then chosen (up to twice the
+      least) for the cores to finish together: 32 images in chunks of 6 leave one core 4
+      images of work after the other is done, chunks of 8 none.
     """
     step = max(1, min(n, chunk_bytes // max(1, image_bytes)))
-    if weight_bytes <= chunk_bytes or step * image_columns >= min_columns:
+    if weight_bytes < image_bytes or step * image_columns >= min_columns:
         return step
     cores = cpu_count()
     most = -(-n // cores)                                # every core gets a chunk

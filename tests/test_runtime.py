@@ -184,13 +184,13 @@ def test_small_work_stays_on_the_calling_thread(monkeypatch):
 
 @pytest.mark.parametrize("cores", [1, 2, 3])
 def test_images_per_chunk_fits_the_byte_budget_when_the_weights_are_small(monkeypatch, cores):
-    """Small weights: as many images as fit chunk_bytes (at least 1, at most n), however few
-    GEMM columns that makes."""
+    """Weights smaller than an image's data: as many images as fit chunk_bytes (at least 1, at
+    most n), however few GEMM columns that makes."""
     monkeypatch.setattr(runtime, "cpu_count", lambda: cores)
-    assert runtime.images_per_chunk(128, 100, 4, 1000, 1000, 256) == 10
-    assert runtime.images_per_chunk(128, 5000, 4, 1000, 1000, 256) == 1
-    assert runtime.images_per_chunk(3, 100, 4, 1000, 1000, 256) == 3
-    assert runtime.images_per_chunk(128, 0, 0, 0, 1000, 256) == 128
+    assert runtime.images_per_chunk(128, 100, 4, 99, 1000, 256) == 10
+    assert runtime.images_per_chunk(128, 5000, 4, 4999, 1000, 256) == 1
+    assert runtime.images_per_chunk(3, 100, 4, 99, 1000, 256) == 3
+    assert runtime.images_per_chunk(128, 100, 4, 100, 1000, 256) == min(64, -(-128 // cores))  # wide
 
 
 @pytest.mark.parametrize("n,columns,cores,step", [
@@ -214,11 +214,11 @@ def test_images_per_chunk_gives_big_weights_wide_chunks_in_whole_rounds(monkeypa
 
 def test_deep_layers_get_wide_chunks_and_cifar_layers_keep_theirs(monkeypatch):
     """The rule engages where it was measured to pay (ResNet-18's 7x7 and 14x14 layers at
-    batch 32) and leaves the CIFAR ResNet's layers as they were (U of 64->64: 256 KB)."""
+    batch 32, the CIFAR ResNet's 64->64 8x8) and leaves the 32->32 16x16 layer as it was."""
     from minicnn.functional import conv_im2col, conv_winograd
     monkeypatch.setattr(runtime, "cpu_count", lambda: 2)
     assert conv_winograd.chunk_size(32, 512, 4, 4, 4, 512) == 8            # 512->512 7x7
     assert conv_winograd.chunk_size(32, 256, 7, 7, 4, 256) == 4            # 256->256 14x14
     assert conv_im2col.chunk_size(32, 256 * 9, 49, 4, 512) == 8            # 256->512 3x3/2
-    assert conv_winograd.chunk_size(128, 64, 4, 4, 4, 64) == 4             # 64->64 8x8
+    assert conv_winograd.chunk_size(128, 64, 4, 4, 4, 64) == 8             # 64->64 8x8
     assert conv_winograd.chunk_size(128, 32, 8, 8, 4, 32) == 2             # 32->32 16x16

@@ -27,8 +27,9 @@ from minicnn import backend, runtime
 # LeNet conv1 ran ~2x faster with 0.3 MB chunks than with 2 MB ones).  Tests shrink it to
 # force many chunks on small inputs.
 CHUNK_BYTES = 512 << 10
-# ... but a layer whose weights outgrow that gets chunks of at least this many columns, so
-# that its GEMMs do not spend their time re-reading the weights (runtime.images_per_chunk).
+# ... but a layer whose weights outweigh an image's columns gets chunks of at least this many
+# columns, so that its GEMMs do not spend their time re-reading the weights
+# (runtime.images_per_chunk).
 # Measured on ResNet-18's 256->512 3x3 stride-2 layer (49 positions per image, batch 32,
 # 2 cores), fwd / bwd ms by images per chunk: 1 (the byte budget) 21.9 / 57.9; 4 16.4 / 42.3;
 # 8 15.4 / 40.5; 16 17.3 / 42.0.
@@ -37,7 +38,7 @@ MIN_COLUMNS = 256
 
 def chunk_size(n, k, p, itemsize, f=0):
     """Images per chunk: as many as fit CHUNK_BYTES of columns (k rows, p per image), at least
-    1 -- or at least MIN_COLUMNS columns when the (f, k) weights are larger than that."""
+    1 -- or at least MIN_COLUMNS columns when the (f, k) weights outweigh an image's columns."""
     return runtime.images_per_chunk(n, k * p * itemsize, p, f * k * itemsize, CHUNK_BYTES, MIN_COLUMNS)
 
 

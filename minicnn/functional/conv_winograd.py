@@ -26,12 +26,13 @@ from minicnn.functional import winograd
 MIN_CHANNELS = 16
 # A chunk's Winograd-domain input V (16 values per 2x2 output tile and channel) is kept about this size.
 CHUNK_BYTES = 256 << 10
-# ... but a layer whose transformed filters U (16 * F * C values) outgrow that gets chunks of
-# at least this many tiles, so that its 16 GEMMs do not spend their time re-reading U
-# (runtime.images_per_chunk).  Measured on ResNet-18's deep layers (batch 32, 2 cores), fwd /
-# bwd ms by images per chunk: 512->512 7x7 (16 tiles per image, U 16 MB) 1: 46 / 144,
+# ... but a layer whose transformed filters U (16 * F * C values) are at least one image's V
+# gets chunks of at least this many tiles, so that its 16 GEMMs do not spend their time
+# re-reading U (runtime.images_per_chunk).  Measured (2 cores), fwd / bwd ms by images per
+# chunk: ResNet-18's 512->512 7x7 (16 tiles per image, U 16 MB, batch 32) 1: 46 / 144,
 # 4: 38 / 86, 8: 35 / 68, 16: 35 / 76; 256->256 14x14 (49 tiles, U 4 MB) 1: 25 / 50,
-# 4: 20 / 39, 8: 19 / 42.  The CIFAR ResNet's 64->64 8x8 layer (U 256 KB) keeps 4.
+# 4: 20 / 39, 8: 19 / 42; the CIFAR ResNet's 64->64 8x8 (16 tiles, U 256 KB, batch 128)
+# 2: 3.0 / 6.2, 4: 2.5 / 4.8, 8: 2.3 / 4.4, 16: 3.1 / 5.9.
 MIN_TILES = 128
 # Elements of padding between the 16 matrices of a Winograd-domain buffer: the transforms
 # touch all 16 for every tile, and 16 streams a multiple of 4 KB apart thrash the L1 cache
@@ -48,7 +49,7 @@ def applies(w_shape, stride, groups):
 
 def chunk_size(n, c, th, tw, itemsize, f=0):
     """Images per chunk: as many as fit CHUNK_BYTES of V (16 values per tile and channel), at
-    least 1 -- or at least MIN_TILES tiles when U (16 * f * c values) is larger than that."""
+    least 1 -- or at least MIN_TILES tiles when U (16 * f * c values) outweighs an image's V."""
     return runtime.images_per_chunk(n, 16 * c * th * tw * itemsize, th * tw, 16 * f * c * itemsize,
                                     CHUNK_BYTES, MIN_TILES)
 
