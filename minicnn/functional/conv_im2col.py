@@ -64,7 +64,7 @@ def forward(x, w, b, stride, pad, groups, oh, ow):
     f, cg, kh, kw = w.shape
     k, p = cg * kh * kw, oh * ow
     w_mat = w.reshape(groups, f // groups, k)
-    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    out = runtime.empty_output((n, f, oh, ow), x.dtype)       # recycled memory: runtime.py
     step = chunk_size(n, c * kh * kw, p, x.itemsize, f)
 
     def pointwise(chunks):
@@ -120,7 +120,7 @@ def backward(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
     oh, ow = dout.shape[2:]
     k, p, fg = cg * kh * kw, oh * ow, f // groups
     w_t = w.reshape(groups, fg, k).swapaxes(1, 2)                     # (G, K, F/G) view
-    dx = np.empty(x.shape, dtype=x.dtype) if need_dx else None
+    dx = runtime.empty_output(x.shape, x.dtype) if need_dx else None
     step = chunk_size(n, c * kh * kw, p, x.itemsize, f)
 
     def pointwise(chunks):

@@ -88,7 +88,7 @@ def forward(x, w, b, pad, oh, ow):
     th, tw = winograd.tiles_of(oh, ow)
     u = np.empty((16, f, c), dtype=x.dtype)
     kernels.filter_transform(np.ascontiguousarray(w), u)               # U = G g G^T
-    out = np.empty((n, f, oh, ow), dtype=x.dtype)
+    out = runtime.empty_output((n, f, oh, ow), x.dtype)       # recycled memory: runtime.py
     step = chunk_size(n, c, th, tw, x.itemsize, f)
 
     def images(chunks):
@@ -121,7 +121,7 @@ def backward(dout, x, w, pad, need_dx=True, need_dw=True):
     th, tw = winograd.tiles_of(*dout.shape[2:])
     dx = u_t = None
     if need_dx:                                  # U is needed only for dV = U^T @ dM
-        dx = np.empty(x.shape, dtype=x.dtype)
+        dx = runtime.empty_output(x.shape, x.dtype)
         u = np.empty((16, f, c), dtype=x.dtype)
         kernels.filter_transform(np.ascontiguousarray(w), u)
         u_t = u.swapaxes(1, 2)                                        # (16, C, F) view
