@@ -15,8 +15,8 @@ PyTorch at the first backward: a few MB, counted for PyTorch only.)
 
 For a minicnn checkout a second view: the NumPy arrays live at the peak of one
 steady-state step, by tracemalloc, and of those the ones held between steps (the layers'
-caches of the last step), both without the state allocated before (parameters,
-gradients, momentum, workspaces).  Linux only exactly: without /proc the figures are
+caches of the last step, and the recycled outputs ``runtime.empty_output`` keeps), both
+without the state allocated before (parameters, gradients, momentum, workspaces).  Linux only exactly: without /proc the figures are
 lower bounds (baseline = peak RSS so far, by getrusage); without getrusage (Windows) the
 table is skipped.
 """
@@ -86,8 +86,13 @@ def probe(case, lib):
     if lib in workloads.MINICNN_LIBS:
         # NumPy reports its array data to tracemalloc.  Trace one step, so that what the
         # next step frees of it (the previous step's caches) is traced too, then take the
-        # traced peak of the following step.
+        # traced peak of the following step.  The arrays runtime.empty_output recycles were
+        # allocated before the trace: its pool is emptied first, so that they are made again
+        # under it and counted (the pool keeps them: held, even when dead).
         import tracemalloc
+        from minicnn import runtime
+        if hasattr(runtime, "clear_recycled"):
+            runtime.clear_recycled()
         tracemalloc.start()
         step()
         tracemalloc.reset_peak()
