@@ -211,6 +211,11 @@ def test_use_isa_refuses_an_instruction_set_this_cpu_lacks():
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 6), st.integers(1, 6), st.integers(0, 2 ** 16))
 def test_kernel_filter_transforms_match_plain(dtype, f, c, seed):
+    _check_filter_transforms(dtype, f, c, seed)
+
+
+def _check_filter_transforms(dtype, f, c, seed):
+    """filter_transform and filter_grad_transform against the plain NumPy versions."""
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((f, c, 3, 3)).astype(dtype)
     u = np.full((16, f, c), np.nan, dtype=dtype)
@@ -229,15 +234,7 @@ def test_kernel_filter_transforms_in_blocks_on_threads_match_plain(dtype, f, c):
     """Large layers take the (filter, channel) pairs in blocks shared over the threads: block
     edges that fall inside a filter, a last short block, and more pairs than the threshold."""
     assert 131 * 127 >= kernels.FILTER_PARALLEL_THRESHOLD     # the first case runs on the threads
-    rng = np.random.default_rng(f * c)
-    w = rng.standard_normal((f, c, 3, 3)).astype(dtype)
-    u = np.full((16, f, c), np.nan, dtype=dtype)
-    kernels.filter_transform(w, u)
-    np.testing.assert_allclose(u, winograd.transform_filter(w), **tol(dtype))
-    du = rng.standard_normal((16, f, c)).astype(dtype)
-    dw = np.full((f, c, 3, 3), np.nan, dtype=dtype)
-    kernels.filter_grad_transform(du, dw)
-    np.testing.assert_allclose(dw, winograd.filter_grad(du, dtype), **tol(dtype))
+    _check_filter_transforms(dtype, f, c, f * c)
 
 
 @needs_kernels
