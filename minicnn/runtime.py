@@ -284,8 +284,8 @@ def images_per_chunk(n, image_bytes, image_columns, weight_bytes, chunk_bytes, m
     if weight_bytes < image_bytes or step * image_columns >= min_columns:
         return step
     cores = cpu_count()
-    most = -(-n // cores)                                # every core gets a chunk
-    least = min(most, -(-min_columns // max(1, image_columns)))
+    most = max(1, -(-n // cores))                        # every core gets a chunk
+    least = max(1, min(most, -(-min_columns // max(1, image_columns))))
     return min(range(least, min(most, 2 * least) + 1), key=lambda s: (_busiest_core(n, s, cores), s))
 
 

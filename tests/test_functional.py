@@ -815,3 +815,18 @@ def test_get_array_module_shortcut_and_full_check():
     assert get_array_module(X, None) is np
     assert get_array_module(x=X.view(np.recarray), op="op") is np
     assert get_array_module(x=[1.0, 2.0], op="op") is np
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride", [
+    ((0, 64, 8, 8), (64, 64, 3, 3), 1),          # Winograd, chunks widened for the weights
+    ((0, 256, 14, 14), (512, 256, 3, 3), 2),     # im2col, chunks widened for the weights
+    ((0, 3, 8, 8), (4, 3, 3, 3), 1),             # a small layer
+])
+def test_conv_of_an_empty_batch(x_shape, w_shape, stride):
+    """A batch of 0 images gives empty outputs and zero weight gradients on every path."""
+    x = np.zeros(x_shape, dtype=np.float32)
+    w = np.ones(w_shape, dtype=np.float32)
+    out, cache = F.conv2d_forward(x, w, None, stride=stride, pad=1)
+    assert out.shape[0] == 0 and out.shape[1] == w_shape[0]
+    dx, dw, _ = F.conv2d_backward(np.zeros(out.shape, dtype=np.float32), cache)
+    assert dx.shape == x_shape and dw.shape == w_shape and not dw.any()

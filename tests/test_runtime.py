@@ -202,6 +202,7 @@ def test_images_per_chunk_fits_the_byte_budget_when_the_weights_are_small(monkey
     (7, 1, 2, 4),        # too few images for 256 columns per core: one chunk per core
     (7, 100, 3, 3),      # 3 images per chunk: 3 + 3 + 1
     (1, 1, 2, 1),
+    (0, 16, 2, 1),       # an empty batch: one (empty) chunk
     (128, 300, 2, 1),    # one image already has the columns
 ])
 def test_images_per_chunk_gives_big_weights_wide_chunks_in_whole_rounds(monkeypatch, n, columns, cores, step):
