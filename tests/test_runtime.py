@@ -223,3 +223,12 @@ def test_deep_layers_get_wide_chunks_and_cifar_layers_keep_theirs(monkeypatch):
     assert conv_im2col.chunk_size(32, 256 * 9, 49, 4, 512) == 8            # 256->512 3x3/2
     assert conv_winograd.chunk_size(128, 64, 4, 4, 4, 64) == 8             # 64->64 8x8
     assert conv_winograd.chunk_size(128, 32, 8, 8, 4, 32) == 2             # 32->32 16x16
+
+
+def test_grouped_layers_count_only_their_own_weights(monkeypatch):
+    """A depthwise layer's weights are F * KH * KW values, not F * C * KH * KW: MobileNet's
+    1024-channel depthwise 3x3 at 7x7 keeps the byte budget's chunks, as its dense twin does not."""
+    from minicnn.functional import conv_im2col
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 2)
+    assert conv_im2col.chunk_size(32, 1024 * 9, 49, 4, 1024, groups=1024) == 1
+    assert conv_im2col.chunk_size(32, 1024 * 9, 49, 4, 1024) == 8

@@ -36,10 +36,12 @@ CHUNK_BYTES = 512 << 10
 MIN_COLUMNS = 256
 
 
-def chunk_size(n, k, p, itemsize, f=0):
+def chunk_size(n, k, p, itemsize, f=0, groups=1):
     """Images per chunk: as many as fit CHUNK_BYTES of columns (k rows, p per image), at least
-    1 -- or at least MIN_COLUMNS columns when the (f, k) weights outweigh an image's columns."""
-    return runtime.images_per_chunk(n, k * p * itemsize, p, f * k * itemsize, CHUNK_BYTES, MIN_COLUMNS)
+    1 -- or at least MIN_COLUMNS columns when the weights (f filters of k / groups taps)
+    outweigh an image's columns."""
+    weight_bytes = f * (k // groups) * itemsize
+    return runtime.images_per_chunk(n, k * p * itemsize, p, weight_bytes, CHUNK_BYTES, MIN_COLUMNS)
 
 
 def _is_pointwise(kh, kw, stride, pad):
@@ -65,7 +67,7 @@ def forward(x, w, b, stride, pad, groups, oh, ow):
     k, p = cg * kh * kw, oh * ow
     w_mat = w.reshape(groups, f // groups, k)
     out = runtime.empty_output((n, f, oh, ow), x.dtype)       # recycled memory: runtime.py
-    step = chunk_size(n, c * kh * kw, p, x.itemsize, f)
+    step = chunk_size(n, c * kh * kw, p, x.itemsize, f, groups)
 
     def pointwise(chunks):
         for n0 in chunks:
@@ -121,7 +123,7 @@ def backward(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
     k, p, fg = cg * kh * kw, oh * ow, f // groups
     w_t = w.reshape(groups, fg, k).swapaxes(1, 2)                     # (G, K, F/G) view
     dx = runtime.empty_output(x.shape, x.dtype) if need_dx else None
-    step = chunk_size(n, c * kh * kw, p, x.itemsize, f)
+    step = chunk_size(n, c * kh * kw, p, x.itemsize, f, groups)
 
     def pointwise(chunks):
         part = runtime.workspace("conv_dw", (step, groups, k, fg), x.dtype)
