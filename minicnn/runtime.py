@@ -170,25 +170,83 @@ def recycled_nbytes():
 # library.  Where it is not found (another BLAS), ``blas_threads`` returns None and the
 # chunks run on the calling thread only.
 
-def _find_openblas():
+def _openblas_libraries():
+    """(library, symbol prefix, symbol suffix) of each OpenBLAS this process has loaded
+    (NumPy's wheels rename its symbols: scipy_openblas_set_num_threads64_, ...)."""
     import ctypes
     try:
         with open("/proc/self/maps") as f:
             paths = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
     except OSError:     # not Linux
-        return None
+        return
     for path in sorted(paths):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
         for prefix, suffix in (("scipy_", "64_"), ("scipy_", ""), ("", "64_"), ("", "")):
-            setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-            getter = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            if setter is not None and getter is not None:
-                setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
-                return setter, getter
+            if getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None) is not None:
+                yield lib, prefix, suffix
+                break
+
+
+def _find_openblas():
+    import ctypes
+    for lib, prefix, suffix in _openblas_libraries():
+        setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+        getter = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
+        if getter is not None:
+            setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
+            return setter, getter
     return None
+
+
+def cblas_gemm():
+    """(address of cblas_sgemm, of cblas_dgemm, ilp64) in the OpenBLAS NumPy loaded, or None.
+
+    For the kernels that run a whole chunk loop in C, GEMMs included (see
+    minicnn/_ext/blas_gemm.h).  ``ilp64``: the library takes 64-bit integers, as its
+    configuration string says (USE64BITINT) -- calling it with the wrong width would read
+    garbage sizes, so the pair is also tried on a small product against NumPy's before it is
+    handed out.
+    """
+    if "gemm" not in _blas:
+        _blas["gemm"] = _find_cblas_gemm()
+    return _blas["gemm"]
+
+
+def _find_cblas_gemm():
+    import ctypes
+    np.ones((2, 2)) @ np.ones((2, 2))          # NumPy loads its BLAS on first use
+    for lib, prefix, suffix in _openblas_libraries():
+        config = getattr(lib, f"{prefix}openblas_get_config{suffix}", None)
+        sgemm = getattr(lib, f"{prefix}cblas_sgemm{suffix}", None)
+        dgemm = getattr(lib, f"{prefix}cblas_dgemm{suffix}", None)
+        if config is None or sgemm is None or dgemm is None:
+            continue
+        config.restype = ctypes.c_char_p
+        ilp64 = b"USE64BITINT" in (config() or b"")
+        if _gemm_agrees(sgemm, np.float32, ilp64) and _gemm_agrees(dgemm, np.float64, ilp64):
+            return (ctypes.cast(sgemm, ctypes.c_void_p).value, ctypes.cast(dgemm, ctypes.c_void_p).value, ilp64)
+    return None
+
+
+def _gemm_agrees(gemm, dtype, ilp64):
+    """True if ``gemm`` (a CBLAS ?gemm, called row-major) multiplies a 3x4 by a 4x2 matrix
+    as NumPy does."""
+    import ctypes
+    integer = ctypes.c_int64 if ilp64 else ctypes.c_int32
+    real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    pointer = ctypes.POINTER(real)
+    gemm.restype = None
+    gemm.argtypes = [ctypes.c_int] * 3 + [integer] * 3 + [real, pointer, integer, pointer, integer,
+                                                          real, pointer, integer]
+    a = np.arange(12, dtype=dtype).reshape(3, 4)
+    b = np.arange(8, dtype=dtype).reshape(4, 2) - 3
+    c = np.zeros((3, 2), dtype=dtype)
+    gemm(101, 111, 111, 3, 2, 4, 1.0, a.ctypes.data_as(pointer), 4, b.ctypes.data_as(pointer), 2,
+         0.0, c.ctypes.data_as(pointer), 2)
+    return bool(np.array_equal(c, a @ b))
 
 
 _blas = {}
@@ -338,15 +396,16 @@ def share_out(fn, n, step, macs, fixed_shares=False):
     the GIL.
 
     ``fixed_shares=True``: thread t takes chunks t, t + T, t + 2T, ... instead, so what
-    each thread computes does not depend on the timing (see sum_over_chunks).
+    each thread computes does not depend on the timing (see sum_over_chunks); ``chunks`` is
+    then a range, range(t * step, n, T * step), which a loop in C can take as its bounds.
     """
     starts = range(0, n, step)
     threads = min(len(starts), cpu_count())
     if threads < 2 or macs < PARALLEL_MIN_MACS or blas_threads() is None:
         with blas_threads_for(macs):      # a small layer: no spinning BLAS threads after it
-            return [fn(iter(starts))]
+            return [fn(starts if fixed_shares else iter(starts))]
     if fixed_shares:
-        shares = [iter(starts[t::threads]) for t in range(threads)]
+        shares = [starts[t::threads] for t in range(threads)]
     else:
         shares = [iter(starts)] * threads
     with single_threaded_blas():
@@ -372,9 +431,12 @@ def sum_over_chunks(fn, n, step, macs):
     call (a resumed run would no longer end bit-identical to an uninterrupted one).  So
     thread t takes the fixed share of chunks t, t + T, t + 2T, ..., and the partial sums
     are added in thread order.  The first partial sum receives the total (fn must return
-    a fresh array, not a workspace buffer).
+    a fresh array, not a workspace buffer).  fn may return None (nothing to sum: a
+    backward pass asked for dx only); None is returned if every thread did.
     """
-    parts = share_out(fn, n, step, macs, fixed_shares=True)
+    parts = [part for part in share_out(fn, n, step, macs, fixed_shares=True) if part is not None]
+    if not parts:
+        return None
     total = parts[0]
     for part in parts[1:]:
         total += part

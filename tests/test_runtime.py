@@ -158,6 +158,27 @@ def test_sum_over_chunks_is_bitwise_reproducible(three_threads):
     assert all(name.startswith("minicnn") for name in names)               # really on the workers
 
 
+def test_fixed_shares_are_ranges_a_loop_in_c_can_take(three_threads):
+    """With fixed shares each thread gets range(t * step, n, T * step) -- also on the calling
+    thread -- so a C loop can take its bounds; a share may sum nothing (None)."""
+    shares = runtime.share_out(lambda chunks: chunks, 20, 2, 1, fixed_shares=True)
+    assert shares == [range(0, 20, 6), range(2, 20, 6), range(4, 20, 6)]
+    assert runtime.sum_over_chunks(lambda chunks: None, 20, 2, 1) is None
+    assert runtime.sum_over_chunks(lambda chunks: None if chunks.start else np.ones(2), 20, 2, 1).tolist() == [1, 1]
+
+
+def test_cblas_gemm_multiplies_as_numpy_does():
+    """Where NumPy's BLAS is an OpenBLAS, cblas_gemm() finds its sgemm and dgemm (checked on a
+    small product when found) -- what the Winograd chunk loops call from C."""
+    found = runtime.cblas_gemm()
+    if found is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS with a CBLAS interface")
+    sgemm, dgemm, ilp64 = found
+    assert isinstance(sgemm, int) and isinstance(dgemm, int) and sgemm != dgemm
+    assert isinstance(ilp64, bool)
+    assert runtime.cblas_gemm() is found                                    # looked up once
+
+
 def test_run_chunks_gives_every_chunk_to_exactly_one_thread(three_threads):
     taken = []
     runtime.run_chunks(_jittery(lambda chunks: taken.extend(chunks), 1), 23, 3, 1)

@@ -261,13 +261,15 @@ def test_kernel_errors_name_what_was_expected():
 # ----------------------------------------------------------------------------- the conv path
 
 @contextlib.contextmanager
-def winograd_everywhere(images_per_chunk=1):
-    """Route every 3x3 stride-1 conv to Winograd, with small chunks shared over 3 threads;
-    yields the list of the Winograd functions that ran.  More than one image per chunk
-    leaves a shorter last chunk whenever the batch is not a multiple of it."""
+def winograd_everywhere(images_per_chunk=1, c_loops=True):
+    """Route every 3x3 stride-1 conv to Winograd, with small chunks shared over 3 threads,
+    the chunk loops in C or in Python; yields the list of the Winograd functions that ran.
+    More than one image per chunk leaves a shorter last chunk whenever the batch is not a
+    multiple of it."""
     ran = []
     forward, backward = conv_winograd.forward, conv_winograd.backward
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_winograd, "C_LOOPS", c_loops)
         mp.setattr(conv_winograd, "MIN_CHANNELS", 1)
         mp.setattr(conv_direct, "ISA", 0)                    # thin float32 layers would go direct
         mp.setattr(conv_winograd, "chunk_size", lambda n, *rest: min(n, images_per_chunk))
@@ -279,10 +281,11 @@ def winograd_everywhere(images_per_chunk=1):
 
 
 @needs_kernels
+@pytest.mark.parametrize("c_loops", [True, False], ids=["C loops", "Python loops"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=30, deadline=None)
 @given(layers(), st.integers(0, 2 ** 16), st.booleans(), st.integers(1, 3))
-def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias, images_per_chunk):
+def test_conv_winograd_path_matches_plain(c_loops, dtype, layer, seed, bias, images_per_chunk):
     n, c, f, h, w, pad = layer
     rng, x, wt, b = arrays(seed, n, c, f, h, w, dtype)
     b = b if bias else None
@@ -291,7 +294,7 @@ def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias, images_per_c
         dout = rng.standard_normal(ref.shape).astype(dtype)
         ref_grads = F.conv2d_backward(dout, ref_cache)
     dout_before = dout.copy()
-    with winograd_everywhere(images_per_chunk) as ran:
+    with winograd_everywhere(images_per_chunk, c_loops) as ran:
         out, cache = F.conv2d_forward(x, wt, b, 1, pad)
         grads = F.conv2d_backward(dout, cache)
     assert ran == ["fwd", "bwd"]
@@ -306,11 +309,12 @@ def test_conv_winograd_path_matches_plain(dtype, layer, seed, bias, images_per_c
 
 
 @needs_kernels
-def test_conv_winograd_path_gradcheck():
+@pytest.mark.parametrize("c_loops", [True, False], ids=["C loops", "Python loops"])
+def test_conv_winograd_path_gradcheck(c_loops):
     """float64 numeric gradients of the Winograd conv (odd sizes, several chunks and threads,
     the last chunk shorter)."""
     rng, x, wt, b = arrays(3, 5, 2, 3, 5, 4, np.float64)
-    with winograd_everywhere(images_per_chunk=2) as ran:
+    with winograd_everywhere(images_per_chunk=2, c_loops=c_loops) as ran:
         out, cache = F.conv2d_forward(x, wt, b, 1, 1)
         dout = rng.standard_normal(out.shape)
         dx, dw, db = F.conv2d_backward(dout, cache)
@@ -318,6 +322,92 @@ def test_conv_winograd_path_gradcheck():
         assert compare(dx, numeric_gradient(lambda v: F.conv2d_forward(v, wt, b, 1, 1)[0], x, dout)) < 1e-7
         assert compare(dw, numeric_gradient(lambda v: F.conv2d_forward(x, v, b, 1, 1)[0], wt, dout)) < 1e-7
         assert compare(db, numeric_gradient(lambda v: F.conv2d_forward(x, wt, v, 1, 1)[0], b, dout)) < 1e-7
+
+
+def both_loops(fn):
+    """fn() with the chunk loops in C, then in Python (3 threads, 2-image chunks, every chunk
+    its own task); returns the two results."""
+    results = []
+    for c_loops in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(conv_winograd, "C_LOOPS", c_loops)
+            mp.setattr(conv_winograd, "chunk_size", lambda n, *rest: min(n, 2))
+            mp.setattr(runtime, "PARALLEL_MIN_MACS", 0)
+            mp.setattr(runtime, "cpu_count", lambda: 3)
+            results.append(fn())
+    return results
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("need_dx, need_dw", [(True, True), (False, True), (True, False)])
+def test_c_chunk_loops_match_the_python_loops(dtype, need_dx, need_dw):
+    """The C chunk loops (forward_chunks, backward_chunks) against the Python loops they
+    replace, on a layer wide enough for the GEMMs to matter, 7 images in chunks of 2 over 3
+    threads; dx or dW not asked for stays None.  Then the same backward again: the same bits
+    (dW's partial sums are added in a fixed order, whatever the timing)."""
+    if not conv_winograd._c_loops(kernels):
+        pytest.skip("no CBLAS gemm found in NumPy's BLAS: the chunk loops stay in Python")
+    rng, x, wt, b = arrays(11, 7, 19, 21, 9, 10, dtype)
+    out_c, out_py = both_loops(lambda: conv_winograd.forward(x, wt, b, 1, 9, 10))
+    np.testing.assert_allclose(out_c, out_py, **tol(dtype))
+    dout = rng.standard_normal(out_c.shape).astype(dtype)
+    dout_before = dout.copy()
+    run = lambda: conv_winograd.backward(dout, x, wt, 1, need_dx=need_dx, need_dw=need_dw)  # noqa: E731
+    (dx_c, dw_c), (dx_py, dw_py) = both_loops(run)
+    np.testing.assert_array_equal(dout, dout_before)
+    for got, expected, wanted in ((dx_c, dx_py, need_dx), (dw_c, dw_py, need_dw)):
+        if not wanted:
+            assert got is None and expected is None
+        else:
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, expected, **tol(dtype))
+    dx_again, dw_again = both_loops(run)[0]
+    if need_dw:
+        np.testing.assert_array_equal(dw_again, dw_c)
+    if need_dx:
+        np.testing.assert_array_equal(dx_again, dx_c)
+
+
+@needs_kernels
+def test_c_chunk_loops_check_their_arguments():
+    """Buffers too small for a chunk, or of the wrong shape, are refused before any work."""
+    if not conv_winograd._c_loops(kernels):
+        pytest.skip("no CBLAS gemm found in NumPy's BLAS")
+    x = np.zeros((2, 3, 6, 6), dtype=np.float32)
+    u = np.zeros((16, 4, 3), dtype=np.float32)
+    out = np.zeros((2, 4, 6, 6), dtype=np.float32)
+    v = gapped((16, 3, 9), np.float32, 5)              # room for 1 image of 3x3 tiles
+    mm = gapped((16, 4, 18), np.float32, 5)
+    counter = np.zeros(1, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"forward_chunks: expected v to be a \(16, 3, >= 18\) buffer"):
+        kernels.forward_chunks(x, u, None, 1, out, v, mm, 2, counter)
+    with pytest.raises(ValueError, match=r"forward_chunks: expected u \(16, F, 3\) and out \(2, F, 6, 6\)"):
+        kernels.forward_chunks(x, u, None, 1, np.zeros((2, 4, 5, 6), np.float32), gapped((16, 3, 18), np.float32, 5), mm, 2, counter)
+    with pytest.raises(ValueError, match=r"forward_chunks: expected bias of shape \(4,\)"):
+        kernels.forward_chunks(x, u, np.zeros(3, np.float32), 1, out, gapped((16, 3, 18), np.float32, 5), mm, 2, counter)
+    assert counter[0] == 0
+    dm = gapped((16, 4, 18), np.float32, 5)
+    vt = gapped((16, 3, 18), np.float32, 5)
+    with pytest.raises(ValueError, match=r"backward_chunks: expected du \(16, 4, 3\)"):
+        kernels.backward_chunks(x, out, 1, None, None, np.zeros((16, 3, 4), np.float32), dm, vt, None, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"backward_chunks: expected u \(16, 4, 3\) and dx \(2, 3, 6, 6\)"):
+        kernels.backward_chunks(x, out, 1, None, np.zeros_like(x), None, dm, vt, vt, 2, 0, 1)
+
+
+def test_conv_winograd_falls_back_to_python_loops_without_a_cblas(monkeypatch):
+    """No CBLAS gemm found (another BLAS than OpenBLAS): the chunk loops stay in Python."""
+    class NoGemmYet:
+        def gemm_ready(self):
+            return False
+
+        def gemm_use(self, *addresses):
+            raise AssertionError("gemm_use called without a BLAS")
+
+    monkeypatch.setattr(runtime, "cblas_gemm", lambda: None)
+    assert not conv_winograd._c_loops(NoGemmYet())
+    monkeypatch.setattr(conv_winograd, "C_LOOPS", False)
+    assert not conv_winograd._c_loops(kernels)
 
 
 @needs_kernels

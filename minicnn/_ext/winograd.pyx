@@ -131,7 +131,7 @@ def use_isa(level):
     return previous
 
 
-cdef int _isa_for(int widest):
+cdef int _isa_for(int widest) noexcept nogil:
     """The instruction set a loop runs with: the widest this CPU has, up to ``widest`` --
     each transform's cap is the copy that measured fastest (per layer, one thread, below)
     -- unless use_isa() forced one."""
@@ -143,6 +143,70 @@ cdef floating* _scratch(Py_ssize_t size, floating* like) except NULL:
     if p == NULL:
         raise MemoryError("winograd: no memory for a plane buffer")
     return p
+
+
+# The baseline copy (SSE2) channels first: its stride-2 reads are cheap shuffles within 16
+# bytes, AVX2's and AVX-512's cross lanes (32->32 16x16 1.10 / 1.06 / 1.04 ms, but 14x14
+# 2.44 / 2.76 / 3.02, 7x7 1.55 / 1.58 / 2.20, 56x56 1.60 / 1.62 / 1.92); AVX2 channels last
+# (32->32 16x16 1.41 / 1.32 / 1.71, 56x56 3.18 / 3.05 / 3.29).
+cdef inline int _level_input(bint channels_last) noexcept nogil:
+    return _isa_for(1 if channels_last else 0)
+
+
+# AVX-512 on rows of WT_LONG_ROW = 8 tiles or more only: on shorter rows a 16-float vector
+# does not fit (64->64 8x8, baseline / AVX2 / AVX-512: 0.51 / 0.41 / 0.67 ms; 14x14 1.38 /
+# 1.34 / 1.92; 32->32 16x16 0.67 / 0.53 / 0.47).  The output-gradient transform likewise
+# (64->64 8x8: 0.65 / 0.58 / 0.94 ms; 56x56 2.69 / 2.61 / 2.78).
+cdef inline int _level_output(Py_ssize_t tw) noexcept nogil:
+    return _isa_for(2 if tw >= WT_LONG_ROW else 1)
+
+
+# The other way round: the scalar tile-at-a-time loop of short rows ran fastest compiled
+# for AVX-512 (64->64 8x8, baseline / AVX2 / AVX-512: 1.37 / 1.41 / 1.20 ms), the vector
+# loops of longer rows with AVX2 (16x16: 1.73 / 1.75 / 1.74; 56x56: 2.03 / 1.91 / 2.28).
+cdef inline int _level_input_grad(Py_ssize_t tw) noexcept nogil:
+    return _isa_for(1 if tw >= WT_LONG_ROW else 2)
+
+
+cdef Py_ssize_t _planes_per_block(Py_ssize_t c, Py_ssize_t th, Py_ssize_t tw, bint channels_last,
+                                  size_t itemsize) noexcept nogil:
+    """Channels the input transform copies into zero-bordered planes at a time.
+
+    Channels first, one: a plane's tiles are contiguous in V.  Channels last, a block: plane
+    at a time, each store went to a line of V^T the cache had evicted since the previous
+    channel (4x slower at 32 channels, 16x16 images, 2 per chunk), so the block's planes are
+    copied first, channels-last, and transformed a row of tiles at a time over every channel
+    of the block, contiguous in V^T.  The block: as many planes as fit PLANES_BYTES (all
+    channels of CIFAR-sized layers), but at least a cache line's worth of V^T's values per
+    (xi, tile).
+    """
+    if not channels_last:
+        return 1
+    cdef Py_ssize_t plane = (2 * th + 2) * (2 * tw + 2) * itemsize
+    return min(c, max(64 // itemsize, PLANES_BYTES // plane))
+
+
+cdef void _input_tiles(const floating* x, Py_ssize_t m, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                       Py_ssize_t pad, Py_ssize_t th, Py_ssize_t tw, bint channels_last,
+                       Py_ssize_t cb, floating* v, Py_ssize_t xs, floating* scratch) noexcept nogil:
+    """input_transform's loops for m images at x into V (or V^T) at v, its 16 matrices xs apart;
+    scratch: (2*th + 3) * (2*tw + 2) * cb values with zero borders."""
+    cdef int level = _level_input(channels_last)
+    cdef Py_ssize_t n, c0, c1
+    if channels_last:
+        for n in range(m):
+            c0 = 0
+            while c0 < c:
+                c1 = min(c, c0 + cb)
+                if floating is float:
+                    wt_input_cl_block_f(level, x, c, h, w, pad, th, tw, n, c0, c1 - c0, cb, v, xs, scratch)
+                else:
+                    wt_input_cl_block_d(level, x, c, h, w, pad, th, tw, n, c0, c1 - c0, cb, v, xs, scratch)
+                c0 = c1
+    elif floating is float:
+        wt_input_f(level, x, m, c, h, w, pad, th, tw, v, xs, scratch)
+    else:
+        wt_input_d(level, x, m, c, h, w, pad, th, tw, v, xs, scratch)
 
 
 def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, :, :] v,
@@ -163,42 +227,12 @@ def input_transform(const floating[:, :, :, ::1] x, Py_ssize_t pad, floating[:, 
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2
     cdef Py_ssize_t xs = v.strides[0] // sizeof(floating)
-    cdef Py_ssize_t n, c0, c1
-    # The baseline copy (SSE2) channels first: its stride-2 reads are cheap shuffles within
-    # 16 bytes, AVX2's and AVX-512's cross lanes (32->32 16x16 1.10 / 1.06 / 1.04 ms, but
-    # 14x14 2.44 / 2.76 / 3.02, 7x7 1.55 / 1.58 / 2.20, 56x56 1.60 / 1.62 / 1.92); AVX2
-    # channels last (32->32 16x16 1.41 / 1.32 / 1.71, 56x56 3.18 / 3.05 / 3.29).
-    cdef int level = _isa_for(1 if channels_last else 0)
-    # Channels copied into zero-bordered planes at a time.  Channels first, one: a plane's
-    # tiles are contiguous in V.  Channels last, a block: plane at a time, each store went to
-    # a line of V^T the cache had evicted since the previous channel (4x slower at 32
-    # channels, 16x16 images, 2 per chunk), so the block's planes are copied first,
-    # channels-last, and transformed a row of tiles at a time over every channel of the
-    # block, contiguous in V^T.  The block: as many planes as fit PLANES_BYTES (all channels
-    # of CIFAR-sized layers), but at least a cache line's worth of V^T's values per (xi, tile).
-    cdef Py_ssize_t cb = 1
-    if channels_last:
-        cb = min(c, max(64 // sizeof(floating), PLANES_BYTES // (hp * wp * sizeof(floating))))
+    cdef Py_ssize_t cb = _planes_per_block(c, th, tw, channels_last, sizeof(floating))
     cdef floating* scratch = _scratch((hp + 1) * wp * cb, &v[0, 0, 0])
-    cdef const floating* src = &x[0, 0, 0, 0]
-    cdef floating* dst = &v[0, 0, 0]
     with nogil:
         # The borders are zeroed once: every plane or block rewrites the same interior entries.
         memset(scratch, 0, cb * hp * wp * sizeof(floating))
-        if channels_last:
-            for n in range(m):
-                c0 = 0
-                while c0 < c:
-                    c1 = min(c, c0 + cb)
-                    if floating is float:
-                        wt_input_cl_block_f(level, src, c, h, w, pad, th, tw, n, c0, c1 - c0, cb, dst, xs, scratch)
-                    else:
-                        wt_input_cl_block_d(level, src, c, h, w, pad, th, tw, n, c0, c1 - c0, cb, dst, xs, scratch)
-                    c0 = c1
-        elif floating is float:
-            wt_input_f(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
-        else:
-            wt_input_d(level, src, m, c, h, w, pad, th, tw, dst, xs, scratch)
+        _input_tiles(&x[0, 0, 0, 0], m, c, h, w, pad, th, tw, channels_last, cb, &v[0, 0, 0], xs, scratch)
     free(scratch)
 
 
@@ -223,10 +257,7 @@ def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, 
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = mm.strides[0] // sizeof(floating)
-    # AVX-512 on rows of WT_LONG_ROW = 8 tiles or more only: on shorter rows a 16-float
-    # vector does not fit (64->64 8x8, baseline / AVX2 / AVX-512: 0.51 / 0.41 / 0.67 ms;
-    # 14x14 1.38 / 1.34 / 1.92; 32->32 16x16 0.67 / 0.53 / 0.47).
-    cdef int level = _isa_for(2 if tw >= WT_LONG_ROW else 1)
+    cdef int level = _level_output(tw)
     # Odd OH or OW: the tiles go to a plane buffer with the extra row/column, then copied.
     cdef floating* ybuf = _scratch(4 * th * tw, &out[0, 0, 0, 0])
     with nogil:
@@ -249,8 +280,7 @@ def output_grad_transform(const floating[:, :, :, ::1] dout, floating[:, :, :] d
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = dm.strides[0] // sizeof(floating)
-    # As output_transform (64->64 8x8: 0.65 / 0.58 / 0.94 ms; 56x56 2.69 / 2.61 / 2.78).
-    cdef int level = _isa_for(2 if tw >= WT_LONG_ROW else 1)
+    cdef int level = _level_output(tw)
     # Odd OH or OW: the tiles read a copy of the plane with a zero row/column added.
     cdef floating* ybuf = _scratch(4 * th * tw, &dm[0, 0, 0])
     with nogil:
@@ -274,10 +304,7 @@ def input_grad_transform(const floating[:, :, :] dv, Py_ssize_t pad, floating[:,
     if m * c == 0:
         return
     cdef Py_ssize_t xs = dv.strides[0] // sizeof(floating)
-    # The other way round: the scalar tile-at-a-time loop of short rows ran fastest compiled
-    # for AVX-512 (64->64 8x8, baseline / AVX2 / AVX-512: 1.37 / 1.41 / 1.20 ms), the vector
-    # loops of longer rows with AVX2 (16x16: 1.73 / 1.75 / 1.74; 56x56: 2.03 / 1.91 / 2.28).
-    cdef int level = _isa_for(1 if tw >= WT_LONG_ROW else 2)
+    cdef int level = _level_input_grad(tw)
     # A zero-bordered plane the tiles add onto, and a row of tiles' B dV B^T.
     cdef floating* scratch = _scratch((2 * th + 2) * (2 * tw + 2) + 16 * (tw + 2), &dx[0, 0, 0, 0])
     with nogil:
@@ -386,3 +413,202 @@ def filter_grad_transform(const floating[:, :, ::1] du, floating[:, :, :, ::1] d
     nblocks = (fc + FILTER_BLOCK - 1) // FILTER_BLOCK
     for blk in prange(nblocks, nogil=True, schedule="static", use_threads_if=fc >= FILTER_PARALLEL_MIN):
         _filter_grad_block(src, dst, fc, blk * FILTER_BLOCK, min(fc, (blk + 1) * FILTER_BLOCK))
+
+
+# ------------------------------------------------------------------ the chunk loops in C
+#
+# conv_winograd.py runs a layer as a loop over chunks of images -- per chunk a transform,
+# 16 small GEMMs, another transform -- on one Python thread per core.  The calls are short
+# (tens of microseconds), and every one of them gives up the GIL and takes it back: on the
+# 2-core Xeon the second thread gained almost nothing on them (see blas_gemm.h).  These
+# functions are that loop, whole, without the GIL: each thread makes one call, and the
+# GEMMs go to NumPy's BLAS through blas_gemm.h.  Same buffers, same order of operations
+# per chunk as the Python loops they replace, which stay as the fallback and the reference
+# the tests compare with.
+
+cdef extern from "blas_gemm.h" nogil:
+    void mc_gemm_set(size_t sgemm, size_t dgemm, int ilp64)
+    int mc_gemm_ready()
+    void mc_gemm_f(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
+                   const float* a, Py_ssize_t lda, const float* b, Py_ssize_t ldb, float beta,
+                   float* c, Py_ssize_t ldc)
+    void mc_gemm_d(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
+                   const double* a, Py_ssize_t lda, const double* b, Py_ssize_t ldb, double beta,
+                   double* c, Py_ssize_t ldc)
+    Py_ssize_t mc_next_chunk(long long* next, Py_ssize_t step)
+
+
+def gemm_use(size_t sgemm, size_t dgemm, bint ilp64):
+    """Give the chunk loops the addresses of a CBLAS sgemm and dgemm (``ilp64``: 64-bit
+    integer arguments).  minicnn.runtime.cblas_gemm() finds NumPy's."""
+    if sgemm == 0 or dgemm == 0:
+        raise ValueError("gemm_use: expected the addresses of cblas_sgemm and cblas_dgemm, received a null one")
+    mc_gemm_set(sgemm, dgemm, ilp64)
+
+
+def gemm_ready():
+    """True once gemm_use() has been given a BLAS: the chunk loops can run."""
+    return bool(mc_gemm_ready())
+
+
+cdef inline void _gemm(bint trans_a, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                       Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating beta,
+                       floating* c, Py_ssize_t ldc) noexcept nogil:
+    if floating is float:
+        mc_gemm_f(trans_a, 0, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+    else:
+        mc_gemm_d(trans_a, 0, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef Py_ssize_t _matrices_apart(name, arg, buf, Py_ssize_t rows, Py_ssize_t columns, size_t itemsize) except -1:
+    """The distance, in values, between the 16 matrices of a domain buffer ``buf`` (a
+    (16, rows, >= columns) view, as conv_winograd's _domain_buffer makes them), checked to
+    leave room for 16 (rows, columns) matrices."""
+    shape, strides = buf.shape, buf.strides
+    if (len(shape) != 3 or shape[0] != 16 or shape[1] != rows or shape[2] < columns
+            or (shape[2] > 1 and strides[2] != itemsize) or (rows > 1 and strides[1] != shape[2] * itemsize)
+            or strides[0] % itemsize or strides[0] // itemsize < rows * shape[2]):
+        raise ValueError(f"{name}: expected {arg} to be a (16, {rows}, >= {columns}) buffer of 16 "
+                         f"C-contiguous matrices, received shape {tuple(shape)}, strides {tuple(strides)}")
+    return strides[0] // itemsize
+
+
+def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u, object bias, Py_ssize_t pad,
+                   floating[:, :, :, ::1] out, floating[:, :, :] v, floating[:, :, :] mm,
+                   Py_ssize_t step, long long[::1] next_image):
+    """conv_winograd.forward's chunk loop: chunks of ``step`` images, taken from
+    ``next_image[0]`` (shared with the other threads, advanced atomically) until the batch
+    is done; per chunk V = the input tiles transformed, M[xi] = U[xi] @ V[xi], out = the
+    output transform of M plus the bias.
+
+    x (N, C, H, W); u (16, F, C); bias (F,) or None; out (N, F, OH, OW);
+    v, mm: this thread's (16, C, >= step*TH*TW) and (16, F, >= step*TH*TW) buffers.
+    """
+    if not mc_gemm_ready():
+        raise RuntimeError("forward_chunks: no BLAS yet (gemm_use)")
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t f = u.shape[1], oh = out.shape[2], ow = out.shape[3]
+    _, _, th_, tw_ = _tiles("forward_chunks", h, w, pad)
+    cdef Py_ssize_t th = th_, tw = tw_, T = th * tw
+    if (u.shape[0], u.shape[2]) != (16, c) or (out.shape[0], out.shape[1]) != (n, f) or (oh, ow) != (h + 2 * pad - 2, w + 2 * pad - 2):
+        raise ValueError(f"forward_chunks: expected u (16, F, {c}) and out ({n}, F, {h + 2 * pad - 2}, {w + 2 * pad - 2}), "
+                         f"received {(u.shape[0], u.shape[1], u.shape[2])} and {(out.shape[0], out.shape[1], oh, ow)}")
+    if step < 1:
+        raise ValueError(f"forward_chunks: expected step >= 1, received {step}")
+    cdef Py_ssize_t xs_v = _matrices_apart("forward_chunks", "v", v, c, step * T, sizeof(floating))
+    cdef Py_ssize_t xs_m = _matrices_apart("forward_chunks", "mm", mm, f, step * T, sizeof(floating))
+    cdef const floating[::1] b
+    cdef const floating* bp = NULL
+    if bias is not None:
+        b = bias
+        if b.shape[0] != f:
+            raise ValueError(f"forward_chunks: expected bias of shape ({f},), received ({b.shape[0]},)")
+        if f > 0:
+            bp = &b[0]
+    if n * c * f == 0:
+        return
+    cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2, n0, mi, t, xi
+    cdef floating* planes = _scratch((hp + 1) * wp, &out[0, 0, 0, 0])
+    cdef floating* ybuf = _scratch(4 * T, &out[0, 0, 0, 0])
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* up = &u[0, 0, 0]
+    cdef floating* vp = &v[0, 0, 0]
+    cdef floating* mp = &mm[0, 0, 0]
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef int level_out = _level_output(tw)
+    with nogil:
+        memset(planes, 0, hp * wp * sizeof(floating))
+        while True:
+            n0 = mc_next_chunk(&next_image[0], step)
+            if n0 >= n:
+                break
+            mi = min(step, n - n0)
+            t = mi * T
+            _input_tiles(xp + n0 * c * h * w, mi, c, h, w, pad, th, tw, False, 1, vp, xs_v, planes)
+            for xi in range(16):
+                _gemm(False, f, t, c, up + xi * f * c, c, vp + xi * xs_v, t, 0, mp + xi * xs_m, t)
+            if floating is float:
+                wt_output_f(level_out, mp, xs_m, bp, mi, f, oh, ow, op + n0 * f * oh * ow, ybuf)
+            else:
+                wt_output_d(level_out, mp, xs_m, bp, mi, f, oh, ow, op + n0 * f * oh * ow, ybuf)
+    free(planes)
+    free(ybuf)
+
+
+def backward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout, Py_ssize_t pad,
+                    const floating[:, :, ::1] u, floating[:, :, :, ::1] dx, floating[:, :, ::1] du,
+                    floating[:, :, :] dm, floating[:, :, :] vt, floating[:, :, :] dv,
+                    Py_ssize_t step, Py_ssize_t first, Py_ssize_t every):
+    """conv_winograd.backward's chunk loop for one thread: chunks number first, first + every,
+    first + 2*every, ... of ``step`` images each (a fixed share, so that dU's sum does not
+    depend on the timing); per chunk dM = the output gradient transformed, then
+    dU += dM @ V^T (V^T recomputed from x), then dV = U^T @ dM and its input-gradient
+    transform into dx.
+
+    x (N, C, H, W); dout (N, F, OH, OW); u (16, F, C), or None when dx is not wanted;
+    dx (N, C, H, W) or None; du (16, F, C), added to, or None when dw is not wanted;
+    dm, vt, dv: this thread's (16, F, >= step*T), (16, C, >= step*T) (used as (16, t, C))
+    and (16, C, >= step*T) buffers (vt unused without du, dv without dx: may be None).
+    """
+    if not mc_gemm_ready():
+        raise RuntimeError("backward_chunks: no BLAS yet (gemm_use)")
+    cdef bint need_dx = dx is not None, need_dw = du is not None
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t f = dout.shape[1], oh = dout.shape[2], ow = dout.shape[3]
+    _, _, th_, tw_ = _tiles("backward_chunks", h, w, pad)
+    cdef Py_ssize_t th = th_, tw = tw_, T = th * tw
+    if dout.shape[0] != n or (oh, ow) != (h + 2 * pad - 2, w + 2 * pad - 2):
+        raise ValueError(f"backward_chunks: expected dout ({n}, F, {h + 2 * pad - 2}, {w + 2 * pad - 2}), "
+                         f"received {(dout.shape[0], f, oh, ow)}")
+    if need_dx and (u is None or (u.shape[0], u.shape[1], u.shape[2]) != (16, f, c)
+                    or (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (n, c, h, w)):
+        raise ValueError(f"backward_chunks: expected u (16, {f}, {c}) and dx {(n, c, h, w)}")
+    if need_dw and (du.shape[0], du.shape[1], du.shape[2]) != (16, f, c):
+        raise ValueError(f"backward_chunks: expected du (16, {f}, {c}), received {(du.shape[0], du.shape[1], du.shape[2])}")
+    if step < 1 or every < 1 or first < 0:
+        raise ValueError(f"backward_chunks: expected step, every >= 1 and first >= 0, received {step}, {every}, {first}")
+    cdef Py_ssize_t xs_m = _matrices_apart("backward_chunks", "dm", dm, f, step * T, sizeof(floating))
+    cdef Py_ssize_t xs_vt = _matrices_apart("backward_chunks", "vt", vt, c, step * T, sizeof(floating)) if need_dw else 0
+    cdef Py_ssize_t xs_dv = _matrices_apart("backward_chunks", "dv", dv, c, step * T, sizeof(floating)) if need_dx else 0
+    if n * c * f == 0 or not (need_dx or need_dw):
+        return
+    cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2, n0, mi, t, xi
+    cdef Py_ssize_t cb = _planes_per_block(c, th, tw, True, sizeof(floating))
+    cdef floating* planes = _scratch((hp + 1) * wp * cb if need_dw else 1, &dm[0, 0, 0])
+    cdef floating* gbuf = _scratch(hp * wp + 16 * (tw + 2), &dm[0, 0, 0])
+    cdef floating* ybuf = _scratch(4 * T, &dm[0, 0, 0])
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* gp = &dout[0, 0, 0, 0]
+    cdef const floating* up = &u[0, 0, 0] if need_dx else NULL
+    cdef floating* dxp = &dx[0, 0, 0, 0] if need_dx else NULL
+    cdef floating* dup = &du[0, 0, 0] if need_dw else NULL
+    cdef floating* mp = &dm[0, 0, 0]
+    cdef floating* vtp = &vt[0, 0, 0] if need_dw else NULL
+    cdef floating* dvp = &dv[0, 0, 0] if need_dx else NULL
+    cdef int level_og = _level_output(tw), level_ig = _level_input_grad(tw)
+    with nogil:
+        if need_dw:
+            memset(planes, 0, cb * hp * wp * sizeof(floating))
+        n0 = first * step
+        while n0 < n:
+            mi = min(step, n - n0)
+            t = mi * T
+            if floating is float:
+                wt_output_grad_f(level_og, gp + n0 * f * oh * ow, mi, f, oh, ow, mp, xs_m, ybuf)
+            else:
+                wt_output_grad_d(level_og, gp + n0 * f * oh * ow, mi, f, oh, ow, mp, xs_m, ybuf)
+            if need_dw:
+                _input_tiles(xp + n0 * c * h * w, mi, c, h, w, pad, th, tw, True, cb, vtp, xs_vt, planes)
+                for xi in range(16):           # dU[xi] += dM[xi] @ V^T[xi]
+                    _gemm(False, f, c, t, mp + xi * xs_m, t, vtp + xi * xs_vt, c, 1, dup + xi * f * c, c)
+            if need_dx:
+                for xi in range(16):           # dV[xi] = U[xi]^T @ dM[xi]
+                    _gemm(True, c, t, f, up + xi * f * c, c, mp + xi * xs_m, t, 0, dvp + xi * xs_dv, t)
+                if floating is float:
+                    wt_input_grad_f(level_ig, dvp, xs_dv, mi, c, h, w, pad, th, tw, dxp + n0 * c * h * w, gbuf)
+                else:
+                    wt_input_grad_d(level_ig, dvp, xs_dv, mi, c, h, w, pad, th, tw, dxp + n0 * c * h * w, gbuf)
+            n0 += every * step
+    free(planes)
+    free(ybuf)
+    free(gbuf)
