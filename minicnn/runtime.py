@@ -215,6 +215,19 @@ def cblas_gemm():
     return _blas["gemm"]
 
 
+def gemm_in_c(kernels):
+    """True if a kernel module's chunk loops (``forward_chunks``, ``backward_chunks``) can call
+    BLAS from C: NumPy's CBLAS gemm was found and handed to the module (``gemm_use``)."""
+    if not hasattr(kernels, "gemm_ready"):
+        return False
+    if not kernels.gemm_ready():
+        gemm = cblas_gemm()
+        if gemm is None:
+            return False
+        kernels.gemm_use(*gemm)
+    return True
+
+
 def _find_cblas_gemm():
     import ctypes
     np.ones((2, 2)) @ np.ones((2, 2))          # NumPy loads its BLAS on first use

@@ -109,14 +109,16 @@ def test_depthwise_conv_is_per_channel():
         np.testing.assert_allclose(out[:, c:c + 1], single, rtol=1e-12)
 
 
+@pytest.mark.parametrize("c_loops", [pytest.param(True, id="C-loops"), pytest.param(False, id="Python-loops")])
 @pytest.mark.parametrize("threads", [pytest.param(False, id="serial"), pytest.param(True, id="threads")])
 @pytest.mark.parametrize("chunk_images", [1, 2, 3])
 @settings(max_examples=10)
 @given(g=mst.conv_geometries(max_batch=7), seed=mst.seeds())
-def test_conv_chunk_boundaries(threads, chunk_images, g, seed):
+def test_conv_chunk_boundaries(c_loops, threads, chunk_images, g, seed):
     """The CPU conv works a few images at a time (see conv_im2col.CHUNK_BYTES): with chunks of
-    1, 2 or 3 images -- N not a multiple of it, N = 1, N smaller than a chunk -- and with the
-    chunks on worker threads or not, out, dx, dw and db still match the naive loops."""
+    1, 2 or 3 images -- N not a multiple of it, N = 1, N smaller than a chunk -- with the
+    chunks on worker threads or not, and the chunk loops in C or in Python, out, dx, dw and
+    db still match the naive loops."""
     from minicnn import runtime
     from minicnn.functional import conv_im2col
     x = mst.random_array((g["N"], g["C"], g["H"], g["W"]), seed)
@@ -126,6 +128,7 @@ def test_conv_chunk_boundaries(threads, chunk_images, g, seed):
     per_image = g["C"] * g["KH"] * g["KW"] * g["OH"] * g["OW"] * x.itemsize
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv_im2col, "CHUNK_BYTES", chunk_images * per_image)
+        mp.setattr(conv_im2col, "C_LOOPS", c_loops)
         mp.setattr(runtime, "PARALLEL_MIN_MACS", 0 if threads else 1 << 62)
         out, cache = F.conv2d_forward(x, w, b, **kw)
         dout = upstream(out.shape, seed)
@@ -165,8 +168,10 @@ def test_threaded_conv_backward_is_bitwise_reproducible(kernel, path):
         mp.setattr(conv_winograd, "CHUNK_BYTES", 1)
         mp.setattr(conv_winograd, "MIN_CHANNELS", 1 if path == "winograd" else 10 ** 9)
         # The pauses go between the chunks of the Python loops; the C loops take fixed
-        # shares in one call (test_winograd.py checks that they repeat their bits).
+        # shares in one call (test_c_chunk_loops_match_the_python_loops here and in
+        # test_winograd.py check that they repeat their bits).
         mp.setattr(conv_winograd, "C_LOOPS", False)
+        mp.setattr(conv_im2col, "C_LOOPS", False)
         mp.setattr(conv_direct, "GRAD_CHUNK_BYTES", 1)
         if path != "direct":
             mp.setattr(conv_direct, "ISA", 0)
@@ -184,9 +189,10 @@ def test_threaded_conv_backward_is_bitwise_reproducible(kernel, path):
             assert np.array_equal(again[0], first[0]) and np.array_equal(again[1], first[1])
 
 
+@pytest.mark.parametrize("c_loops", [pytest.param(True, id="C-loops"), pytest.param(False, id="Python-loops")])
 @pytest.mark.parametrize("groups", [1, 2])
 @pytest.mark.parametrize("chunk_images,threads", [(1, True), (2, False), (3, True), (8, False)])
-def test_pointwise_conv_chunks(groups, chunk_images, threads):
+def test_pointwise_conv_chunks(c_loops, groups, chunk_images, threads):
     """1x1, stride 1, unpadded convs skip im2col on the CPU (the image is its own column
     matrix); they must still match the naive loops, with any chunking, on both paths."""
     from minicnn import runtime
@@ -200,6 +206,7 @@ def test_pointwise_conv_chunks(groups, chunk_images, threads):
     want = F.conv2d_backward_naive(dout, ref_cache)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(conv_im2col, "CHUNK_BYTES", chunk_images * 4 * 3 * 6 * 8)
+        mp.setattr(conv_im2col, "C_LOOPS", c_loops)
         mp.setattr(runtime, "PARALLEL_MIN_MACS", 0 if threads else 1 << 62)
         for cython in (True, False):
             with backend.use_cython(cython):
@@ -208,6 +215,97 @@ def test_pointwise_conv_chunks(groups, chunk_images, threads):
             assert rel_error(out, ref) < 1e-12
             for g_, w_ in zip(got, want):
                 assert rel_error(g_, w_) < 1e-12
+
+
+def _im2col_both_loops(fn, chunk_images):
+    """fn() with conv_im2col's chunk loops in C, then in Python (3 threads, chunks of
+    ``chunk_images``); returns the two results."""
+    from minicnn import runtime
+    from minicnn.functional import conv_im2col
+    results = []
+    for c_loops in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(conv_im2col, "C_LOOPS", c_loops)
+            mp.setattr(conv_im2col, "chunk_size", lambda n, *rest, **kw: min(n, chunk_images))
+            mp.setattr(runtime, "PARALLEL_MIN_MACS", 0)
+            mp.setattr(runtime, "cpu_count", lambda: 3)
+            results.append(fn())
+    return results
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("need_dx, need_dw", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("layer", [
+    # (N, C, H, W, F, KH, KW, stride, pad, groups, images per chunk)
+    (7, 6, 9, 10, 8, 3, 3, 2, 1, 1, 2),      # ResNet's downsampling 3x3/2, odd sizes
+    (5, 6, 8, 8, 9, 3, 3, 1, 1, 3, 2),       # groups, "same" size (the tall-plane im2col)
+    (5, 4, 11, 7, 5, 2, 5, 3, 2, 1, 3),      # non-square, stride 3, overlap with padding
+    (6, 8, 5, 7, 6, 1, 1, 1, 0, 2, 4),       # 1x1: no columns
+    (3, 5, 9, 9, 4, 1, 1, 2, 0, 1, 1),       # 1x1 stride 2 (columns), one image per chunk
+])
+def test_im2col_c_chunk_loops_match_the_python_loops(dtype, need_dx, need_dw, layer):
+    """conv_im2col's C chunk loops against the Python loops they replace, 3 threads; dx or dW
+    not asked for stays None; a second backward gives the same bits (dW's partial sums are
+    added in a fixed order)."""
+    from minicnn import backend, runtime
+    from minicnn.functional import conv_im2col
+    kernels = backend.cython_kernels(np, "im2col")
+    if kernels is None or not runtime.gemm_in_c(kernels):
+        pytest.skip("no Cython kernels, or no CBLAS gemm in NumPy's BLAS: the loops stay in Python")
+    n, c, h, w_, f, kh, kw, stride, pad, groups, per_chunk = layer
+    rng = np.random.default_rng(sum(layer))
+    x = rng.standard_normal((n, c, h, w_)).astype(dtype)
+    w = rng.standard_normal((f, c // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (w_ + 2 * pad - kw) // stride + 1
+    close = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    outs = _im2col_both_loops(lambda: conv_im2col.forward(x, w, b, stride, pad, groups, oh, ow), per_chunk)
+    np.testing.assert_allclose(outs[0], outs[1], **close)
+    ref, ref_cache = F.conv2d_forward_naive(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                            stride=stride, pad=pad, groups=groups)
+    np.testing.assert_allclose(outs[0], ref, **close)
+    dout = rng.standard_normal(outs[0].shape).astype(dtype)
+    dout_before = dout.copy()
+    run = lambda: conv_im2col.backward(dout, x, w, stride, pad, groups, need_dx=need_dx, need_dw=need_dw)  # noqa: E731
+    (dx_c, dw_c), (dx_py, dw_py) = _im2col_both_loops(run, per_chunk)
+    np.testing.assert_array_equal(dout, dout_before)
+    dx_ref, dw_ref, _ = F.conv2d_backward_naive(dout.astype(np.float64), ref_cache)
+    for got, other, want, wanted in ((dx_c, dx_py, dx_ref, need_dx), (dw_c, dw_py, dw_ref, need_dw)):
+        if not wanted:
+            assert got is None and other is None
+            continue
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, other, **close)
+        np.testing.assert_allclose(got, want, **close)
+    dx_again, dw_again = _im2col_both_loops(run, per_chunk)[0]
+    for again, first in ((dx_again, dx_c), (dw_again, dw_c)):
+        if first is not None:
+            np.testing.assert_array_equal(again, first)
+
+
+def test_im2col_c_chunk_loops_check_their_arguments():
+    """Workspaces too small for a chunk, or weights of the wrong shape, are refused before any work."""
+    from minicnn import backend, runtime
+    kernels = backend.cython_kernels(np, "im2col")
+    if kernels is None or not runtime.gemm_in_c(kernels):
+        pytest.skip("no Cython kernels, or no CBLAS gemm in NumPy's BLAS")
+    x = np.zeros((2, 4, 6, 6), np.float32)
+    w_mat = np.zeros((1, 3, 36), np.float32)
+    out = np.zeros((2, 3, 6, 6), np.float32)
+    counter = np.zeros(1, np.int64)
+    small = np.zeros(10, np.float32)
+    big = np.zeros(4 * 9 * 2 * 36, np.float32)
+    with pytest.raises(ValueError, match=r"forward_chunks: expected col_buf to hold at least 2592 values, received 10"):
+        kernels.forward_chunks(x, w_mat, None, 3, 3, 1, 1, out, small, big, 2, counter)
+    with pytest.raises(ValueError, match=r"forward_chunks: expected w_mat \(G, F/G, C/G\*3\*3\) for C=4"):
+        kernels.forward_chunks(x, np.zeros((1, 3, 35), np.float32), None, 3, 3, 1, 1, out, big, big, 2, counter)
+    with pytest.raises(ValueError, match=r"forward_chunks: expected bias of shape \(3,\)"):
+        kernels.forward_chunks(x, w_mat, np.zeros(4, np.float32), 3, 3, 1, 1, out, big, big, 2, counter)
+    assert counter[0] == 0
+    with pytest.raises(ValueError, match=r"backward_chunks: expected dw_t \(1, 36, 3\)"):
+        kernels.backward_chunks(x, out, w_mat, 3, 3, 1, 1, None, np.zeros((1, 3, 36), np.float32), big, big, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"backward_chunks: expected dx \(2, 4, 6, 6\)"):
+        kernels.backward_chunks(x, out, w_mat, 3, 3, 1, 1, np.zeros((2, 4, 6, 5), np.float32), None, big, big, 2, 0, 1)
 
 
 def _direct_or_im2col():

@@ -346,6 +346,37 @@ def col2im(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t
 # ones (one per image); a threaded BLAS splits one large product well but pays a fork/join
 # for every small one.
 
+cdef bint _shifts_tall(Py_ssize_t n, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride, Py_ssize_t pad) noexcept nogil:
+    """True if im2col_t takes the tall-plane path: OH = H and OW = W ("same" stride-1 layers),
+    more than one image (which then needs a channel-major copy of x, n*C*H*W values)."""
+    return stride == 1 and kh == kw == 2 * pad + 1 and n > 1
+
+
+cdef void _im2col_t_body(const floating* src, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride, Py_ssize_t pad,
+                         Py_ssize_t OH, Py_ssize_t OW, floating* dst, floating* tall,
+                         bint parallel) noexcept nogil:
+    """im2col_t's loops (arguments checked): x at src -> columns at dst; ``tall``: room for
+    n*C*H*W values when _shifts_tall (else unused); ``parallel``: planes over OpenMP threads."""
+    cdef Py_ssize_t plane_in = h * w, per_tap = n * OH * OW, taps = kh * kw, nc, ci
+    if stride == 1 and kh == kw == 2 * pad + 1:
+        # OH = H, OW = W: each channel's images are shifted as one tall plane (_im2col_tall),
+        # from a channel-major copy of x (one plane copy per image and channel, instead of
+        # one shift per image, channel AND tap).  One image needs no copy.
+        if n > 1:
+            for nc in range(n * c):
+                memcpy(tall + ((nc % c) * n + nc // c) * plane_in, src + nc * plane_in,
+                       plane_in * sizeof(floating))
+            src = tall
+        for ci in prange(c, schedule="static", use_threads_if=parallel):
+            _im2col_tall(src + ci * n * plane_in, dst + ci * taps * per_tap, n, h, w, kh, pad)
+        return
+    # Plane (n, c) = nc fills, for every tap, the n-th (OH, OW) block of channel c's rows.
+    for nc in prange(n * c, schedule="static", use_threads_if=parallel):
+        _im2col_plane(src + nc * plane_in, dst + (nc % c) * taps * per_tap + (nc // c) * OH * OW,
+                      per_tap, h, w, kh, kw, stride, pad, OH, OW)
+
+
 def im2col_t(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride,
              Py_ssize_t pad, floating[:, :, :, :, :, ::1] out):
     """im2col into the batch-inside layout: out[c, p, q, n, i, j] = xpad[n, c, i*S + p, j*S + q].
@@ -362,47 +393,47 @@ def im2col_t(const floating[:, :, :, ::1] x, Py_ssize_t kh, Py_ssize_t kw, Py_ss
     got = (out.shape[0], out.shape[1], out.shape[2], out.shape[3], out.shape[4], out.shape[5])
     if got != expected:
         raise ValueError(f"im2col_t: expected out of shape {expected}, received {got}")
-    cdef Py_ssize_t OH = oh, OW = ow, nc
-    cdef Py_ssize_t plane_in = h * w, per_tap = n * OH * OW, taps = kh * kw
+    cdef Py_ssize_t OH = oh, OW = ow
     if n * c == 0:
         return
-    cdef const floating* src = &x[0, 0, 0, 0]
-    cdef floating* dst = &out[0, 0, 0, 0, 0, 0]
     cdef floating* tall = NULL
-    cdef Py_ssize_t ci
-    if stride == 1 and kh == kw == 2 * pad + 1:
-        # OH = H, OW = W: each channel's images are shifted as one tall plane (_im2col_tall),
-        # from a channel-major copy of x (one plane copy per image and channel, instead of
-        # one shift per image, channel AND tap).  One image needs no copy.
-        if n > 1:
-            tall = <floating*> malloc(n * c * plane_in * sizeof(floating))
-            if tall == NULL:
-                raise MemoryError("im2col_t: no memory for a channel-major copy of x")
-        with nogil:
-            if tall != NULL:
-                for nc in range(n * c):
-                    memcpy(tall + ((nc % c) * n + nc // c) * plane_in, src + nc * plane_in,
-                           plane_in * sizeof(floating))
-                src = tall
-            if n * c * taps * OH * OW < PARALLEL_MIN:
-                for ci in range(c):
-                    _im2col_tall(src + ci * n * plane_in, dst + ci * taps * per_tap, n, h, w, kh, pad)
-            else:
-                for ci in prange(c, schedule="static"):
-                    _im2col_tall(src + ci * n * plane_in, dst + ci * taps * per_tap, n, h, w, kh, pad)
-        free(tall)
+    if _shifts_tall(n, kh, kw, stride, pad):
+        tall = <floating*> malloc(n * c * h * w * sizeof(floating))
+        if tall == NULL:
+            raise MemoryError("im2col_t: no memory for a channel-major copy of x")
+    with nogil:
+        _im2col_t_body(&x[0, 0, 0, 0], n, c, h, w, kh, kw, stride, pad, OH, OW, &out[0, 0, 0, 0, 0, 0],
+                       tall, n * c * kh * kw * OH * OW >= PARALLEL_MIN)
+    free(tall)
+
+
+cdef void _col2im_t_body(floating* src, Py_ssize_t n, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride, Py_ssize_t pad,
+                         Py_ssize_t OH, Py_ssize_t OW, floating* dst, bint scratch,
+                         bint parallel) noexcept nogil:
+    """col2im_t's loops (arguments checked): columns at src -> their sums at dst (overwritten).
+    ``scratch``: src may be overwritten (col2im_t_scratch); ``parallel``: over OpenMP threads."""
+    cdef Py_ssize_t plane_out = h * w, per_tap = n * OH * OW, taps = kh * kw, nc
+    if scratch and stride == 1 and OW == w:
+        for nc in prange(n * c, schedule="static", use_threads_if=parallel):
+            _col2im_plane_same(src + (nc % c) * taps * per_tap + (nc // c) * OH * w, per_tap,
+                               dst + nc * plane_out, h, w, kh, kw, pad, OH)
         return
-    # Plane (n, c) = nc fills, for every tap, the n-th (OH, OW) block of channel c's rows.
-    if n * c * taps * OH * OW < PARALLEL_MIN:
-        with nogil:
-            for nc in range(n * c):
-                _im2col_plane(src + nc * plane_in,
-                              dst + (nc % c) * taps * per_tap + (nc // c) * OH * OW,
-                              per_tap, h, w, kh, kw, stride, pad, OH, OW)
-    else:
-        for nc in prange(n * c, nogil=True, schedule="static"):
-            _im2col_plane(src + nc * plane_in, dst + (nc % c) * taps * per_tap + (nc // c) * OH * OW,
-                          per_tap, h, w, kh, kw, stride, pad, OH, OW)
+    for nc in prange(n * c, schedule="static", use_threads_if=parallel):
+        _col2im_plane(src + (nc % c) * taps * per_tap + (nc // c) * OH * OW, per_tap,
+                      dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+
+
+def _check_col2im_t(name, col, out, stride, pad):
+    """(OH, OW) after checking col (C, KH, KW, N, OH, OW) against out (N, C, H, W)."""
+    c, kh, kw, n = col.shape[0], col.shape[1], col.shape[2], col.shape[3]
+    h, w = out.shape[2], out.shape[3]
+    oh, ow = _out_size(name, h, w, kh, kw, stride, pad)
+    if (out.shape[0], out.shape[1], col.shape[4], col.shape[5]) != (n, c, oh, ow):
+        raise ValueError(f"{name}: expected col of shape {(c, kh, kw, n, oh, ow)} for out of shape "
+                         f"{(out.shape[0], out.shape[1], h, w)}, received col of shape "
+                         f"{(c, kh, kw, n, col.shape[4], col.shape[5])}")
+    return oh, ow
 
 
 def col2im_t(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t pad,
@@ -416,28 +447,14 @@ def col2im_t(const floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize
       entry onto its source pixel (entries that fell in the padding are dropped)
     Returns None (the result is in out).
     """
+    oh, ow = _check_col2im_t("col2im_t", col, out, stride, pad)
     cdef Py_ssize_t c = col.shape[0], kh = col.shape[1], kw = col.shape[2], n = col.shape[3]
-    cdef Py_ssize_t h = out.shape[2], w = out.shape[3]
-    oh, ow = _out_size("col2im_t", h, w, kh, kw, stride, pad)
-    if (out.shape[0], out.shape[1], col.shape[4], col.shape[5]) != (n, c, oh, ow):
-        raise ValueError(f"col2im_t: expected col of shape {(c, kh, kw, n, oh, ow)} for out of shape "
-                         f"{(out.shape[0], out.shape[1], h, w)}, received col of shape "
-                         f"{(c, kh, kw, n, col.shape[4], col.shape[5])}")
-    cdef Py_ssize_t OH = oh, OW = ow, nc
-    cdef Py_ssize_t plane_out = h * w, per_tap = n * OH * OW, taps = kh * kw
+    cdef Py_ssize_t OH = oh, OW = ow
     if n * c == 0:
         return
-    cdef const floating* src = &col[0, 0, 0, 0, 0, 0]
-    cdef floating* dst = &out[0, 0, 0, 0]
-    if n * c * taps * OH * OW < PARALLEL_MIN:
-        with nogil:
-            for nc in range(n * c):
-                _col2im_plane(src + (nc % c) * taps * per_tap + (nc // c) * OH * OW, per_tap,
-                              dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
-    else:
-        for nc in prange(n * c, nogil=True, schedule="static"):
-            _col2im_plane(src + (nc % c) * taps * per_tap + (nc // c) * OH * OW, per_tap,
-                          dst + nc * plane_out, h, w, kh, kw, stride, pad, OH, OW)
+    with nogil:
+        _col2im_t_body(<floating*> &col[0, 0, 0, 0, 0, 0], n, c, out.shape[2], out.shape[3], kh, kw,
+                       stride, pad, OH, OW, &out[0, 0, 0, 0], False, n * c * kh * kw * OH * OW >= PARALLEL_MIN)
 
 
 def col2im_t_scratch(floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssize_t pad,
@@ -449,28 +466,217 @@ def col2im_t_scratch(floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssi
     added in one flat pass instead of row by row (see _col2im_plane_same); other
     geometries run col2im_t's loops.
     """
+    oh, ow = _check_col2im_t("col2im_t_scratch", col, out, stride, pad)
     cdef Py_ssize_t c = col.shape[0], kh = col.shape[1], kw = col.shape[2], n = col.shape[3]
-    cdef Py_ssize_t h = out.shape[2], w = out.shape[3]
-    oh, ow = _out_size("col2im_t_scratch", h, w, kh, kw, stride, pad)
-    if (out.shape[0], out.shape[1], col.shape[4], col.shape[5]) != (n, c, oh, ow):
-        raise ValueError(f"col2im_t_scratch: expected col of shape {(c, kh, kw, n, oh, ow)} for out of "
-                         f"shape {(out.shape[0], out.shape[1], h, w)}, received col of shape "
-                         f"{(c, kh, kw, n, col.shape[4], col.shape[5])}")
-    if not (stride == 1 and ow == w):
-        col2im_t(col, stride, pad, out)
-        return
-    cdef Py_ssize_t OH = oh, nc
-    cdef Py_ssize_t plane_out = h * w, per_tap = n * OH * w, taps = kh * kw
+    cdef Py_ssize_t OH = oh, OW = ow
     if n * c == 0:
         return
-    cdef floating* src = &col[0, 0, 0, 0, 0, 0]
-    cdef floating* dst = &out[0, 0, 0, 0]
-    if n * c * taps * OH * w < PARALLEL_MIN:
-        with nogil:
-            for nc in range(n * c):
-                _col2im_plane_same(src + (nc % c) * taps * per_tap + (nc // c) * OH * w, per_tap,
-                                   dst + nc * plane_out, h, w, kh, kw, pad, OH)
-    else:
-        for nc in prange(n * c, nogil=True, schedule="static"):
-            _col2im_plane_same(src + (nc % c) * taps * per_tap + (nc // c) * OH * w, per_tap,
-                               dst + nc * plane_out, h, w, kh, kw, pad, OH)
+    with nogil:
+        _col2im_t_body(&col[0, 0, 0, 0, 0, 0], n, c, out.shape[2], out.shape[3], kh, kw,
+                       stride, pad, OH, OW, &out[0, 0, 0, 0], True, n * c * kh * kw * OH * OW >= PARALLEL_MIN)
+
+
+# ------------------------------------------------------------------ the chunk loops in C
+#
+# conv_im2col.py's loops over chunks of images (im2col, one GEMM per group, the copy into
+# NCHW; and back), whole, for one thread per call and without the GIL -- as winograd.pyx
+# does for its loops and for the same reason (blas_gemm.h).  The Python loops stay as the
+# fallback and as the reference the tests compare with.
+
+include "blas_gemm.pxi"
+
+
+cdef _check_buffer(name, arg, floating[::1] buf, Py_ssize_t needed):
+    if buf.shape[0] < needed:
+        raise ValueError(f"{name}: expected {arg} to hold at least {needed} values, received {buf.shape[0]}")
+
+
+cdef inline void _add_bias(floating* rows, const floating* bias, Py_ssize_t f, Py_ssize_t p) noexcept nogil:
+    """rows (f, p) += bias[:, None]."""
+    cdef Py_ssize_t i, j
+    for i in range(f):
+        for j in range(p):
+            rows[i * p + j] += bias[i]
+
+
+cdef inline void _add_bias_copy(floating* dst, const floating* src, floating bias, Py_ssize_t p) noexcept nogil:
+    """dst (p,) = src + bias."""
+    cdef Py_ssize_t j
+    for j in range(p):
+        dst[j] = src[j] + bias
+
+
+def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] w_mat, object bias,
+                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride, Py_ssize_t pad,
+                   floating[:, :, :, ::1] out, floating[::1] col_buf, floating[::1] out_buf,
+                   Py_ssize_t step, long long[::1] next_image):
+    """conv_im2col.forward's chunk loop: chunks of ``step`` images, taken from
+    ``next_image[0]`` (shared with the other threads, advanced atomically) until the batch
+    is done.  Per chunk of m images: the columns (C, KH, KW, m, OH, OW) into col_buf, then per
+    group out_g (F/G, m*OH*OW) = W_g @ col_g into out_buf, copied into NCHW with the bias
+    added (one image: the GEMM writes out directly).  A 1x1 stride-1 unpadded layer needs no
+    columns: per image and group out = W_g @ x_g.
+
+    x (N, C, H, W); w_mat (G, F/G, C/G*KH*KW); bias (F,) or None; out (N, F, OH, OW);
+    col_buf, out_buf: this thread's workspaces, at least C*KH*KW*step*OH*OW and F*step*OH*OW
+    values (unused by 1x1 layers: may be empty).
+    """
+    if not mc_gemm_ready():
+        raise RuntimeError("forward_chunks: no BLAS yet (gemm_use)")
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    oh_, ow_ = _out_size("forward_chunks", h, w, kh, kw, stride, pad)
+    cdef Py_ssize_t oh = oh_, ow = ow_, p = oh_ * ow_
+    cdef Py_ssize_t groups = w_mat.shape[0], fg = w_mat.shape[1], k = w_mat.shape[2], f = groups * fg
+    if groups < 1 or c % groups or k != (c // groups) * kh * kw or (out.shape[0], out.shape[1], out.shape[2], out.shape[3]) != (n, f, oh, ow):
+        raise ValueError(f"forward_chunks: expected w_mat (G, F/G, C/G*{kh}*{kw}) for C={c} and out ({n}, F, {oh}, {ow}), "
+                         f"received w_mat {(w_mat.shape[0], fg, k)} and out {(out.shape[0], out.shape[1], out.shape[2], out.shape[3])}")
+    if step < 1:
+        raise ValueError(f"forward_chunks: expected step >= 1, received {step}")
+    cdef bint pointwise = kh == 1 and kw == 1 and stride == 1 and pad == 0
+    if not pointwise:
+        _check_buffer("forward_chunks", "col_buf", col_buf, c * kh * kw * step * p)
+        _check_buffer("forward_chunks", "out_buf", out_buf, f * step * p)
+    cdef const floating[::1] b
+    cdef const floating* bp = NULL
+    if bias is not None:
+        b = bias
+        if b.shape[0] != f:
+            raise ValueError(f"forward_chunks: expected bias of shape ({f},), received ({b.shape[0]},)")
+        if f > 0:
+            bp = &b[0]
+    if n * c * f == 0:
+        return
+    cdef Py_ssize_t cg = c // groups, n0, mi, i, g, fi, mp
+    cdef floating* tall = NULL
+    if not pointwise and _shifts_tall(step, kh, kw, stride, pad):
+        tall = <floating*> malloc(step * c * h * w * sizeof(floating))
+        if tall == NULL:
+            raise MemoryError("forward_chunks: no memory for a channel-major copy of a chunk")
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* wp = &w_mat[0, 0, 0]
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef floating* col = &col_buf[0] if not pointwise else NULL
+    cdef floating* y = &out_buf[0] if not pointwise else NULL
+    cdef floating* dst
+    with nogil:
+        while True:
+            n0 = mc_next_chunk(&next_image[0], step)
+            if n0 >= n:
+                break
+            mi = min(step, n - n0)
+            mp = mi * p
+            if pointwise:
+                for i in range(n0, n0 + mi):
+                    for g in range(groups):
+                        dst = op + (i * f + g * fg) * p
+                        _gemm(False, False, fg, p, cg, wp + g * fg * k, k, xp + (i * c + g * cg) * p, p, 0, dst, p)
+                        if bp != NULL:
+                            _add_bias(dst, bp + g * fg, fg, p)
+                continue
+            _im2col_t_body(xp + n0 * c * h * w, mi, c, h, w, kh, kw, stride, pad, oh, ow, col, tall, False)
+            if mi == 1:
+                # One image (large layers): its GEMM output is already NCHW, no copy.
+                for g in range(groups):
+                    dst = op + (n0 * f + g * fg) * p
+                    _gemm(False, False, fg, p, k, wp + g * fg * k, k, col + g * k * p, p, 0, dst, p)
+                    if bp != NULL:
+                        _add_bias(dst, bp + g * fg, fg, p)
+                continue
+            for g in range(groups):
+                _gemm(False, False, fg, mp, k, wp + g * fg * k, k, col + g * k * mp, mp, 0, y + g * fg * mp, mp)
+            # y (F, m, P) -> out[n0:n0 + m] (m, F, P), the bias added on the way.
+            for i in range(mi):
+                for fi in range(f):
+                    dst = op + ((n0 + i) * f + fi) * p
+                    if bp == NULL:
+                        memcpy(dst, y + (fi * mi + i) * p, p * sizeof(floating))
+                    else:
+                        _add_bias_copy(dst, y + (fi * mi + i) * p, bp[fi], p)
+    free(tall)
+
+
+def backward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
+                    const floating[:, :, ::1] w_mat, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride,
+                    Py_ssize_t pad, floating[:, :, :, ::1] dx, floating[:, :, ::1] dw_t,
+                    floating[::1] col_buf, floating[::1] dout_buf,
+                    Py_ssize_t step, Py_ssize_t first, Py_ssize_t every):
+    """conv_im2col.backward's chunk loop for one thread: chunks number first, first + every,
+    first + 2*every, ... of ``step`` images each (a fixed share, so that dW's sum does not
+    depend on the timing).  Per chunk of m images: dout copied to (F, m*OH*OW) in dout_buf
+    (one image: read in place); the columns recomputed into col_buf and
+    dW_g^T += col_g @ dout_g^T; then dcol_g = W_g^T @ dout_g into col_buf, added back onto
+    the chunk's images of dx.  A 1x1 stride-1 unpadded layer, per image and group:
+    dW_g^T += x_g @ dout_g^T and dx_g = W_g^T @ dout_g.
+
+    x (N, C, H, W); dout (N, F, OH, OW); w_mat (G, F/G, C/G*KH*KW); dx (N, C, H, W), or None
+    when not wanted; dw_t (G, C/G*KH*KW, F/G), added to, or None when not wanted;
+    col_buf, dout_buf: this thread's workspaces (C*KH*KW*step*OH*OW, F*step*OH*OW values).
+    """
+    if not mc_gemm_ready():
+        raise RuntimeError("backward_chunks: no BLAS yet (gemm_use)")
+    cdef bint need_dx = dx is not None, need_dw = dw_t is not None
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    oh_, ow_ = _out_size("backward_chunks", h, w, kh, kw, stride, pad)
+    cdef Py_ssize_t oh = oh_, ow = ow_, p = oh_ * ow_
+    cdef Py_ssize_t groups = w_mat.shape[0], fg = w_mat.shape[1], k = w_mat.shape[2], f = groups * fg
+    if groups < 1 or c % groups or k != (c // groups) * kh * kw or (dout.shape[0], dout.shape[1], dout.shape[2], dout.shape[3]) != (n, f, oh, ow):
+        raise ValueError(f"backward_chunks: expected w_mat (G, F/G, C/G*{kh}*{kw}) for C={c} and dout ({n}, F, {oh}, {ow}), "
+                         f"received w_mat {(w_mat.shape[0], fg, k)} and dout {(dout.shape[0], dout.shape[1], dout.shape[2], dout.shape[3])}")
+    if need_dx and (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (n, c, h, w):
+        raise ValueError(f"backward_chunks: expected dx {(n, c, h, w)}, received {(dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3])}")
+    if need_dw and (dw_t.shape[0], dw_t.shape[1], dw_t.shape[2]) != (groups, k, fg):
+        raise ValueError(f"backward_chunks: expected dw_t {(groups, k, fg)}, received {(dw_t.shape[0], dw_t.shape[1], dw_t.shape[2])}")
+    if step < 1 or every < 1 or first < 0:
+        raise ValueError(f"backward_chunks: expected step, every >= 1 and first >= 0, received {step}, {every}, {first}")
+    cdef bint pointwise = kh == 1 and kw == 1 and stride == 1 and pad == 0
+    if not pointwise:
+        _check_buffer("backward_chunks", "col_buf", col_buf, c * kh * kw * step * p)
+        _check_buffer("backward_chunks", "dout_buf", dout_buf, f * step * p)
+    if n * c * f == 0 or not (need_dx or need_dw):
+        return
+    cdef Py_ssize_t cg = c // groups, n0, mi, i, g, fi, mp
+    cdef floating* tall = NULL
+    if need_dw and not pointwise and _shifts_tall(step, kh, kw, stride, pad):
+        tall = <floating*> malloc(step * c * h * w * sizeof(floating))
+        if tall == NULL:
+            raise MemoryError("backward_chunks: no memory for a channel-major copy of a chunk")
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* gp = &dout[0, 0, 0, 0]
+    cdef const floating* wp = &w_mat[0, 0, 0]
+    cdef const floating* d
+    cdef floating* dxp = &dx[0, 0, 0, 0] if need_dx else NULL
+    cdef floating* dwp = &dw_t[0, 0, 0] if need_dw else NULL
+    cdef floating* col = &col_buf[0] if not pointwise else NULL
+    cdef floating* dbuf = &dout_buf[0] if not pointwise else NULL
+    with nogil:
+        n0 = first * step
+        while n0 < n:
+            mi = min(step, n - n0)
+            mp = mi * p
+            if pointwise:
+                for i in range(n0, n0 + mi):
+                    for g in range(groups):
+                        d = gp + (i * f + g * fg) * p
+                        if need_dw:      # dW_g^T (Cg, F/G) += x_g (Cg, P) @ dout_g^T
+                            _gemm(False, True, cg, fg, p, xp + (i * c + g * cg) * p, p, d, p, 1, dwp + g * k * fg, fg)
+                        if need_dx:      # dx_g (Cg, P) = W_g^T @ dout_g
+                            _gemm(True, False, cg, p, fg, wp + g * fg * k, k, d, p, 0, dxp + (i * c + g * cg) * p, p)
+                n0 += every * step
+                continue
+            if mi == 1:
+                d = gp + n0 * f * p                       # already (F, OH*OW): no copy
+            else:
+                for fi in range(f):
+                    for i in range(mi):
+                        memcpy(dbuf + (fi * mi + i) * p, gp + ((n0 + i) * f + fi) * p, p * sizeof(floating))
+                d = dbuf
+            if need_dw:
+                _im2col_t_body(xp + n0 * c * h * w, mi, c, h, w, kh, kw, stride, pad, oh, ow, col, tall, False)
+                for g in range(groups):  # dW_g^T (K, F/G) += col_g (K, m*P) @ dout_g^T
+                    _gemm(False, True, k, fg, mp, col + g * k * mp, mp, d + g * fg * mp, mp, 1, dwp + g * k * fg, fg)
+            if need_dx:
+                for g in range(groups):  # dcol_g (K, m*P) = W_g^T @ dout_g, over the columns
+                    _gemm(True, False, k, mp, fg, wp + g * fg * k, k, d + g * fg * mp, mp, 0, col + g * k * mp, mp)
+                _col2im_t_body(col, mi, c, h, w, kh, kw, stride, pad, oh, ow, dxp + n0 * c * h * w, True, False)
+            n0 += every * step
+    free(tall)

@@ -426,38 +426,7 @@ def filter_grad_transform(const floating[:, :, ::1] du, floating[:, :, :, ::1] d
 # per chunk as the Python loops they replace, which stay as the fallback and the reference
 # the tests compare with.
 
-cdef extern from "blas_gemm.h" nogil:
-    void mc_gemm_set(size_t sgemm, size_t dgemm, int ilp64)
-    int mc_gemm_ready()
-    void mc_gemm_f(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha,
-                   const float* a, Py_ssize_t lda, const float* b, Py_ssize_t ldb, float beta,
-                   float* c, Py_ssize_t ldc)
-    void mc_gemm_d(int trans_a, int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
-                   const double* a, Py_ssize_t lda, const double* b, Py_ssize_t ldb, double beta,
-                   double* c, Py_ssize_t ldc)
-    Py_ssize_t mc_next_chunk(long long* next, Py_ssize_t step)
-
-
-def gemm_use(size_t sgemm, size_t dgemm, bint ilp64):
-    """Give the chunk loops the addresses of a CBLAS sgemm and dgemm (``ilp64``: 64-bit
-    integer arguments).  minicnn.runtime.cblas_gemm() finds NumPy's."""
-    if sgemm == 0 or dgemm == 0:
-        raise ValueError("gemm_use: expected the addresses of cblas_sgemm and cblas_dgemm, received a null one")
-    mc_gemm_set(sgemm, dgemm, ilp64)
-
-
-def gemm_ready():
-    """True once gemm_use() has been given a BLAS: the chunk loops can run."""
-    return bool(mc_gemm_ready())
-
-
-cdef inline void _gemm(bint trans_a, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
-                       Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating beta,
-                       floating* c, Py_ssize_t ldc) noexcept nogil:
-    if floating is float:
-        mc_gemm_f(trans_a, 0, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
-    else:
-        mc_gemm_d(trans_a, 0, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+include "blas_gemm.pxi"
 
 
 cdef Py_ssize_t _matrices_apart(name, arg, buf, Py_ssize_t rows, Py_ssize_t columns, size_t itemsize) except -1:
@@ -526,7 +495,7 @@ def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u, 
             t = mi * T
             _input_tiles(xp + n0 * c * h * w, mi, c, h, w, pad, th, tw, False, 1, vp, xs_v, planes)
             for xi in range(16):
-                _gemm(False, f, t, c, up + xi * f * c, c, vp + xi * xs_v, t, 0, mp + xi * xs_m, t)
+                _gemm(False, False, f, t, c, up + xi * f * c, c, vp + xi * xs_v, t, 0, mp + xi * xs_m, t)
             if floating is float:
                 wt_output_f(level_out, mp, xs_m, bp, mi, f, oh, ow, op + n0 * f * oh * ow, ybuf)
             else:
@@ -600,10 +569,10 @@ def backward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             if need_dw:
                 _input_tiles(xp + n0 * c * h * w, mi, c, h, w, pad, th, tw, True, cb, vtp, xs_vt, planes)
                 for xi in range(16):           # dU[xi] += dM[xi] @ V^T[xi]
-                    _gemm(False, f, c, t, mp + xi * xs_m, t, vtp + xi * xs_vt, c, 1, dup + xi * f * c, c)
+                    _gemm(False, False, f, c, t, mp + xi * xs_m, t, vtp + xi * xs_vt, c, 1, dup + xi * f * c, c)
             if need_dx:
                 for xi in range(16):           # dV[xi] = U[xi]^T @ dM[xi]
-                    _gemm(True, c, t, f, up + xi * f * c, c, mp + xi * xs_m, t, 0, dvp + xi * xs_dv, t)
+                    _gemm(True, False, c, t, f, up + xi * f * c, c, mp + xi * xs_m, t, 0, dvp + xi * xs_dv, t)
                 if floating is float:
                     wt_input_grad_f(level_ig, dvp, xs_dv, mi, c, h, w, pad, th, tw, dxp + n0 * c * h * w, gbuf)
                 else:

@@ -44,6 +44,17 @@ def chunk_size(n, k, p, itemsize, f=0, groups=1):
     return runtime.images_per_chunk(n, k * p * itemsize, p, weight_bytes, CHUNK_BYTES, MIN_COLUMNS)
 
 
+# Each thread's share of the chunks in one call into C (kernels.forward_chunks and
+# backward_chunks: the loops below, GEMMs included), where NumPy's BLAS can be called from
+# C -- as conv_winograd.py does (see C_LOOPS there).  False: always the Python loops.
+C_LOOPS = True
+
+
+def _c_loops(kernels):
+    """True if the chunk loops run in C: C_LOOPS, and the kernels can call BLAS."""
+    return C_LOOPS and runtime.gemm_in_c(kernels)
+
+
 def _is_pointwise(kh, kw, stride, pad):
     # 1x1, stride 1, no padding: each image's columns are the image itself, so the GEMMs
     # read x and write out directly, with no im2col and no transpose.
@@ -101,7 +112,17 @@ def forward(x, w, b, stride, pad, groups, oh, ow):
             else:
                 np.add(y, b.reshape(1, f, 1), out=dst)
 
-    runtime.run_chunks(pointwise if _is_pointwise(kh, kw, stride, pad) else images, n, step, n * f * k * p)
+    fn = pointwise if _is_pointwise(kh, kw, stride, pad) else images
+    if _c_loops(kernels):
+        next_image = np.zeros(1, dtype=np.int64)      # the threads' shared chunk counter
+        w_c = np.ascontiguousarray(w_mat)
+
+        def fn(chunks):                               # noqa: F811 -- the loops above, in C
+            col_buf = runtime.workspace("conv_col", (c * kh * kw * step * p,), x.dtype)
+            out_buf = runtime.workspace("conv_out", (f * step * p,), x.dtype)
+            kernels.forward_chunks(x, w_c, b, kh, kw, stride, pad, out, col_buf, out_buf, step, next_image)
+
+    runtime.run_chunks(fn, n, step, n * f * k * p)
     return out
 
 
@@ -168,6 +189,18 @@ def backward(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
         return dw_t
 
     fn = pointwise if _is_pointwise(kh, kw, stride, pad) else images
+    if _c_loops(kernels):
+        w_c = np.ascontiguousarray(w.reshape(groups, fg, k))
+        dout = np.ascontiguousarray(dout)
+
+        def fn(chunks):                               # noqa: F811 -- the loops above, in C
+            col_buf = runtime.workspace("conv_col", (c * kh * kw * step * p,), x.dtype)
+            dout_buf = runtime.workspace("conv_out", (f * step * p,), x.dtype)
+            dw_t = np.zeros((groups, k, fg), dtype=x.dtype) if need_dw else None
+            kernels.backward_chunks(x, dout, w_c, kh, kw, stride, pad, dx, dw_t, col_buf, dout_buf,
+                                    step, chunks.start // step, chunks.step // step)
+            return dw_t
+
     dw_t = runtime.sum_over_chunks(fn, n, step, n * f * k * p)
     if not need_dw:
         return dx, None

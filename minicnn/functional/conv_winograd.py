@@ -92,15 +92,8 @@ C_LOOPS = True
 
 
 def _c_loops(kernels):
-    """True if the chunk loops can run in C: C_LOOPS, and a CBLAS gemm found (and handed to the kernels)."""
-    if not C_LOOPS or not hasattr(kernels, "gemm_ready"):
-        return False
-    if not kernels.gemm_ready():
-        gemm = runtime.cblas_gemm()
-        if gemm is None:
-            return False
-        kernels.gemm_use(*gemm)
-    return True
+    """True if the chunk loops run in C: C_LOOPS, and the kernels can call BLAS."""
+    return C_LOOPS and runtime.gemm_in_c(kernels)
 
 
 def forward(x, w, b, pad, oh, ow):
