@@ -422,8 +422,14 @@ def share_out(fn, n, step, macs, fixed_shares=False):
     else:
         shares = [iter(starts)] * threads
     with single_threaded_blas():
-        futures = [thread_pool().submit(fn, chunks) for chunks in shares]
-        return [f.result() for f in futures]
+        # The calling thread takes the first share itself rather than sleeping until the
+        # workers are done: one thread fewer to wake, and none to wake it when they are.
+        futures = [thread_pool().submit(fn, chunks) for chunks in shares[1:]]
+        try:
+            first = fn(shares[0])
+        finally:
+            rest = [f.result() for f in futures]     # never leave a worker running on our buffers
+        return [first] + rest
 
 
 def run_chunks(fn, n, step, macs):

@@ -155,7 +155,9 @@ def test_sum_over_chunks_is_bitwise_reproducible(three_threads):
     for seed in range(6):
         got = runtime.sum_over_chunks(_jittery(partial, seed), 13, 1, 1)
         np.testing.assert_array_equal(got, want)
-    assert all(name.startswith("minicnn") for name in names)               # really on the workers
+    # Really on several threads: the calling one takes the first share, workers the others.
+    assert names.count(threading.current_thread().name) == 6
+    assert sum(name.startswith("minicnn") for name in names) == 12
 
 
 def test_fixed_shares_are_ranges_a_loop_in_c_can_take(three_threads):
@@ -177,6 +179,25 @@ def test_cblas_gemm_multiplies_as_numpy_does():
     assert isinstance(sgemm, int) and isinstance(dgemm, int) and sgemm != dgemm
     assert isinstance(ilp64, bool)
     assert runtime.cblas_gemm() is found                                    # looked up once
+
+
+def test_the_calling_thread_takes_the_first_share_and_waits_for_the_rest(three_threads):
+    """share_out runs share 0 on the calling thread (one worker fewer to wake); when a share
+    fails, the error reaches the caller -- after every worker is done with its share."""
+    done = []
+
+    def fn(chunks):
+        if chunks.start == 0:
+            raise ValueError("share 0 failed")
+        time.sleep(0.05)
+        done.append(threading.current_thread().name)
+        return chunks.start
+
+    with pytest.raises(ValueError, match="share 0 failed"):
+        runtime.share_out(fn, 6, 1, 1, fixed_shares=True)
+    assert len(done) == 2 and all(name.startswith("minicnn") for name in done)
+    who = runtime.share_out(lambda chunks: threading.current_thread().name, 6, 1, 1, fixed_shares=True)
+    assert who[0] == threading.current_thread().name and all(w.startswith("minicnn") for w in who[1:])
 
 
 def test_run_chunks_gives_every_chunk_to_exactly_one_thread(three_threads):

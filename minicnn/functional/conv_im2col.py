@@ -17,6 +17,10 @@ product per group.  What differs is how the work is cut:
 The column layout is batch-inside, (C, KH, KW, m, OH, OW) for a chunk of m images: the
 (Cg*KH*KW, m*OH*OW) matrix of all m images' windows side by side, written by the Cython
 kernel ``im2col_t`` (``minicnn/_ext/im2col.pyx``).
+
+The chunk loops are written below in Python (``images`` and ``pointwise``); where NumPy's
+BLAS can be called from C, each thread runs the same loop in one call into C instead
+(``forward_chunks``, ``backward_chunks`` in im2col.pyx; see conv_winograd.C_LOOPS for why).
 """
 import numpy as np
 
