@@ -307,15 +307,25 @@ def test_direct_is_used_only_where_it_applies():
         assert out.shape == (2, 16, 8, 8)
 
 
-def test_default_settings_take_the_direct_kernel_for_a_resnet_layer():
-    """No monkeypatching: a CIFAR ResNet 16 -> 16 layer goes direct and matches plain."""
+@pytest.mark.parametrize("winograd_dw", [True, False])
+def test_default_settings_take_the_direct_kernel_for_a_resnet_layer(winograd_dw):
+    """A CIFAR ResNet 16 -> 16 layer goes direct and matches plain; its dW comes from the
+    Winograd path (WINOGRAD_DW, as shipped) or from the direct kernel."""
+    from minicnn.functional import conv_winograd
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 16, 32, 32)).astype(np.float32)
     w = (rng.standard_normal((16, 16, 3, 3)) * 0.1).astype(np.float32)
     assert conv.choose_algorithm(np, x, w, 1, 1, 1) == "direct"
+    assert conv_direct.WINOGRAD_DW
     out, cache = F.conv2d_forward(x, w, None, 1, 1)
     dout = rng.standard_normal(out.shape).astype(np.float32)
-    grads = F.conv2d_backward(dout, cache)
+    ran = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conv_direct, "WINOGRAD_DW", winograd_dw)
+        backward = conv_winograd.backward
+        mp.setattr(conv_winograd, "backward", lambda *a, **kw: ran.append(kw) or backward(*a, **kw))
+        grads = F.conv2d_backward(dout, cache)
+    assert ran == ([{"need_dx": False}] if winograd_dw else [])
     with backend.use_cython(False):
         ref, ref_cache = F.conv2d_forward(x, w, None, 1, 1)
         ref_grads = F.conv2d_backward(dout, ref_cache)
