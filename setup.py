@@ -54,8 +54,8 @@ extensions = [
     Extension(
         "minicnn._ext." + os.path.splitext(os.path.basename(pyx))[0],
         [pyx],
-        # The direct kernel's C headers: a change to them must rebuild the module.
-        depends=sorted(glob(os.path.join("minicnn", "_ext", "*.h"))),
+        # The C headers and Cython includes: a change to them must rebuild the module.
+        depends=sorted(glob(os.path.join("minicnn", "_ext", "*.h")) + glob(os.path.join("minicnn", "_ext", "*.pxi"))),
         include_dirs=[numpy.get_include()],
         extra_compile_args=extra_compile + compile_omp,
         extra_link_args=link_omp,

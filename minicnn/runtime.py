@@ -22,6 +22,7 @@ import contextlib
 import os
 import sys
 import threading
+from concurrent.futures import wait
 
 import numpy as np
 
@@ -428,8 +429,8 @@ def share_out(fn, n, step, macs, fixed_shares=False):
         try:
             first = fn(shares[0])
         finally:
-            rest = [f.result() for f in futures]     # never leave a worker running on our buffers
-        return [first] + rest
+            wait(futures)           # even if this share failed: no worker left running on our arrays
+        return [first] + [f.result() for f in futures]
 
 
 def run_chunks(fn, n, step, macs):

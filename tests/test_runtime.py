@@ -196,6 +196,13 @@ def test_the_calling_thread_takes_the_first_share_and_waits_for_the_rest(three_t
     with pytest.raises(ValueError, match="share 0 failed"):
         runtime.share_out(fn, 6, 1, 1, fixed_shares=True)
     assert len(done) == 2 and all(name.startswith("minicnn") for name in done)
+    def worker_fails(chunks):
+        if chunks.start == 1:
+            raise ValueError("share 1 failed")
+        return chunks.start
+
+    with pytest.raises(ValueError, match="share 1 failed"):
+        runtime.share_out(worker_fails, 6, 1, 1, fixed_shares=True)
     who = runtime.share_out(lambda chunks: threading.current_thread().name, 6, 1, 1, fixed_shares=True)
     assert who[0] == threading.current_thread().name and all(w.startswith("minicnn") for w in who[1:])
 

@@ -7,7 +7,7 @@
  * calls/s on one thread or on two) -- the threads spent their time handing the GIL to
  * each other.  With the GEMMs callable from C, each thread runs its whole share of the
  * chunks in one call without the GIL (forward_chunks and backward_chunks in winograd.pyx and
- * im2col.pyx; the declarations Cython needs are blas_gemm.pxi).
+ * im2col.pyx; the declarations Cython needs are in chunk_loops.pxi).
  *
  * NumPy has no C API for its BLAS, so minicnn.runtime finds the functions in the loaded
  * library (as it finds openblas_set_num_threads) and hands their addresses to

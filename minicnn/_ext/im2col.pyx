@@ -483,7 +483,7 @@ def col2im_t_scratch(floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssi
 # does for its loops and for the same reason (blas_gemm.h).  The Python loops stay as the
 # fallback and as the reference the tests compare with.
 
-include "blas_gemm.pxi"
+include "chunk_loops.pxi"
 
 
 cdef _check_buffer(name, arg, floating[::1] buf, Py_ssize_t needed):
@@ -536,14 +536,7 @@ def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] w_m
     if not pointwise:
         _check_buffer("forward_chunks", "col_buf", col_buf, c * kh * kw * step * p)
         _check_buffer("forward_chunks", "out_buf", out_buf, f * step * p)
-    cdef const floating[::1] b
-    cdef const floating* bp = NULL
-    if bias is not None:
-        b = bias
-        if b.shape[0] != f:
-            raise ValueError(f"forward_chunks: expected bias of shape ({f},), received ({b.shape[0]},)")
-        if f > 0:
-            bp = &b[0]
+    cdef const floating* bp = _bias_pointer("forward_chunks", bias, f, <const floating*> NULL)
     if n * c * f == 0:
         return
     cdef Py_ssize_t cg = c // groups, n0, mi, i, g, fi, mp

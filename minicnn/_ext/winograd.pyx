@@ -246,14 +246,7 @@ def output_transform(const floating[:, :, :] mm, object bias, floating[:, :, :, 
     cdef Py_ssize_t th = (oh + 1) // 2, tw = (ow + 1) // 2
     _check_domain("output_transform", "mm", (mm.shape[0], mm.shape[1], mm.shape[2]), (mm.strides[1], mm.strides[2]),
                   (16, f, m * th * tw), sizeof(floating))
-    cdef const floating[::1] b
-    cdef const floating* bp = NULL
-    if bias is not None:
-        b = bias
-        if b.shape[0] != f:
-            raise ValueError(f"output_transform: expected bias of shape ({f},), received ({b.shape[0]},)")
-        if f > 0:
-            bp = &b[0]
+    cdef const floating* bp = _bias_pointer("output_transform", bias, f, <const floating*> NULL)
     if m * f * oh * ow == 0:
         return
     cdef Py_ssize_t xs = mm.strides[0] // sizeof(floating)
@@ -426,7 +419,7 @@ def filter_grad_transform(const floating[:, :, ::1] du, floating[:, :, :, ::1] d
 # per chunk as the Python loops they replace, which stay as the fallback and the reference
 # the tests compare with.
 
-include "blas_gemm.pxi"
+include "chunk_loops.pxi"
 
 
 cdef Py_ssize_t _matrices_apart(name, arg, buf, Py_ssize_t rows, Py_ssize_t columns, size_t itemsize) except -1:
@@ -466,14 +459,7 @@ def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] u, 
         raise ValueError(f"forward_chunks: expected step >= 1, received {step}")
     cdef Py_ssize_t xs_v = _matrices_apart("forward_chunks", "v", v, c, step * T, sizeof(floating))
     cdef Py_ssize_t xs_m = _matrices_apart("forward_chunks", "mm", mm, f, step * T, sizeof(floating))
-    cdef const floating[::1] b
-    cdef const floating* bp = NULL
-    if bias is not None:
-        b = bias
-        if b.shape[0] != f:
-            raise ValueError(f"forward_chunks: expected bias of shape ({f},), received ({b.shape[0]},)")
-        if f > 0:
-            bp = &b[0]
+    cdef const floating* bp = _bias_pointer("forward_chunks", bias, f, <const floating*> NULL)
     if n * c * f == 0:
         return
     cdef Py_ssize_t hp = 2 * th + 2, wp = 2 * tw + 2, n0, mi, t, xi

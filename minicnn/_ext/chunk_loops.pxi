@@ -1,6 +1,7 @@
-# GEMM from C for the chunk loops (winograd.pyx, im2col.pyx): the declarations of
-# blas_gemm.h, the functions that give it NumPy's BLAS, and _gemm for both float types.
-# Included (not cimported) so that each module has its own copy of the function pointers.
+# What the C chunk loops of winograd.pyx and im2col.pyx share: GEMM from C (the
+# declarations of blas_gemm.h, the functions that give it NumPy's BLAS, _gemm for both float
+# types) and the check of a bias argument.  Included (not cimported) so that each module has
+# its own copy of the function pointers.
 
 cdef extern from "blas_gemm.h" nogil:
     void mc_gemm_set(size_t sgemm, size_t dgemm, int ilp64)
@@ -35,3 +36,15 @@ cdef inline void _gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n, P
         mc_gemm_f(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
     else:
         mc_gemm_d(trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef const floating* _bias_pointer(name, object bias, Py_ssize_t f, const floating* like) except? NULL:
+    """The data of ``bias`` -- None or an (f,) array of the kernel's dtype, checked -- or NULL
+    for None (or f == 0).  The caller keeps ``bias`` alive while the pointer is used."""
+    cdef const floating[::1] b
+    if bias is None:
+        return NULL
+    b = bias
+    if b.shape[0] != f:
+        raise ValueError(f"{name}: expected bias of shape ({f},), received ({b.shape[0]},)")
+    return &b[0] if f > 0 else NULL
