@@ -158,7 +158,6 @@ class DataParallel:
         self.sync_bn = bool(sync_bn) and sync_batchnorm(model, self.allreduce) > 0
         self.params = list(model.parameters())
         self._flat = None
-        self._stop_waiting = False     # a Ctrl-C that came during the last exchange
         self.broadcast(model)
         self.own_streams(model)
 
@@ -211,12 +210,13 @@ class DataParallel:
             else:
                 dscores = backend.get_array_module(scores).zeros_like(scores)
             model.backward(dscores)
-        asked = self._stop_waiting or trainer._stop.requested
-        loss, correct, stop = self._sum_gradients(loss_sum, correct, asked)
-        # Ctrl-C on any rank stops every rank after the same batch.  One that arrived during
-        # the exchange (where a waiting rank spends its time) is sent with the next one.
-        self._stop_waiting = trainer._stop.requested and not stop
-        trainer._stop.requested = stop
+        # Ctrl-C on any rank stops every rank after the same batch: a rank's Ctrl-C is only
+        # pending (runs.CtrlC, agreed=True) until an exchange has carried it to every rank.
+        # One that arrives after this rank sent its flag -- during the exchange, where a
+        # waiting rank spends its time, or after it -- stays pending for the next one.
+        loss, correct, stop = self._sum_gradients(loss_sum, correct, trainer._stop.pending)
+        if stop:
+            trainer._stop.requested = True
         loss /= total
         trainer._check_loss(loss)             # the same numbers on every rank: all stop, or none
         trainer._check_gradients(loss)

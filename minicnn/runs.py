@@ -139,12 +139,21 @@ class CtrlC:
     """Context manager: Ctrl-C sets ``requested`` instead of raising, so the training loop can
     finish the batch in progress and save a consistent state.
 
+    ``agreed=True`` (a run over MPI ranks): Ctrl-C sets ``pending`` instead, and only the
+    distributed step sets ``requested`` -- when the ranks have agreed, in one exchange, that
+    one of them was interrupted -- so every rank stops after the same batch.  (A rank that
+    acted on its own Ctrl-C, arriving just after it had sent its flag, would leave the others
+    waiting in the next exchange forever.)
+
     A second Ctrl-C interrupts at once (the default behaviour).  Only possible in the main
     thread; elsewhere ``requested`` stays False and KeyboardInterrupt lands where it lands.
     """
 
-    def __init__(self, log=None):
+    def __init__(self, log=None, agreed=False):
         self.requested = False
+        self.pending = False
+        self.agreed = agreed
+        self._presses = 0
         self._old = None
         self._log = log or (lambda msg: None)
 
@@ -159,9 +168,13 @@ class CtrlC:
         return self
 
     def _handler(self, signum, frame):
-        if self.requested:
+        self._presses += 1
+        if self._presses > 1:
             raise KeyboardInterrupt
-        self.requested = True
+        if self.agreed:
+            self.pending = True
+        else:
+            self.requested = True
         self._log("Ctrl-C: saving a checkpoint after this batch (press again to stop at once)")
 
     def __exit__(self, *exc):

@@ -125,7 +125,7 @@ class Trainer:
         self.epoch, self.batch, self.sums, self.epochs = 0, 0, dict(_NO_SUMS), None
         self.history, self.last_saved = History(), None
         self._epoch_start = self._clock = None       # set while an epoch is in progress
-        self._last_save, self._stop = time.perf_counter(), CtrlC(self.log)
+        self._last_save, self._stop = time.perf_counter(), CtrlC(self.log, agreed=self.dist is not None)
 
     # -------------------------------------------------------------- one step
     def step(self, xb, yb):
@@ -266,7 +266,7 @@ class Trainer:
         callback, a checkpoint is saved and KeyboardInterrupt re-raised.
         """
         self.epochs = check_int("Trainer.fit", "epochs", epochs, 1)
-        self._stop = CtrlC(self.log)
+        self._stop = CtrlC(self.log, agreed=self.dist is not None)
         try:
             with self._stop:
                 while self.epoch < self.epochs:

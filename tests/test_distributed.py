@@ -396,11 +396,50 @@ def test_a_ctrl_c_during_the_exchange_is_sent_with_the_next_one():
     def step():
         trainer.step(*trainer._to_model(*next(batches)))
 
-    comm.inject = lambda: setattr(trainer._stop, "requested", True)   # as the SIGINT handler does
+    assert trainer._stop.agreed
+    comm.inject = lambda: trainer._stop._handler(signal.SIGINT, None)   # a Ctrl-C during the exchange
     step()
     assert comm.sent == [0.0] and not trainer._stop.requested   # not acted on by this rank alone
+    assert trainer._stop.pending
     step()
     assert comm.sent == [0.0, 1.0] and trainer._stop.requested   # sent, agreed: every rank stops
+
+
+@pytest.mark.skipif(not _have_mpi(), reason="needs mpi4py")
+def test_a_ctrl_c_after_the_exchange_waits_for_the_next_one():
+    """A Ctrl-C that lands after this rank's exchange -- while it applies the step -- must not
+    stop this rank alone after the batch: the others would wait in the next exchange forever
+    (what made the two-rank Ctrl-C test hang one run in eight)."""
+    from minicnn import optim
+    from minicnn.train import Trainer
+
+    class Comm(_FakeComm):
+        sent = []
+
+        def Allreduce(self, sendbuf, recvbuf, op=None):
+            self.sent.append(float(recvbuf[-1]))
+
+    comm = Comm(0, 1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3, rng=0))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3, 2, 2)).astype(np.float32), rng.integers(0, 3, 12)
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), (x, y), batch_size=4,
+                      normalize=False, comm=comm)
+    batches = iter(trainer.loader)
+    step_optimizer = trainer.optimizer.step
+
+    def interrupted_step():
+        trainer._stop._handler(signal.SIGINT, None)        # Ctrl-C while the step is applied
+        step_optimizer()
+
+    trainer.optimizer.step = interrupted_step
+    trainer.step(*trainer._to_model(*next(batches)))
+    assert comm.sent == [0.0] and not trainer._stop.requested and trainer._stop.pending
+    trainer.optimizer.step = step_optimizer
+    trainer.step(*trainer._to_model(*next(batches)))
+    assert comm.sent == [0.0, 1.0] and trainer._stop.requested
+    with pytest.raises(KeyboardInterrupt):                 # a second Ctrl-C stops at once
+        trainer._stop._handler(signal.SIGINT, None)
 
 
 def test_without_mpi4py_a_distributed_launch_says_what_to_install(tmp_path):

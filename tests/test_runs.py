@@ -77,6 +77,18 @@ def test_progress_bar(capsys):
     bar.close()
 
 
+def test_ctrl_c_in_a_distributed_run_is_pending_until_the_ranks_agree():
+    """agreed=True: the first Ctrl-C only marks ``pending`` (the distributed step turns it
+    into ``requested`` once every rank knows); a second one stops at once."""
+    logs = []
+    with CtrlC(logs.append, agreed=True) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.pending and not stop.requested and "saving a checkpoint" in logs[0]
+        stop.requested = True                  # what the step does once the ranks agreed
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 def test_ctrl_c_becomes_a_request_then_stops_at_once():
     before = signal.getsignal(signal.SIGINT)
     logs = []
