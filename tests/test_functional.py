@@ -283,6 +283,41 @@ def test_im2col_c_chunk_loops_match_the_python_loops(dtype, need_dx, need_dw, la
             np.testing.assert_array_equal(again, first)
 
 
+def test_default_settings_run_the_im2col_chunk_loops_in_c(monkeypatch):
+    """As shipped, where NumPy's BLAS is an OpenBLAS, a strided layer and a 1x1 layer run
+    im2col.pyx's forward_chunks and backward_chunks."""
+    from minicnn import backend, runtime
+    kernels = backend.cython_kernels(np, "im2col")
+    if kernels is None or runtime.cblas_gemm() is None:
+        pytest.skip("no Cython kernels, or NumPy's BLAS is not an OpenBLAS: the loops stay in Python")
+    ran = []
+    for name in ("forward_chunks", "backward_chunks"):
+        original = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _f=original, _n=name: ran.append(_n) or _f(*a))
+    rng = np.random.default_rng(0)
+    # (17+ channels: thinner float32 1x1 layers go to the direct kernel)
+    for w_shape, stride, pad in (((8, 6, 3, 3), 2, 1), ((24, 20, 1, 1), 1, 0)):
+        x = rng.standard_normal((4, w_shape[1], 9, 9)).astype(np.float32)
+        w = rng.standard_normal(w_shape).astype(np.float32)
+        out, cache = F.conv2d_forward(x, w, None, stride, pad)
+        F.conv2d_backward(rng.standard_normal(out.shape).astype(np.float32), cache)
+    assert ran == ["forward_chunks", "backward_chunks"] * 2
+
+
+@pytest.mark.parametrize("w_shape, stride, pad", [
+    ((24, 20, 1, 1), 1, 0), ((24, 20, 3, 3), 2, 1), ((24, 20, 3, 3), 1, 1), ((8, 4, 3, 3), 1, 1)])
+def test_conv_takes_a_strided_bias_on_every_path(w_shape, stride, pad):
+    """A bias that is a strided view (every other entry of an array) works on each CPU path
+    (1x1, im2col, Winograd, direct): the kernels read a flat copy."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, w_shape[1], 9, 9)).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(2 * w_shape[0]).astype(np.float32)[::2]
+    out, _ = F.conv2d_forward(x, w, b, stride, pad)
+    ref, _ = F.conv2d_forward_naive(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), stride, pad)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
 def test_im2col_c_chunk_loops_check_their_arguments():
     """Workspaces too small for a chunk, or weights of the wrong shape, are refused before any work."""
     from minicnn import backend, runtime

@@ -395,6 +395,22 @@ def test_c_chunk_loops_check_their_arguments():
         kernels.backward_chunks(x, out, 1, None, np.zeros_like(x), None, dm, vt, vt, 2, 0, 1)
 
 
+@needs_kernels
+def test_default_settings_run_the_chunk_loops_in_c(monkeypatch):
+    """As shipped, where NumPy's BLAS is an OpenBLAS, a Winograd layer runs forward_chunks and
+    backward_chunks (a regression to the Python loops would cost ~1.5x on two cores)."""
+    if runtime.cblas_gemm() is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS: the loops stay in Python")
+    ran = []
+    for name in ("forward_chunks", "backward_chunks"):
+        original = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _f=original, _n=name: ran.append(_n) or _f(*a))
+    rng, x, wt, b = arrays(5, 4, 32, 32, 6, 6, np.float32)
+    out, cache = F.conv2d_forward(x, wt, b, 1, 1)
+    F.conv2d_backward(rng.standard_normal(out.shape).astype(np.float32), cache)
+    assert "forward_chunks" in ran and "backward_chunks" in ran
+
+
 def test_conv_winograd_falls_back_to_python_loops_without_a_cblas(monkeypatch):
     """No CBLAS gemm found (another BLAS than OpenBLAS): the chunk loops stay in Python."""
     class NoGemmYet:

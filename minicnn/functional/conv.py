@@ -194,6 +194,8 @@ def conv2d_forward(x, w, b, stride=1, pad=0, groups=1):
     xp = backend.get_array_module(x=x, w=w, b=b, op=op)
     stride, pad, groups, oh, ow = _conv_geometry(op, x, w, b, stride, pad, groups)
     algorithm = choose_algorithm(xp, x, w, stride, pad, groups)
+    if b is not None:
+        b = xp.ascontiguousarray(b)         # the kernels read it as a flat array (a view may be strided)
     if algorithm == "batched":
         out = forward_batched(x, w, b, stride, pad, groups)
     elif algorithm == "direct":
