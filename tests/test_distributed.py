@@ -371,31 +371,38 @@ def test_each_rank_draws_dropout_masks_from_its_own_stream():
     assert (masks(1) != masks(0)).any() and (masks(2) != masks(1)).any()
 
 
-@pytest.mark.skipif(not _have_mpi(), reason="needs mpi4py")
-def test_a_ctrl_c_during_the_exchange_is_sent_with_the_next_one():
+class _StopFlagComm(_FakeComm):
+    """One rank that records the Ctrl-C flag of each exchange (the buffer's last value) and
+    runs ``inject`` once, during the next exchange."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.sent, self.inject = [], None
+
+    def Allreduce(self, sendbuf, recvbuf, op=None):
+        self.sent.append(float(recvbuf[-1]))
+        if self.inject:
+            self.inject()
+            self.inject = None
+
+
+def _one_rank_trainer():
+    """(comm, trainer, step) of a tiny distributed run on one fake rank; step() trains a batch."""
     from minicnn import optim
     from minicnn.train import Trainer
-
-    class Comm(_FakeComm):
-        sent, inject = [], None
-
-        def Allreduce(self, sendbuf, recvbuf, op=None):
-            self.sent.append(float(recvbuf[-1]))
-            if self.inject:
-                self.inject()
-                self.inject = None
-
-    comm = Comm(0, 1)
+    comm = _StopFlagComm(0, 1)
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3, rng=0))
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(12, 3, 2, 2)).astype(np.float32), rng.integers(0, 3, 12)
     trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), (x, y), batch_size=4,
                       normalize=False, comm=comm)
     batches = iter(trainer.loader)
+    return comm, trainer, lambda: trainer.step(*trainer._to_model(*next(batches)))
 
-    def step():
-        trainer.step(*trainer._to_model(*next(batches)))
 
+@pytest.mark.skipif(not _have_mpi(), reason="needs mpi4py")
+def test_a_ctrl_c_during_the_exchange_is_sent_with_the_next_one():
+    comm, trainer, step = _one_rank_trainer()
     assert trainer._stop.agreed
     comm.inject = lambda: trainer._stop._handler(signal.SIGINT, None)   # a Ctrl-C during the exchange
     step()
@@ -410,22 +417,7 @@ def test_a_ctrl_c_after_the_exchange_waits_for_the_next_one():
     """A Ctrl-C that lands after this rank's exchange -- while it applies the step -- must not
     stop this rank alone after the batch: the others would wait in the next exchange forever
     (what made the two-rank Ctrl-C test hang one run in eight)."""
-    from minicnn import optim
-    from minicnn.train import Trainer
-
-    class Comm(_FakeComm):
-        sent = []
-
-        def Allreduce(self, sendbuf, recvbuf, op=None):
-            self.sent.append(float(recvbuf[-1]))
-
-    comm = Comm(0, 1)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3, rng=0))
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(12, 3, 2, 2)).astype(np.float32), rng.integers(0, 3, 12)
-    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), (x, y), batch_size=4,
-                      normalize=False, comm=comm)
-    batches = iter(trainer.loader)
+    comm, trainer, step = _one_rank_trainer()
     step_optimizer = trainer.optimizer.step
 
     def interrupted_step():
@@ -433,10 +425,10 @@ def test_a_ctrl_c_after_the_exchange_waits_for_the_next_one():
         step_optimizer()
 
     trainer.optimizer.step = interrupted_step
-    trainer.step(*trainer._to_model(*next(batches)))
+    step()
     assert comm.sent == [0.0] and not trainer._stop.requested and trainer._stop.pending
     trainer.optimizer.step = step_optimizer
-    trainer.step(*trainer._to_model(*next(batches)))
+    step()
     assert comm.sent == [0.0, 1.0] and trainer._stop.requested
     with pytest.raises(KeyboardInterrupt):                 # a second Ctrl-C stops at once
         trainer._stop._handler(signal.SIGINT, None)
