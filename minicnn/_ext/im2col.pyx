@@ -506,6 +506,18 @@ cdef inline void _add_bias_copy(floating* dst, const floating* src, floating bia
         dst[j] = src[j] + bias
 
 
+def _check_chunk_layer(name, x_shape, w_shape, kh, kw, stride, pad, arg, got):
+    """(OH, OW) of a chunk loop's layer, after checking w_mat (G, F/G, C/G*KH*KW) against x
+    (N, C, H, W) and ``arg`` (out or dout) against (N, F, OH, OW)."""
+    n, c, h, w = x_shape
+    groups, fg, k = w_shape
+    oh, ow = _out_size(name, h, w, kh, kw, stride, pad)
+    if groups < 1 or c % groups or k != (c // groups) * kh * kw or got != (n, groups * fg, oh, ow):
+        raise ValueError(f"{name}: expected w_mat (G, F/G, C/G*{kh}*{kw}) for C={c} and {arg} ({n}, F, {oh}, {ow}), "
+                         f"received w_mat {tuple(w_shape)} and {arg} {got}")
+    return oh, ow
+
+
 def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] w_mat, object bias,
                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride, Py_ssize_t pad,
                    floating[:, :, :, ::1] out, floating[::1] col_buf, floating[::1] out_buf,
@@ -524,12 +536,10 @@ def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] w_m
     if not mc_gemm_ready():
         raise RuntimeError("forward_chunks: no BLAS yet (gemm_use)")
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    oh_, ow_ = _out_size("forward_chunks", h, w, kh, kw, stride, pad)
+    oh_, ow_ = _check_chunk_layer("forward_chunks", (n, c, h, w), (w_mat.shape[0], w_mat.shape[1], w_mat.shape[2]),
+                                  kh, kw, stride, pad, "out", (out.shape[0], out.shape[1], out.shape[2], out.shape[3]))
     cdef Py_ssize_t oh = oh_, ow = ow_, p = oh_ * ow_
     cdef Py_ssize_t groups = w_mat.shape[0], fg = w_mat.shape[1], k = w_mat.shape[2], f = groups * fg
-    if groups < 1 or c % groups or k != (c // groups) * kh * kw or (out.shape[0], out.shape[1], out.shape[2], out.shape[3]) != (n, f, oh, ow):
-        raise ValueError(f"forward_chunks: expected w_mat (G, F/G, C/G*{kh}*{kw}) for C={c} and out ({n}, F, {oh}, {ow}), "
-                         f"received w_mat {(w_mat.shape[0], fg, k)} and out {(out.shape[0], out.shape[1], out.shape[2], out.shape[3])}")
     if step < 1:
         raise ValueError(f"forward_chunks: expected step >= 1, received {step}")
     cdef bint pointwise = kh == 1 and kw == 1 and stride == 1 and pad == 0
@@ -609,12 +619,10 @@ def backward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
         raise RuntimeError("backward_chunks: no BLAS yet (gemm_use)")
     cdef bint need_dx = dx is not None, need_dw = dw_t is not None
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    oh_, ow_ = _out_size("backward_chunks", h, w, kh, kw, stride, pad)
+    oh_, ow_ = _check_chunk_layer("backward_chunks", (n, c, h, w), (w_mat.shape[0], w_mat.shape[1], w_mat.shape[2]),
+                                  kh, kw, stride, pad, "dout", (dout.shape[0], dout.shape[1], dout.shape[2], dout.shape[3]))
     cdef Py_ssize_t oh = oh_, ow = ow_, p = oh_ * ow_
     cdef Py_ssize_t groups = w_mat.shape[0], fg = w_mat.shape[1], k = w_mat.shape[2], f = groups * fg
-    if groups < 1 or c % groups or k != (c // groups) * kh * kw or (dout.shape[0], dout.shape[1], dout.shape[2], dout.shape[3]) != (n, f, oh, ow):
-        raise ValueError(f"backward_chunks: expected w_mat (G, F/G, C/G*{kh}*{kw}) for C={c} and dout ({n}, F, {oh}, {ow}), "
-                         f"received w_mat {(w_mat.shape[0], fg, k)} and dout {(dout.shape[0], dout.shape[1], dout.shape[2], dout.shape[3])}")
     if need_dx and (dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3]) != (n, c, h, w):
         raise ValueError(f"backward_chunks: expected dx {(n, c, h, w)}, received {(dx.shape[0], dx.shape[1], dx.shape[2], dx.shape[3])}")
     if need_dw and (dw_t.shape[0], dw_t.shape[1], dw_t.shape[2]) != (groups, k, fg):

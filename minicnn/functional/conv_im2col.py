@@ -118,16 +118,23 @@ def forward(x, w, b, stride, pad, groups, oh, ow):
 
     fn = pointwise if _is_pointwise(kh, kw, stride, pad) else images
     if _c_loops(kernels):
-        next_image = np.zeros(1, dtype=np.int64)      # the threads' shared chunk counter
-        w_c = np.ascontiguousarray(w_mat)
-
-        def fn(chunks):                               # noqa: F811 -- the loops above, in C
-            col_buf = runtime.workspace("conv_col", (c * kh * kw * step * p,), x.dtype)
-            out_buf = runtime.workspace("conv_out", (f * step * p,), x.dtype)
-            kernels.forward_chunks(x, w_c, b, kh, kw, stride, pad, out, col_buf, out_buf, step, next_image)
-
+        fn = _forward_in_c(kernels, x, w_mat, b, kh, kw, stride, pad, out, step)
     runtime.run_chunks(fn, n, step, n * f * k * p)
     return out
+
+
+def _forward_in_c(kernels, x, w_mat, b, kh, kw, stride, pad, out, step):
+    """forward's chunk loop (``images`` or ``pointwise``) as one call into C per thread."""
+    next_image = np.zeros(1, dtype=np.int64)          # the threads' shared chunk counter
+    w_mat = np.ascontiguousarray(w_mat)
+    p = out.shape[2] * out.shape[3]
+    cols, outs = x.shape[1] * kh * kw * step * p, out.shape[1] * step * p
+
+    def chunks_in_c(chunks):                          # the iterator is unused: C takes next_image
+        col_buf = runtime.workspace("conv_col", (cols,), x.dtype)
+        out_buf = runtime.workspace("conv_out", (outs,), x.dtype)
+        kernels.forward_chunks(x, w_mat, b, kh, kw, stride, pad, out, col_buf, out_buf, step, next_image)
+    return chunks_in_c
 
 
 def backward(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
@@ -194,18 +201,27 @@ def backward(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
 
     fn = pointwise if _is_pointwise(kh, kw, stride, pad) else images
     if _c_loops(kernels):
-        w_c = np.ascontiguousarray(w.reshape(groups, fg, k))
-        dout = np.ascontiguousarray(dout)
-
-        def fn(chunks):                               # noqa: F811 -- the loops above, in C
-            col_buf = runtime.workspace("conv_col", (c * kh * kw * step * p,), x.dtype)
-            dout_buf = runtime.workspace("conv_out", (f * step * p,), x.dtype)
-            dw_t = np.zeros((groups, k, fg), dtype=x.dtype) if need_dw else None
-            kernels.backward_chunks(x, dout, w_c, kh, kw, stride, pad, dx, dw_t, col_buf, dout_buf,
-                                    step, chunks.start // step, chunks.step // step)
-            return dw_t
-
+        fn = _backward_in_c(kernels, dout, x, w.reshape(groups, fg, k), kh, kw, stride, pad, dx,
+                            need_dw, step)
     dw_t = runtime.sum_over_chunks(fn, n, step, n * f * k * p)
     if not need_dw:
         return dx, None
     return dx, np.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(w.shape)
+
+
+def _backward_in_c(kernels, dout, x, w_mat, kh, kw, stride, pad, dx, need_dw, step):
+    """backward's chunk loop (``images`` or ``pointwise``) as one call into C per thread: the
+    thread's fixed share of the chunks, its dW^T (G, K, F/G) returned (None without dW)."""
+    dout, w_mat = np.ascontiguousarray(dout), np.ascontiguousarray(w_mat)
+    groups, fg, k = w_mat.shape
+    p = dout.shape[2] * dout.shape[3]
+    cols, douts = x.shape[1] * kh * kw * step * p, dout.shape[1] * step * p
+
+    def chunks_in_c(chunks):                          # chunks: range(first, n, every), see share_out
+        col_buf = runtime.workspace("conv_col", (cols,), x.dtype)
+        dout_buf = runtime.workspace("conv_out", (douts,), x.dtype)
+        dw_t = np.zeros((groups, k, fg), dtype=x.dtype) if need_dw else None
+        kernels.backward_chunks(x, dout, w_mat, kh, kw, stride, pad, dx, dw_t, col_buf, dout_buf,
+                                step, chunks.start // step, chunks.step // step)
+        return dw_t
+    return chunks_in_c

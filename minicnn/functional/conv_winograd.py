@@ -122,15 +122,20 @@ def forward(x, w, b, pad, oh, ow):
             np.matmul(u, v, out=mm)
             kernels.output_transform(mm, b, out[n0:n0 + m])
 
-    if _c_loops(kernels):
-        next_image = np.zeros(1, dtype=np.int64)      # the threads' shared chunk counter
-
-        def images(chunks):                           # noqa: F811 -- the loop above, in C
-            v, mm = _domain_buffers(step * th * tw, x.dtype, winograd_v=c, winograd_m=f)(step * th * tw)
-            kernels.forward_chunks(x, u, b, pad, out, v, mm, step, next_image)
-
-    runtime.run_chunks(images, n, step, n * f * c * th * tw * 16)
+    fn = _forward_in_c(kernels, x, u, b, pad, out, step * th * tw, step) if _c_loops(kernels) else images
+    runtime.run_chunks(fn, n, step, n * f * c * th * tw * 16)
     return out
+
+
+def _forward_in_c(kernels, x, u, b, pad, out, most, step):
+    """forward's ``images`` loop as one call into C per thread (``most``: a chunk's columns)."""
+    next_image = np.zeros(1, dtype=np.int64)          # the threads' shared chunk counter
+    c, f = u.shape[2], u.shape[1]
+
+    def chunks_in_c(chunks):                          # the iterator is unused: C takes next_image
+        v, mm = _domain_buffers(most, x.dtype, winograd_v=c, winograd_m=f)(most)
+        kernels.forward_chunks(x, u, b, pad, out, v, mm, step, next_image)
+    return chunks_in_c
 
 
 def backward(dout, x, w, pad, need_dx=True, need_dw=True):
@@ -148,7 +153,7 @@ def backward(dout, x, w, pad, need_dx=True, need_dw=True):
     n, c = x.shape[:2]
     f = w.shape[0]
     th, tw = winograd.tiles_of(*dout.shape[2:])
-    dx = u_t = None
+    dx = u = u_t = None
     if need_dx:                                  # U is needed only for dV = U^T @ dM
         dx = runtime.empty_output(x.shape, x.dtype)
         u = np.empty((16, f, c), dtype=x.dtype)
@@ -183,18 +188,26 @@ def backward(dout, x, w, pad, need_dx=True, need_dw=True):
         return du
 
     if _c_loops(kernels):
-        def images(chunks):                           # noqa: F811 -- the loop above, in C
-            du = np.zeros((16, f, c), dtype=x.dtype) if need_dw else None
-            views = _domain_buffers(step * th * tw, x.dtype, winograd_m=f, winograd_vt=c,
-                                    **({"winograd_v": c} if need_dx else {}))(step * th * tw)
-            kernels.backward_chunks(x, dout, pad, u if need_dx else None, dx, du, views[0], views[1],
-                                    views[2] if need_dx else None, step, chunks.start // step,
-                                    chunks.step // step)
-            return du
-
+        images = _backward_in_c(kernels, dout, x, pad, u, dx, f, need_dw, step * th * tw, step)
     du = runtime.sum_over_chunks(images, n, step, n * f * c * th * tw * 16)
     if not need_dw:
         return dx, None
     dw = np.empty(w.shape, dtype=x.dtype)
     kernels.filter_grad_transform(du, dw)                             # dw = G^T dU G
     return dx, dw
+
+
+def _backward_in_c(kernels, dout, x, pad, u, dx, f, need_dw, most, step):
+    """backward's ``images`` loop as one call into C per thread: the thread's fixed share of
+    the chunks, its dU returned (None without dw).  u: U (None without dx)."""
+    c = x.shape[1]
+
+    def chunks_in_c(chunks):                          # chunks: range(first, n, every), see share_out
+        du = np.zeros((16, f, c), dtype=x.dtype) if need_dw else None
+        views = _domain_buffers(most, x.dtype, winograd_m=f, winograd_vt=c,
+                                **({"winograd_v": c} if dx is not None else {}))(most)
+        kernels.backward_chunks(x, dout, pad, u, dx, du, views[0], views[1],
+                                views[2] if dx is not None else None, step, chunks.start // step,
+                                chunks.step // step)
+        return du
+    return chunks_in_c
