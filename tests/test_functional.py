@@ -343,6 +343,73 @@ def test_im2col_c_chunk_loops_check_their_arguments():
         kernels.backward_chunks(x, out, w_mat, 3, 3, 1, 1, np.zeros((2, 4, 6, 5), np.float32), None, big, big, 2, 0, 1)
 
 
+def _pointwise_kernels():
+    """im2col's Cython kernels where the AVX-512 1x1 kernel runs (pointwise_gemm.h), else skip."""
+    from minicnn import runtime
+    from minicnn.functional import conv_direct
+    kernels = backend.cython_kernels(np, "im2col")
+    if kernels is None or not runtime.gemm_in_c(kernels):
+        pytest.skip("no Cython kernels, or no CBLAS gemm in NumPy's BLAS: the loops stay in Python")
+    if not kernels.pointwise_ready() or conv_direct.best_isa() < 2:
+        pytest.skip("no AVX-512 on this CPU or build (or capped): 1x1 layers keep BLAS")
+    return kernels
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 4), cg=st.integers(1, 40), fg=st.integers(1, 21), groups=st.integers(1, 3),
+       h=st.integers(1, 9), w=st.integers(1, 13), step=st.integers(1, 3), bias=st.booleans(),
+       seed=mst.seeds())
+def test_pointwise_kernel_matches_blas(n, cg, fg, groups, h, w, step, bias, seed):
+    """The 1x1 forward by pointwise_gemm.h against the same loop on BLAS and the naive loops,
+    float32: row counts past and short of its 8-row block, positions past and short of its
+    48-column block and of a 16-lane vector (masked tails), groups, bias or none."""
+    kernels = _pointwise_kernels()
+    c, f = cg * groups, fg * groups
+    x = mst.random_array((n, c, h, w), seed, dtype=np.float32)
+    wt = mst.random_array((f, cg, 1, 1), seed + 1, dtype=np.float32)
+    b = mst.random_array((f,), seed + 2, dtype=np.float32) if bias else None
+    w_mat = np.ascontiguousarray(wt.reshape(groups, fg, cg))
+    empty = np.zeros(0, np.float32)
+    outs = []
+    for own in (True, False):
+        out = np.full((n, f, h, w), np.nan, np.float32)       # every entry must be written
+        kernels.forward_chunks(x, w_mat, b, 1, 1, 1, 0, out, empty, empty, step, np.zeros(1, np.int64), own)
+        outs.append(out)
+    ref, _ = F.conv2d_forward_naive(x.astype(np.float64), wt.astype(np.float64),
+                                    None if b is None else b.astype(np.float64), groups=groups)
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outs[0], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_pointwise_kernel_runs_as_shipped_and_only_where_it_can(monkeypatch):
+    """conv2d_forward gives a float32 1x1 layer to the kernel (and the same answer with
+    POINTWISE_KERNEL off); float64, a strided 1x1 layer or $MINICNN_DIRECT_ISA=avx2 keep BLAS;
+    asked for float64 arrays, the C loop refuses."""
+    from minicnn.functional import conv_direct, conv_im2col
+    kernels = _pointwise_kernels()
+    asked = []
+    original = kernels.forward_chunks
+    monkeypatch.setattr(kernels, "forward_chunks", lambda *a: asked.append(a[-1]) or original(*a))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 20, 5, 7)).astype(np.float32)
+    w = rng.standard_normal((24, 20, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    out, _ = F.conv2d_forward(x, w, b)
+    F.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
+    F.conv2d_forward(x, w, b, stride=2)
+    monkeypatch.setattr(conv_direct, "ISA", 1)
+    F.conv2d_forward(x, w, b)
+    monkeypatch.setattr(conv_direct, "ISA", None)
+    monkeypatch.setattr(conv_im2col, "POINTWISE_KERNEL", False)
+    blas_out, _ = F.conv2d_forward(x, w, b)
+    assert asked == [True, False, False, False, False]
+    np.testing.assert_allclose(out, blas_out, rtol=1e-5, atol=1e-5)
+    x64, w64 = x.astype(np.float64), w.reshape(1, 24, 20).astype(np.float64)
+    empty = np.zeros(0)
+    with pytest.raises(ValueError, match="forward_chunks: the pointwise kernel is float32 only"):
+        original(x64, w64, None, 1, 1, 1, 0, np.zeros((3, 24, 5, 7)), empty, empty, 1, np.zeros(1, np.int64), True)
+
+
 def _direct_or_im2col():
     from minicnn.functional import conv_direct
     return "direct" if conv_direct.best_isa() else "im2col"

@@ -485,6 +485,31 @@ def col2im_t_scratch(floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssi
 
 include "chunk_loops.pxi"
 
+cdef extern from "pointwise_gemm.h" nogil:
+    int minicnn_pointwise_ready()
+    int minicnn_pointwise_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                               const float* b, Py_ssize_t ldb, const float* bias, float* c, Py_ssize_t ldc)
+
+
+def pointwise_ready():
+    """True if this CPU and build run the AVX-512 kernel of 1x1 layers' forward GEMMs (pointwise_gemm.h)."""
+    return bool(minicnn_pointwise_ready())
+
+
+cdef bint _use_pointwise_kernel(name, bint pointwise, bint kernel, floating* like) except -1:
+    """Whether forward_chunks runs its 1x1 GEMMs by pointwise_gemm.h: asked for (``kernel``),
+    a 1x1 layer, float32, and a CPU for it."""
+    if not (kernel and pointwise):
+        return False
+    problem = None
+    if floating is double:
+        problem = "is float32 only, received float64 arrays"
+    elif not minicnn_pointwise_ready():
+        problem = "needs AVX-512, which this CPU or build lacks"
+    if problem is not None:
+        raise ValueError(f"{name}: the pointwise kernel {problem}")
+    return True
+
 
 cdef _check_buffer(name, arg, floating[::1] buf, Py_ssize_t needed):
     if buf.shape[0] < needed:
@@ -521,13 +546,14 @@ def _check_chunk_layer(name, x_shape, w_shape, kh, kw, stride, pad, arg, got):
 def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] w_mat, object bias,
                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t stride, Py_ssize_t pad,
                    floating[:, :, :, ::1] out, floating[::1] col_buf, floating[::1] out_buf,
-                   Py_ssize_t step, long long[::1] next_image):
+                   Py_ssize_t step, long long[::1] next_image, bint pointwise_kernel=False):
     """conv_im2col.forward's chunk loop: chunks of ``step`` images, taken from
     ``next_image[0]`` (shared with the other threads, advanced atomically) until the batch
     is done.  Per chunk of m images: the columns (C, KH, KW, m, OH, OW) into col_buf, then per
     group out_g (F/G, m*OH*OW) = W_g @ col_g into out_buf, copied into NCHW with the bias
     added (one image: the GEMM writes out directly).  A 1x1 stride-1 unpadded layer needs no
-    columns: per image and group out = W_g @ x_g.
+    columns: per image and group out = W_g @ x_g, by BLAS or -- ``pointwise_kernel``, float32 on
+    an AVX-512 CPU only -- by the kernel of pointwise_gemm.h.
 
     x (N, C, H, W); w_mat (G, F/G, C/G*KH*KW); bias (F,) or None; out (N, F, OH, OW);
     col_buf, out_buf: this thread's workspaces, at least C*KH*KW*step*OH*OW and F*step*OH*OW
@@ -546,6 +572,7 @@ def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] w_m
     if not pointwise:
         _check_buffer("forward_chunks", "col_buf", col_buf, c * kh * kw * step * p)
         _check_buffer("forward_chunks", "out_buf", out_buf, f * step * p)
+    cdef bint own_gemm = _use_pointwise_kernel("forward_chunks", pointwise, pointwise_kernel, <floating*> NULL)
     cdef const floating* bp = _bias_pointer("forward_chunks", bias, f, <const floating*> NULL)
     if n * c * f == 0:
         return
@@ -572,6 +599,11 @@ def forward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, ::1] w_m
                 for i in range(n0, n0 + mi):
                     for g in range(groups):
                         dst = op + (i * f + g * fg) * p
+                        if floating is float:
+                            if own_gemm:     # the bias comes in with the kernel's first pass
+                                minicnn_pointwise_gemm(fg, p, cg, wp + g * fg * k, k, xp + (i * c + g * cg) * p, p,
+                                                       bp + g * fg if bp != NULL else NULL, dst, p)
+                                continue
                         _gemm(False, False, fg, p, cg, wp + g * fg * k, k, xp + (i * c + g * cg) * p, p, 0, dst, p)
                         if bp != NULL:
                             _add_bias(dst, bp + g * fg, fg, p)

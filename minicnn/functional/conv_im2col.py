@@ -54,6 +54,12 @@ def chunk_size(n, k, p, itemsize, f=0, groups=1):
 C_LOOPS = True
 
 
+# In the C loops, a float32 1x1 layer's forward GEMMs run by minicnn's own AVX-512 kernel
+# (_ext/pointwise_gemm.h, which says why and what it measured) where the CPU has it and
+# conv_direct.best_isa() allows it.  False: BLAS always (the tests compare both).
+POINTWISE_KERNEL = True
+
+
 def _c_loops(kernels):
     """True if the chunk loops run in C: C_LOOPS, and the kernels can call BLAS."""
     return C_LOOPS and runtime.gemm_in_c(kernels)
@@ -63,6 +69,14 @@ def _is_pointwise(kh, kw, stride, pad):
     # 1x1, stride 1, no padding: each image's columns are the image itself, so the GEMMs
     # read x and write out directly, with no im2col and no transpose.
     return kh == kw == 1 and stride == 1 and pad == 0
+
+
+def _pointwise_kernel(kernels, x, kh, kw, stride, pad):
+    """True if the C loops should run this layer's 1x1 GEMMs by pointwise_gemm.h."""
+    if not (POINTWISE_KERNEL and x.dtype == np.float32 and _is_pointwise(kh, kw, stride, pad)):
+        return False
+    from minicnn.functional import conv_direct      # imported here: conv_direct imports this module
+    return conv_direct.best_isa() >= 2 and kernels.pointwise_ready()
 
 
 def forward(x, w, b, stride, pad, groups, oh, ow):
@@ -129,11 +143,13 @@ def _forward_in_c(kernels, x, w_mat, b, kh, kw, stride, pad, out, step):
     w_mat = np.ascontiguousarray(w_mat)
     p = out.shape[2] * out.shape[3]
     cols, outs = x.shape[1] * kh * kw * step * p, out.shape[1] * step * p
+    own_gemm = _pointwise_kernel(kernels, x, kh, kw, stride, pad)
 
     def chunks_in_c(chunks):                          # the iterator is unused: C takes next_image
         col_buf = runtime.workspace("conv_col", (cols,), x.dtype)
         out_buf = runtime.workspace("conv_out", (outs,), x.dtype)
-        kernels.forward_chunks(x, w_mat, b, kh, kw, stride, pad, out, col_buf, out_buf, step, next_image)
+        kernels.forward_chunks(x, w_mat, b, kh, kw, stride, pad, out, col_buf, out_buf, step, next_image,
+                               own_gemm)
     return chunks_in_c
 
 
