@@ -664,11 +664,13 @@ def backward_chunks(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
 # A 1x1 stride-1 unpadded layer needs no columns and no workspace: per image and group the
 # forward is out_g = W_g @ x_g, the backward dW_g^T += x_g @ dout_g^T and dx_g = W_g^T @ dout_g.
 # So its loop over the images needs nothing from Python per thread, and runs on OpenMP's
-# threads rather than on minicnn.runtime's pool: those are already awake (batch norm, pooling
-# and ReLU keep them spinning between calls), while a pool thread sleeps between calls and
-# takes 0.03-0.05 ms to wake on a VM, and as long again to hand the GIL back at the end.
-# Measured on the 2-core Xeon, ResNet-50's 256 -> 64 layer at 14x14, batch 32, pool -> OpenMP:
-# forward 1.17-1.19 -> 1.07 ms, backward 2.15-2.17 -> 2.05-2.08 ms.
+# threads rather than on minicnn.runtime's pool.  An OpenMP region needs neither Python nor
+# the GIL to start and join: ~5 us (a call with almost no work, 2-core Xeon VM: 6.3 us on two
+# threads, 1.6 on one).  A pool thread runs Python before and after its share -- its
+# closure, its workspaces, handing its result back -- and each time it waits for the GIL
+# the calling thread holds, waking it costs 0.03-0.05 ms on that VM: at the start and at
+# the end of every call.  Measured there, ResNet-50's 256 -> 64 layer at 14x14, batch 32,
+# pool -> OpenMP: forward 1.17-1.19 -> 1.07 ms, backward 2.15-2.17 -> 2.05-2.08 ms.
 
 cdef extern from "pointwise_gemm.h" nogil:
     int minicnn_pointwise_ready()
