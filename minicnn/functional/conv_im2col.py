@@ -73,9 +73,9 @@ def _is_pointwise(kh, kw, stride, pad):
     return kh == kw == 1 and stride == 1 and pad == 0
 
 
-def _pointwise_kernel(kernels, x, kh, kw, stride, pad):
-    """True if pointwise_forward should run this layer's GEMMs by pointwise_gemm.h."""
-    if not (POINTWISE_KERNEL and x.dtype == np.float32 and _is_pointwise(kh, kw, stride, pad)):
+def _pointwise_kernel(kernels, x):
+    """True if pointwise_forward should run this 1x1 layer's GEMMs by pointwise_gemm.h."""
+    if not (POINTWISE_KERNEL and x.dtype == np.float32):
         return False
     from minicnn.functional import conv_direct      # imported here: conv_direct imports this module
     return conv_direct.best_isa() >= 2 and kernels.pointwise_ready()
@@ -136,7 +136,7 @@ def forward(x, w, b, stride, pad, groups, oh, ow):
     if _c_loops(kernels) and fn is pointwise:
         with runtime.threads_for_c_loop(n, n * f * k * p) as threads:
             kernels.pointwise_forward(x, np.ascontiguousarray(w_mat), b, out, threads,
-                                      _pointwise_kernel(kernels, x, kh, kw, stride, pad))
+                                      _pointwise_kernel(kernels, x))
         return out
     if _c_loops(kernels):
         fn = _forward_in_c(kernels, x, w_mat, b, kh, kw, stride, pad, out, step)
