@@ -8,7 +8,7 @@
  * rows of C by PW_JB vectors of 16 columns, 24 of the 32 vector registers -- reads B's rows in
  * place (an image's channel rows are contiguous) and broadcasts A's entries, and the bias is
  * where the sums start.  Measured on the 2-core Xeon (AVX-512), that layer at batch 32:
- * forward 1.24-1.26 ms with OpenBLAS's sgemm, 1.12-1.14 ms with this kernel (the per-image
+ * forward 1.24-1.26 ms with OpenBLAS's sgemm, 1.12-1.20 ms with this kernel (the per-image
  * GEMMs alone, in a C loop on two threads: 207-230 / 226-254 GFLOP/s).  The backward pass keeps
  * BLAS: dx (W^T @ dout_i, the same kernel reading W down its columns) measured no faster in
  * the layer (1.17-1.21 ms either way), and dW (x_i @ dout_i^T, a reduction along the rows of
