@@ -446,8 +446,9 @@ class threads_for_c_loop:
     """Context manager for a loop in C that shares ``n`` independent items out over OpenMP
     threads itself (im2col.pyx's pointwise_forward, say): ``as`` gives how many threads it
     should use -- by share_out's rule, 1 for a small layer -- with BLAS single-threaded
-    meanwhile if more.  (A class, as single_threaded_blas is, rather than a generator: the
-    exercise checker's call watch must see minicnn entering it, not contextlib.)"""
+    meanwhile if more.  (A class, as single_threaded_blas is: a contextmanager generator is
+    entered from contextlib's code, which the exercise checker's call watch would take for a
+    student's code calling into minicnn.)"""
 
     def __init__(self, n, macs):
         threads = min(n, cpu_count())

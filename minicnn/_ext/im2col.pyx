@@ -485,6 +485,7 @@ def col2im_t_scratch(floating[:, :, :, :, :, ::1] col, Py_ssize_t stride, Py_ssi
 
 include "chunk_loops.pxi"
 
+
 cdef _check_buffer(name, arg, floating[::1] buf, Py_ssize_t needed):
     if buf.shape[0] < needed:
         raise ValueError(f"{name}: expected {arg} to hold at least {needed} values, received {buf.shape[0]}")
