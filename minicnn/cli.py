@@ -31,7 +31,7 @@ whatever it does, a Python user can do with the same calls.
 `minicnn train` measures the test images after every epoch: the val_* columns of
 history.json are test-set numbers (there is no separate validation split).
 
-`--model-arg KEY=VALUE` (train, summary; repeatable) passes an option to the model's
+`--model-arg KEY=VALUE` (train, summary, predict; repeatable) passes an option to the model's
 constructor: VALUE is read as JSON or a Python literal (3, 0.8, true, "B", [16, 32]),
 anything else as a string; a KEY the model does not take is refused with its options
 listed (``models.options``).

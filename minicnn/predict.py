@@ -121,16 +121,22 @@ def _is_run(path):
         return False
 
 
-def load_for_prediction(weights, name=None):
+def load_for_prediction(weights, name=None, options=None):
     """(model in eval mode, how to feed it: {"channels", "size", "mean", "std", "classes"}).
 
     ``weights``: a run directory / its last.npz (the run's model, image size and
-    statistics), or a weights file for zoo model ``name`` (``models.create(name, weights=)``).
+    statistics), or a weights file for zoo model ``name`` built with ``options``
+    (``models.create(name, weights=, **options)``: ResNet-50's weights fit both its V1 and
+    its V1.5, for one, and only ``stride_in_1x1=True`` computes what V1 weights were trained as).
     """
     from minicnn import data, models
     from minicnn.evaluation import load_model
     from minicnn.models.googlenet_torchvision import IMAGENET_MEAN, IMAGENET_STD
+    options = dict(options or {})
     if _is_run(weights):
+        if options:
+            raise ValueError(f"predict: {weights} is a run, which knows its model's options: "
+                             f"model options ({', '.join(sorted(options))}) are for a weights file")
         model, ckpt = load_model(weights)
         if name is not None and name != ckpt.config["model"]:
             raise ValueError(f"predict: {weights} is a run of {ckpt.config['model']}, not of {name}")
@@ -143,8 +149,9 @@ def load_for_prediction(weights, name=None):
     if name is None:
         raise ValueError(f"predict: {weights} is a weights file: give --model NAME (the zoo model "
                          "it is for; `minicnn weights info FILE` lists those it fits)")
-    model = models.create(name, weights=weights).eval()
-    channels, size, _ = models.input_shape(name)
+    models.check_options(name, options)
+    model = models.create(name, weights=weights, **options).eval()
+    channels, size, _ = models.input_shape(name, **options)
     k = _num_classes(model)
     dataset = models.info(name).dataset
     if dataset == "ImageNet":
@@ -172,8 +179,10 @@ def classify_images(model, paths, size, mean, std, channels=3, batch_size=16):
 # ---------------------------------------------------------------------------- command
 def cmd_predict(args):
     from minicnn.checks import check_int
+    from minicnn.models import catalog
     check_int("predict", "--topk", args.topk, 1)
-    model, feed = load_for_prediction(args.weights, args.model)
+    options = catalog.parse_options(args.model_args or [], where="--model-arg")
+    model, feed = load_for_prediction(args.weights, args.model, options)
     probs = classify_images(model, args.images, feed["size"], feed["mean"], feed["std"],
                             feed["channels"])
     for path, row in zip(args.images, probs):
@@ -191,6 +200,9 @@ def add_subparser(sub):
     p.add_argument("--weights", required=True, metavar="FILE",
                    help="a weights file (.pth, .safetensors, .npz) or a minicnn run directory")
     p.add_argument("--model", help="the zoo model the weights are for (a run knows its own)")
+    p.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE",
+                   help="an option of --model, as train and summary take it, e.g. "
+                   "stride_in_1x1=true for ResNet-50 V1 weights (repeatable)")
     p.add_argument("--topk", type=int, default=5, metavar="K")
     p.set_defaults(func=cmd_predict)
     return p

@@ -120,6 +120,24 @@ def test_predict_matches_the_library_for_a_weights_file(tmp_path, capsys):
     assert lines[1].split() == [f"{probs[best]:.2%}", CIFAR10_CLASSES[best]]
 
 
+def test_predict_passes_model_args_to_the_model(tmp_path, capsys):
+    """--model-arg builds --model as the weights were trained (here a quarter-width small_cnn,
+    whose weights fit no other width): the same answer as the library's model."""
+    from minicnn.data import CIFAR10_CLASSES
+    from minicnn.predict import classify_images
+    narrow = models.create("small_cnn", width=0.25, rng=0)
+    path = tmp_path / "narrow.safetensors"
+    weights.save(narrow.state_dict(), path)
+    assert main(["predict", "--model", "small_cnn", "--weights", str(path), TINY]) == 2
+    assert "the file does not fit the model" in capsys.readouterr().err
+    assert main(["predict", "--model", "small_cnn", "--model-arg", "width=0.25", "--weights", str(path),
+                 "--topk", "1", TINY]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    probs = classify_images(narrow.eval(), [TINY], 32, CIFAR10_MEAN, CIFAR10_STD)[0]
+    best = int(np.argmax(probs))
+    assert lines[1].split() == [f"{probs[best]:.2%}", CIFAR10_CLASSES[best]]
+
+
 def test_predict_an_imagenet_model_names_imagenet_classes(tmp_path, capsys):
     path = tmp_path / "squeeze.safetensors"
     weights.save(models.create("squeezenet1_0", rng=0).state_dict(), path)
@@ -142,6 +160,12 @@ def test_predict_errors_are_clear(run, tmp_path, capsys, monkeypatch):
     assert "cannot read image" in capsys.readouterr().err
     assert main(["predict", "--weights", str(run), "--topk", "0", TINY]) == 2
     assert "--topk" in capsys.readouterr().err
+    assert main(["predict", "--weights", str(run), "--model-arg", "width=0.5", TINY]) == 2
+    assert "is a run, which knows its model's options: model options (width)" in capsys.readouterr().err
+    assert main(["predict", "--model", "small_cnn", "--weights", str(path), "--model-arg", "depth=3", TINY]) == 2
+    assert "small_cnn takes no option 'depth'" in capsys.readouterr().err
+    assert main(["predict", "--model", "small_cnn", "--weights", str(path), "--model-arg", "width", TINY]) == 2
+    assert "--model-arg: expected KEY=VALUE" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "PIL", None)           # Pillow not installed
     assert main(["predict", "--weights", str(run), TINY]) == 2
     assert "pip install 'minicnn[images]'" in capsys.readouterr().err
