@@ -377,15 +377,35 @@ def _busiest_core(n, step, cores):
 
 
 _pool = {}
+# GNU OpenMP (libgomp, GCC's) does not rebuild its pool of worker threads after a fork: in
+# the child they are gone, and the first parallel loop of a kernel waits for them forever
+# (found 2026-12-06: a forked child hung in batchnorm_forward, and in a 1x1 conv, after its
+# parent had run one on two threads).  LLVM's libomp starts over by itself.  So a child
+# forked after libgomp was loaded runs the kernels' OpenMP loops on its own thread.
+_openmp = {"one_thread": False}
+
+
+def _openmp_on_one_thread():
+    """omp_set_num_threads(1) in the libgomp this process has loaded; False if none is."""
+    import ctypes
+    try:    # RTLD_NOLOAD: only a library already loaded -- one that is not has no stale pool
+        gomp = ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except (OSError, AttributeError):
+        return False
+    gomp.omp_set_num_threads(1)
+    return True
 
 
 def _after_fork_in_child():
     # Threads do not survive fork(): a child (a data-loader worker, say) must not submit
-    # to its parent's pool -- nobody would run the work -- nor inherit a half-held count.
+    # to its parent's pool -- nobody would run the work -- nor inherit a half-held count,
+    # nor wait for its parent's OpenMP threads (above).
     global _recycle_lock
     _pool.clear()
     _blas.pop("depth", None)
     _recycle_lock = threading.Lock()      # a parent's thread may have held it at the fork
+    if _openmp_on_one_thread():
+        _openmp["one_thread"] = True
 
 
 if hasattr(os, "register_at_fork"):
@@ -451,7 +471,7 @@ class threads_for_c_loop:
     student's code calling into minicnn.)"""
 
     def __init__(self, n, macs):
-        threads = min(n, cpu_count())
+        threads = 1 if _openmp["one_thread"] else min(n, cpu_count())
         if threads < 2 or macs < PARALLEL_MIN_MACS or blas_threads() is None:
             self.threads, self._blas = 1, blas_threads_for(macs)
         else:

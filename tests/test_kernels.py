@@ -452,6 +452,27 @@ def test_bench_ops_quick_runs():
     assert "conv LeNet conv1" in proc.stdout and "GEMM" in proc.stdout
 
 
+def _exit_code_of_forked_child(fn):
+    """Fork; the child exits 0 if fn() returns True (1 if it raised, 2 if False); the parent
+    returns that code, or fails the test if the child is still running after 60 s (it hung)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = 0 if fn() else 2
+        finally:
+            os._exit(code)
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WIFEXITED(status)
+            return os.WEXITSTATUS(status)
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_conv_threads_work_after_fork():
     """A forked child (a data-loader worker, say) gets its own chunk threads: the parent's
@@ -466,23 +487,34 @@ def test_conv_threads_work_after_fork():
     try:
         expected, _ = conv2d_forward(x, w, None, pad=1)       # starts the parent's pool
         runtime.thread_pool()
-        pid = os.fork()
-        if pid == 0:                                          # child: exit code says it all
-            code = 1
-            try:
-                out, _ = conv2d_forward(x, w, None, pad=1)
-                code = 0 if np.allclose(out, expected) else 2
-            finally:
-                os._exit(code)
-        for _ in range(600):                                  # up to 60 s, then it hung
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("conv2d_forward hung in a forked child")
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert _exit_code_of_forked_child(
+            lambda: np.allclose(conv2d_forward(x, w, None, pad=1)[0], expected)) == 0
     finally:
         runtime.PARALLEL_MIN_MACS, conv_im2col.CHUNK_BYTES = saved
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.parametrize("op", ["batch norm", "1x1 conv"])
+def test_openmp_kernels_work_after_fork(op, monkeypatch):
+    """GNU OpenMP does not rebuild its worker threads in a forked child: a kernel's parallel
+    loop there waited for its parent's threads forever (batch norm, the 1x1 conv's loop)
+    until runtime's fork handler put the child's OpenMP on one thread."""
+    from minicnn import runtime
+    from minicnn.functional import batchnorm_forward
+    monkeypatch.setattr(runtime, "PARALLEL_MIN_MACS", 0)
+    rng = np.random.default_rng(0)
+    if op == "batch norm":    # 64k values: batchnorm.pyx's loops on OpenMP threads
+        x = rng.standard_normal((4, 16, 32, 32)).astype(np.float32)
+        c = x.shape[1]
+
+        def run():
+            return batchnorm_forward(x, np.ones(c, np.float32), np.zeros(c, np.float32),
+                                       np.zeros(c, np.float32), np.ones(c, np.float32), True)[0]
+    else:
+        x = rng.standard_normal((6, 20, 6, 6)).astype(np.float32)
+        w = rng.standard_normal((24, 20, 1, 1)).astype(np.float32)
+
+        def run():
+            return conv2d_forward(x, w, None)[0]
+    expected = run()                                          # the parent's OpenMP threads start
+    assert _exit_code_of_forked_child(lambda: np.allclose(run(), expected, atol=1e-5)) == 0
