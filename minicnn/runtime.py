@@ -12,7 +12,10 @@ needs it to run near the machine's speed.  Four pieces:
 * **chunks on threads** -- ``run_chunks`` / ``sum_over_chunks`` share the chunks of a batch
   out over one Python thread per core (NumPy's matmul and the Cython kernels release the
   GIL), with BLAS single-threaded meanwhile.  ``sum_over_chunks`` adds the threads' partial
-  sums in a fixed order, so a weight gradient has the same bits on every call;
+  sums in a fixed order, so a weight gradient has the same bits on every call.  A loop
+  that needs nothing from Python per thread (a 1x1 conv's) shares itself out over OpenMP
+  threads in C instead, told how many by ``threads_for_c_loop``; a forked child runs those
+  on one thread (``_after_fork_in_child`` says why);
 * **OpenBLAS control** -- ``single_threaded_blas`` and ``cpu_count``.
 
 This module sits beside ``minicnn.backend``: the ops import it, it imports nothing from
