@@ -428,6 +428,15 @@ def thread_pool():
 PARALLEL_MIN_MACS = 4 << 20
 
 
+def _threads_for(items, macs):
+    """Threads for ``items`` independent pieces of work, ``macs`` multiply-adds in all: one
+    per core, at most one per item -- or 1 for a small layer, or where BLAS's own threads
+    cannot be held to one meanwhile (they would fight ours for the cores)."""
+    if macs < PARALLEL_MIN_MACS or blas_threads() is None:
+        return 1
+    return max(1, min(items, cpu_count()))
+
+
 def share_out(fn, n, step, macs, fixed_shares=False):
     """fn(chunks) on worker threads (BLAS single-threaded meanwhile), or on the calling thread;
     returns the list of fn's results, one per thread, in thread order.
@@ -446,8 +455,8 @@ def share_out(fn, n, step, macs, fixed_shares=False):
     then a range, range(t * step, n, T * step), which a loop in C can take as its bounds.
     """
     starts = range(0, n, step)
-    threads = min(len(starts), cpu_count())
-    if threads < 2 or macs < PARALLEL_MIN_MACS or blas_threads() is None:
+    threads = _threads_for(len(starts), macs)
+    if threads < 2:
         with blas_threads_for(macs):      # a small layer: no spinning BLAS threads after it
             return [fn(starts if fixed_shares else iter(starts))]
     if fixed_shares:
@@ -474,11 +483,8 @@ class threads_for_c_loop:
     student's code calling into minicnn.)"""
 
     def __init__(self, n, macs):
-        threads = 1 if _openmp["one_thread"] else min(n, cpu_count())
-        if threads < 2 or macs < PARALLEL_MIN_MACS or blas_threads() is None:
-            self.threads, self._blas = 1, blas_threads_for(macs)
-        else:
-            self.threads, self._blas = threads, single_threaded_blas()
+        self.threads = 1 if _openmp["one_thread"] else _threads_for(n, macs)
+        self._blas = single_threaded_blas() if self.threads > 1 else blas_threads_for(macs)
 
     def __enter__(self):
         self._blas.__enter__()

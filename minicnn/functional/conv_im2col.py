@@ -234,19 +234,14 @@ def backward(dout, x, w, stride, pad, groups, need_dx=True, need_dw=True):
 
 
 def _pointwise_backward_in_c(kernels, dout, x, w_mat, dx, need_dw):
-    """backward's ``pointwise`` loop in one call into C, on OpenMP threads: dW^T (G, K, F/G)
-    summed over the threads' fixed shares in order, as sum_over_chunks does (None without dW)."""
+    """backward's ``pointwise`` loop in one call into C, on OpenMP threads: dW^T (G, K, F/G),
+    the sum of the threads' fixed shares' parts (the same bits every call), or None without dW."""
     groups, fg, k = w_mat.shape
     n = x.shape[0]
     with runtime.threads_for_c_loop(n, n * groups * fg * k * x.shape[2] * x.shape[3]) as threads:
         parts = np.zeros((threads, groups, k, fg), dtype=x.dtype) if need_dw else None
         kernels.pointwise_backward(x, np.ascontiguousarray(dout), np.ascontiguousarray(w_mat), dx, parts, threads)
-    if parts is None:
-        return None
-    dw_t = parts[0]
-    for part in parts[1:]:
-        dw_t += part
-    return dw_t
+    return None if parts is None else parts.sum(axis=0)
 
 
 def _backward_in_c(kernels, dout, x, w_mat, kh, kw, stride, pad, dx, need_dw, step):
